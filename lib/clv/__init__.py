@@ -1,0 +1,1 @@
+"""The customer-lifetime-value use case: cleaning, features, labels, bundled sample data."""

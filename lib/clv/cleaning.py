@@ -1,0 +1,76 @@
+"""Raw invoice lines -> clean transactions: typed, one country, returns kept as negative revenue."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+TRANSACTION_COLUMNS = ("customer_id", "invoice", "stock_code", "description", "quantity", "price",
+                       "revenue", "is_return", "invoice_date", "country")
+
+
+def _try_cast(column: str, spark_type: str) -> Column:
+    # try_cast yields null instead of failing the job under ANSI mode; the transactions contract
+    # then reports the bad values. SQL form: Column.try_cast is missing from older Connect clients.
+    return F.expr(f"try_cast(`{column}` AS {spark_type})")
+
+
+def _parse_timestamp(column: str, timestamp_format: str | None) -> Column:
+    if timestamp_format:
+        return F.try_to_timestamp(F.col(column), F.lit(timestamp_format))
+    return _try_cast(column, "TIMESTAMP")
+
+
+def clean_transactions(
+    raw_df: DataFrame,
+    *,
+    country: str,
+    timestamp_format: str | None = None,
+    return_invoice_prefix: str = "C",
+    non_product_stock_codes: Sequence[str] = (),
+    non_product_stock_code_prefixes: Sequence[str] = (),
+) -> DataFrame:
+    """Clean canonical raw columns (strings) for one country.
+
+    Lines without a customer cannot be attributed to anyone and are dropped. Cancellations stay:
+    they are returns, and the return ratio is a feature. Non-product lines (postage, fees) are
+    dropped because they say nothing about what a customer buys.
+    """
+    trimmed = raw_df.select(
+        F.regexp_replace(F.trim(F.col("customer_id").cast("string")), r"\.0+$", "").alias("customer_id"),
+        *(F.trim(F.col(name).cast("string")).alias(name)
+          for name in ("invoice", "stock_code", "quantity", "price", "invoice_date", "country")),
+        F.col("description").cast("string").alias("description"),
+    )
+    typed = trimmed.select(
+        "customer_id",
+        "invoice",
+        "stock_code",
+        "description",
+        _try_cast("quantity", "INT").alias("quantity"),
+        _try_cast("price", "DOUBLE").alias("price"),
+        _parse_timestamp("invoice_date", timestamp_format).alias("invoice_date"),
+        "country",
+    )
+    is_product = ~F.col("stock_code").isin(list(non_product_stock_codes))
+    for prefix in non_product_stock_code_prefixes:
+        is_product &= ~F.col("stock_code").startswith(prefix)
+    kept = typed.where(
+        (F.col("country") == F.lit(country))
+        & F.col("customer_id").isNotNull()
+        & (F.col("customer_id") != "")
+        & is_product
+    )
+    return kept.select(
+        "customer_id",
+        "invoice",
+        "stock_code",
+        "description",
+        "quantity",
+        "price",
+        (F.col("quantity") * F.col("price")).alias("revenue"),
+        (F.col("invoice").startswith(return_invoice_prefix) | (F.col("quantity") < 0)).alias("is_return"),
+        "invoice_date",
+        "country",
+    )

@@ -1,0 +1,1 @@
+"""Use-case-agnostic MLOps platform: runtime, tables, data quality, registry, metrics, stages."""

@@ -1,0 +1,73 @@
+"""Composing and checking the Hydra config, the same way for scripts and tests."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlops.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _register_resolvers() -> None:
+    # `abspath` pins relative storage roots to the directory the script was started from,
+    # so Spark, MLflow and deltalake all see the same absolute location.
+    if not OmegaConf.has_resolver("abspath"):
+        OmegaConf.register_new_resolver("abspath", lambda p: os.path.abspath(os.path.expanduser(str(p))))
+
+
+_register_resolvers()
+
+
+def compose_config(overrides: Sequence[str] = (), config_dir: Path | str | None = None) -> DictConfig:
+    """Compose conf/config.yaml outside @hydra.main (tests, run_pipeline, IDE sessions)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir or CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _between(cfg: DictConfig, key: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
+             fix: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None:
+        return
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or too_low or too_high:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ConfigError(f"{key}={value!r} is outside {lo}{low}, {high}{hi}", where=f"config key {key}", fix=fix)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Reject values that would make a stage silently produce nonsense (checked before any work)."""
+    _between(cfg, "seed", 0, 2**31 - 1, fix="use a non-negative integer seed, e.g. seed=42")
+    _between(cfg, "env.sample_fraction", 0, 1, low_open=True, fix="a share of customers in (0, 1], e.g. 0.25")
+    _between(cfg, "use_case.split.test_fraction", 0, 1, low_open=True, high_open=True,
+             fix="a share of customers in (0, 1), e.g. 0.3")
+    _between(cfg, "model.horizon_days", 1, 3660, fix="a horizon in days >= 1, e.g. model.horizon_days=90")
+    _between(cfg, "use_case.snapshots.cadence_months", 1, 120, fix="whole months >= 1")
+    if not isinstance(cfg.seed, int):
+        raise ConfigError(f"seed={cfg.seed!r} is not an integer", where="config key seed", fix="e.g. seed=42")
+    for date_key in ("observed_until", "start_date", "end_date"):
+        value = cfg.use_case.snapshots.get(date_key)
+        if value is not None:
+            parse_date(value, f"use_case.snapshots.{date_key}")
+
+
+def parse_date(value: object, key: str):
+    """Config dates are ISO strings; a typo must fail here, not as an empty table later."""
+    import datetime as dt
+
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} is not a date", where=f"config key {key}",
+                          fix="write dates as YYYY-MM-DD") from None

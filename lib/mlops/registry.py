@@ -1,0 +1,100 @@
+"""MLflow per env: tracking and registry URIs, experiments, and how models are saved and loaded."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mlops.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# skops refuses to load types it was not told to trust. We trust scikit-learn, numpy and scipy
+# internals only, so a model that smuggles in any other type fails at save time, not in serving.
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
+
+def _ensure_sqlite_dir(uri: str) -> None:
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def configure_mlflow(cfg: DictConfig) -> str:
+    """Point MLflow at this env's tracking and registry stores; return the experiment id."""
+    import mlflow
+
+    settings = cfg.env.mlflow
+    _ensure_sqlite_dir(settings.tracking_uri)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    name = cfg.use_case.experiment
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        artifact_location = None
+        if settings.artifact_root:
+            artifact_dir = Path(settings.artifact_root) / name.strip("/")
+            artifact_dir.mkdir(parents=True, exist_ok=True)
+            artifact_location = artifact_dir.as_uri()
+        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location)
+        log.info("created MLflow experiment %s (%s)", name, experiment_id)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def skops_trusted_types(model: Any) -> list[str]:
+    """The non-default types a skops load of this model needs, checked against our allow-list."""
+    import skops.io
+
+    needed = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    foreign = [name for name in needed if not name.startswith(TRUSTED_MODULE_PREFIXES)]
+    if foreign:
+        raise ConfigError(f"the estimator contains types outside scikit-learn/numpy/scipy: {foreign}",
+                          where="model.estimator",
+                          fix="use a scikit-learn estimator, or extend TRUSTED_MODULE_PREFIXES deliberately")
+    return needed
+
+
+def log_sklearn_model(model: Any, *, input_example: Any, predict_fn: str = "predict_proba") -> Any:
+    """Log in skops format (safe to load) with signature and example; returns the ModelInfo."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, getattr(model, predict_fn)(input_example))
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=skops_trusted_types(model),
+        signature=signature,
+        input_example=input_example,
+        pyfunc_predict_fn=predict_fn,
+    )
+
+
+@contextlib.contextmanager
+def _trusted_model_loading() -> Iterator[None]:
+    # MLflow >= 3.17 refuses every sklearn model load unless this is set. We load only models
+    # that our own stages logged to the configured registry, so we allow it for that call only.
+    previous = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", None)
+        else:
+            os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = previous
+
+
+def load_sklearn_model(model_uri: str) -> Any:
+    import mlflow
+
+    with _trusted_model_loading():
+        return mlflow.sklearn.load_model(model_uri)

@@ -1,0 +1,181 @@
+"""Where a stage runs: the Spark session factory and the RunContext that stages receive."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlops.config import validate_config
+from mlops.errors import ConfigError, MissingInputError
+from mlops.tables import TableName, TableStore, make_table_store
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def _local_spark(spark_cfg: DictConfig) -> "SparkSession":
+    # Python workers must be this interpreter, or UDFs import a different site-packages;
+    # loopback only, since the machine (and a CI runner) may have no routable address.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    conf = {key: str(value) for key, value in (spark_cfg.conf or {}).items()}
+    log4j = Path(__file__).with_name("log4j2.properties").as_uri()
+    java_options = conf.get("spark.driver.extraJavaOptions", "")
+    conf["spark.driver.extraJavaOptions"] = f"{java_options} -Dlog4j2.configurationFile={log4j}".strip()
+    builder = SparkSession.builder.master(spark_cfg.master).appName(spark_cfg.app_name)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def _connect_spark(spark_cfg: DictConfig) -> "SparkSession":
+    from pyspark.sql import SparkSession
+
+    if not spark_cfg.remote:
+        raise ConfigError("env.spark.mode=connect needs a server address", where="env.spark.remote",
+                          fix="e.g. env.spark.remote=sc://127.0.0.1:15002")
+    builder = SparkSession.builder.remote(spark_cfg.remote)
+    return builder.getOrCreate()
+
+
+def _databricks_spark(spark_cfg: DictConfig) -> "SparkSession":
+    # In a job the runtime's session already exists; from an IDE, Databricks Connect builds one
+    # from the environment or a CLI profile (never from credentials in config).
+    try:
+        from databricks.connect import DatabricksSession  # type: ignore[import-not-found]
+    except ImportError:
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is None:
+            raise ConfigError("env is a Databricks target but no Databricks Spark session is available",
+                              where="env.spark.mode=databricks",
+                              fix="run as a Databricks job, install databricks-connect, or use env=local") from None
+        return active
+    builder = DatabricksSession.builder
+    if spark_cfg.get("remote"):
+        builder = builder.remote(spark_cfg.remote)
+    return builder.getOrCreate()
+
+
+SPARK_FACTORIES = {"local": _local_spark, "connect": _connect_spark, "databricks": _databricks_spark}
+
+
+def get_spark(spark_cfg: DictConfig) -> "SparkSession":
+    """One session per process: getOrCreate returns the running one on a second call."""
+    try:
+        factory = SPARK_FACTORIES[spark_cfg.mode]
+    except KeyError:
+        raise ConfigError(f"unknown Spark mode {spark_cfg.mode!r}", where="env.spark.mode",
+                          fix=f"one of {sorted(SPARK_FACTORIES)}") from None
+    return factory(spark_cfg)
+
+
+@dataclass
+class StageResult:
+    """What a stage did, for logs, tests and the next stage's lineage."""
+
+    stage: str
+    tables: dict[str, int] = field(default_factory=dict)   # table key -> Delta version written
+    rows: dict[str, int] = field(default_factory=dict)     # table key -> row count written
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_writes(cls, stage: str, written: dict[str, tuple[int | None, int]], **extra: Any) -> "StageResult":
+        """A result from RunContext.write_all's (version, rows) per table."""
+        return cls(stage=stage, tables={key: version for key, (version, _) in written.items()},
+                   rows={key: rows for key, (_, rows) in written.items()}, **extra)
+
+
+@dataclass
+class RunContext:
+    """Everything a stage may touch: config, Spark, tables. Stages get nothing else."""
+
+    cfg: DictConfig
+    spark: "SparkSession"
+    tables: TableStore
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    upstream_runs: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, spark: "SparkSession | None" = None) -> "RunContext":
+        validate_config(cfg)
+        spark = spark or get_spark(cfg.env.spark)
+        return cls(cfg=cfg, spark=spark, tables=make_table_store(cfg.env, spark))
+
+    def table_name(self, key: str) -> TableName:
+        try:
+            table = self.cfg.use_case.tables[key]
+        except Exception:
+            raise ConfigError(f"no table named {key!r} in config", where="use_case.tables",
+                              fix=f"add use_case.tables.{key}") from None
+        return TableName.of(self.cfg.env.catalog, self.cfg.env.schema, table)
+
+    def read(self, key: str) -> "DataFrame":
+        """Read an input table; locally, first run the stage that makes it if it is missing."""
+        name = self.table_name(key)
+        if not self.tables.exists(name):
+            if not self.cfg.env.run_missing_upstream:
+                from mlops.stages import PRODUCER
+
+                raise MissingInputError(f"input table {name} does not exist", where=f"table key {key!r}",
+                                        fix=f"run the {PRODUCER.get(key, 'upstream')} stage first")
+            self._run_producer(key, name)
+        return self.tables.read(name)
+
+    def _run_producer(self, key: str, name: TableName) -> None:
+        from mlops.stages import PRODUCER, STAGES
+
+        stage = PRODUCER.get(key)
+        if stage is None:
+            raise MissingInputError(f"input table {name} does not exist and no stage makes it",
+                                    where=f"table key {key!r}", fix="create the table or fix use_case.tables")
+        log.info("input %s is missing: running stage %r first", name, stage)
+        self.upstream_runs.append(stage)
+        STAGES[stage](self)
+
+    def write(self, key: str, df: "DataFrame") -> tuple[int | None, int]:
+        """Validate, then overwrite atomically; returns (new version, rows written)."""
+        return self.write_all({key: df})[key]
+
+    def write_all(self, outputs: dict[str, "DataFrame"]) -> dict[str, tuple[int | None, int]]:
+        """Write a stage's outputs as one unit: every contract is checked before the first write,
+        and if a later write fails the earlier ones are rolled back to their previous versions."""
+        from mlops.quality import validate
+
+        names = {key: self.table_name(key) for key in outputs}
+        for key, df in outputs.items():
+            validate(df, self.suite(key), table=str(names[key]))
+        before = {key: self.tables.version(name) for key, name in names.items()}
+        written: dict[str, tuple[int | None, int]] = {}
+        try:
+            for key, df in outputs.items():
+                version = self.tables.overwrite(names[key], df)
+                written[key] = (version, self.tables.read(names[key]).count())
+                log.info("wrote %s: version %s, %d rows", names[key], *written[key])
+        except BaseException:
+            for key in written:
+                log.warning("rolling %s back to version %s", names[key], before[key])
+                self.tables.restore(names[key], before[key])
+            raise
+        return written
+
+    def suite(self, key: str) -> list[dict]:
+        suites = self.cfg.use_case.get("quality") or {}
+        return OmegaConf.to_container(suites.get(key) or [], resolve=True)  # type: ignore[return-value]
+
+    def input_versions(self, *keys: str) -> dict[str, int | None]:
+        return {key: self.tables.version(self.table_name(key)) for key in keys}

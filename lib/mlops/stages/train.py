@@ -1,0 +1,101 @@
+"""Stage train: `train` + `test` -> an MLflow run with the fitted model, test metrics and lineage."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mlops.errors import TrainingDataError
+from mlops.lineage import git_commit
+from mlops.metrics import compute_metrics
+from mlops.registry import configure_mlflow, log_sklearn_model
+from mlops.runtime import RunContext, StageResult
+from mlops.splitting import hash_unit
+
+log = logging.getLogger(__name__)
+
+
+def feature_columns(df: DataFrame, keys: list[str], label: str, configured: list[str] | None) -> list[str]:
+    """The model's inputs: configured, or every non-key, non-label column in table order."""
+    if configured:
+        missing = [column for column in configured if column not in df.columns]
+        if missing:
+            raise TrainingDataError(f"configured feature columns {missing} are not in the training table",
+                                    where="model.features.columns", fix="re-run the features stage or fix the list")
+        return list(configured)
+    return [column for column in df.columns if column not in (*keys, label)]
+
+
+def to_matrix(df: DataFrame, keys: list[str], columns: list[str], label: str, max_rows: int, seed: int):
+    """(X, y) on the driver, in key order so a refit sees identical rows; capped by config."""
+    rows = df.count()
+    if rows > max_rows:
+        log.warning("%d rows exceed model.training.max_rows=%d: keeping a deterministic sample", rows, max_rows)
+        df = df.where(hash_unit(F.concat_ws("|", *keys), f"cap:{seed}") < F.lit(max_rows / rows))
+    frame = df.select(*keys, *columns, label).orderBy(*keys).toPandas()
+    # float64 throughout: a count that is whole in training may be missing when scoring, and the
+    # logged signature must accept that
+    return frame[columns].astype("float64"), frame[label].to_numpy()
+
+
+def _require_both_classes(y: np.ndarray, part: str, table: str) -> None:
+    if len(np.unique(y)) < 2:
+        raise TrainingDataError(
+            f"the {part} set has {len(y)} rows and only label value(s) {sorted(set(y.tolist()))}",
+            where=table,
+            fix="use more data (env.sample_fraction, more history) or a different horizon/country",
+        )
+
+
+def _flat_params(estimator: Any) -> dict[str, Any]:
+    return {f"estimator.{key}": value for key, value in estimator.get_params().items()}
+
+
+def train(ctx: RunContext) -> StageResult:
+    import mlflow
+
+    cfg = ctx.cfg
+    keys, label = list(cfg.use_case.key_columns), cfg.model.label.column
+    train_df, test_df = ctx.read("train"), ctx.read("test")
+    columns = feature_columns(train_df, keys, label, cfg.model.features.columns)
+    X_train, y_train = to_matrix(train_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
+    X_test, y_test = to_matrix(test_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
+    _require_both_classes(y_train, "training", str(ctx.table_name("train")))
+    _require_both_classes(y_test, "test", str(ctx.table_name("test")))
+
+    estimator = instantiate(cfg.model.estimator)
+    configure_mlflow(cfg)
+    input_versions = ctx.input_versions("train", "test", "features", "labels", "transactions")
+    with mlflow.start_run(run_name=f"train {cfg.model.name} {cfg.country.code}") as run:
+        mlflow.set_tags({
+            "use_case": cfg.use_case.name, "model": cfg.model.name, "country": cfg.country.code,
+            "env": cfg.env.name, "stage": "train", "git_commit": git_commit(),
+            **{f"input.{key}.table": str(ctx.table_name(key)) for key in input_versions},
+            **{f"input.{key}.version": str(version) for key, version in input_versions.items()},
+        })
+        mlflow.log_params({
+            **_flat_params(estimator), "seed": cfg.seed, "horizon_days": cfg.model.horizon_days,
+            "sample_fraction": cfg.env.sample_fraction, "train_rows": len(y_train), "test_rows": len(y_test),
+            "feature_count": len(columns),
+        })
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/resolved_config.yaml")
+        mlflow.log_dict({"features": columns, "label": label, "keys": keys}, "config/model_inputs.json")
+
+        started = time.perf_counter()
+        estimator.fit(X_train, y_train)
+        fit_seconds = time.perf_counter() - started
+        scores = estimator.predict_proba(X_test)[:, 1]
+        metrics = {f"test_{name}": value for name, value in compute_metrics(cfg.model.metrics, y_test, scores).items()}
+        metrics.update(train_positive_rate=float(np.mean(y_train)), test_positive_rate=float(np.mean(y_test)),
+                       fit_seconds=fit_seconds)
+        mlflow.log_metrics(metrics)
+        model_info = log_sklearn_model(estimator, input_example=X_train.head(5))
+    log.info("run %s: %s", run.info.run_id, ", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())))
+    return StageResult(stage="train", run_id=run.info.run_id, metrics=metrics,
+                       details={"model_uri": model_info.model_uri, "features": columns})

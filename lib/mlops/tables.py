@@ -1,0 +1,177 @@
+"""Tables by validated name, read and atomically overwritten through one interface, two worlds."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from omegaconf import DictConfig
+
+from mlops.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+# Unity Catalog accepts more, but names reach SQL and file paths: letters, digits, underscore only.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+
+@dataclass(frozen=True)
+class TableName:
+    """catalog.schema.table, each part a plain identifier, so config can never inject SQL or paths."""
+
+    catalog: str
+    schema: str
+    table: str
+
+    def __post_init__(self) -> None:
+        for part, value in (("catalog", self.catalog), ("schema", self.schema), ("table", self.table)):
+            if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+                raise ConfigError(f"invalid {part} name {value!r}", where=f"table name {part}",
+                                  fix="use letters, digits and underscores only, not starting with a digit")
+
+    @classmethod
+    def of(cls, catalog: object, schema: object, table: object) -> "TableName":
+        return cls(str(catalog), str(schema), str(table))
+
+    def __str__(self) -> str:
+        return f"{self.catalog}.{self.schema}.{self.table}"
+
+    @property
+    def quoted(self) -> str:
+        return f"`{self.catalog}`.`{self.schema}`.`{self.table}`"
+
+
+class TableStore(Protocol):
+    """What stages may do with a table. Implementations differ only in where tables live."""
+
+    def exists(self, name: TableName) -> bool: ...
+
+    def read(self, name: TableName) -> "DataFrame": ...
+
+    def overwrite(self, name: TableName, df: "DataFrame") -> int | None: ...
+
+    def version(self, name: TableName) -> int | None: ...
+
+    def history(self, name: TableName) -> list[dict[str, Any]]: ...
+
+    def restore(self, name: TableName, version: int | None) -> None:
+        """Undo a write: back to `version`, or gone if the table did not exist (None)."""
+        ...
+
+
+class DeltaPathTableStore:
+    """Delta tables under a local root, written by deltalake and read by Spark.
+
+    Writing goes through deltalake because delta-spark's jars come from Maven (unreachable
+    offline); one overwrite is one Delta commit, so readers see the old version or the new one.
+    Reading uses the snapshot's file list: a plain parquet read of the folder would also return
+    files that an overwrite has logically removed.
+    """
+
+    def __init__(self, spark: "SparkSession", root: str | Path) -> None:
+        self.spark = spark
+        self.root = Path(root)
+
+    def path(self, name: TableName) -> Path:
+        return self.root / name.catalog / name.schema / name.table
+
+    def exists(self, name: TableName) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(str(self.path(name)))
+
+    def _table(self, name: TableName):
+        from deltalake import DeltaTable
+
+        return DeltaTable(str(self.path(name)))
+
+    def read(self, name: TableName) -> "DataFrame":
+        table = self._table(name)
+        files = table.file_uris()
+        if not files:
+            import pyarrow as pa
+
+            empty = pa.schema(table.schema().to_arrow()).empty_table()
+            return self.spark.createDataFrame(empty)
+        return self.spark.read.parquet(*files)
+
+    def overwrite(self, name: TableName, df: "DataFrame") -> int:
+        # The whole result is computed before the first byte is written: a failing query
+        # leaves the table untouched.
+        return self.overwrite_arrow(name, df.toArrow())
+
+    def overwrite_arrow(self, name: TableName, data: "pa.Table | pa.RecordBatchReader") -> int:
+        from deltalake import write_deltalake
+
+        path = self.path(name)
+        path.mkdir(parents=True, exist_ok=True)
+        write_deltalake(str(path), data, mode="overwrite", schema_mode="overwrite")
+        return self._table(name).version()
+
+    def version(self, name: TableName) -> int | None:
+        return self._table(name).version() if self.exists(name) else None
+
+    def history(self, name: TableName) -> list[dict[str, Any]]:
+        return self._table(name).history() if self.exists(name) else []
+
+    def restore(self, name: TableName, version: int | None) -> None:
+        if version is None:
+            import shutil
+
+            shutil.rmtree(self.path(name), ignore_errors=True)
+        elif self.exists(name):
+            self._table(name).restore(version)
+
+
+class CatalogTableStore:
+    """Tables in the Spark session's catalog: Unity Catalog on Databricks, a metastore elsewhere."""
+
+    def __init__(self, spark: "SparkSession") -> None:
+        self.spark = spark
+
+    def exists(self, name: TableName) -> bool:
+        return bool(self.spark.catalog.tableExists(str(name)))
+
+    def read(self, name: TableName) -> "DataFrame":
+        return self.spark.table(name.quoted)
+
+    def overwrite(self, name: TableName, df: "DataFrame") -> int | None:
+        # On Delta (Unity Catalog) an overwrite is one transaction; overwriteSchema lets
+        # a new feature set replace the old one.
+        df.write.mode("overwrite").option("overwriteSchema", "true").saveAsTable(name.quoted)
+        return self.version(name)
+
+    def history(self, name: TableName) -> list[dict[str, Any]]:
+        if not self.exists(name):
+            return []
+        try:
+            rows = self.spark.sql(f"DESCRIBE HISTORY {name.quoted}").collect()
+        except Exception:  # not a Delta table (e.g. a plain metastore): no history to give
+            return []
+        return [row.asDict() for row in rows]
+
+    def version(self, name: TableName) -> int | None:
+        history = self.history(name)
+        return int(history[0]["version"]) if history else None
+
+    def restore(self, name: TableName, version: int | None) -> None:
+        if version is None:
+            self.spark.sql(f"DROP TABLE IF EXISTS {name.quoted}")
+        else:
+            self.spark.sql(f"RESTORE TABLE {name.quoted} TO VERSION AS OF {int(version)}")
+
+
+def make_table_store(env: DictConfig, spark: "SparkSession") -> TableStore:
+    kind = env.tables.kind
+    if kind == "delta_path":
+        return DeltaPathTableStore(spark, env.tables.root)
+    if kind == "catalog":
+        return CatalogTableStore(spark)
+    raise ConfigError(f"unknown table store kind {kind!r}", where="env.tables.kind",
+                      fix="delta_path (local) or catalog (Unity Catalog / Spark catalog)")
