@@ -11,12 +11,18 @@ from pyspark.sql import functions as F
 KEYS = ["customer_id", "snapshot_date"]
 
 
+def _last_day(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
+
+
 def _months_before(day: dt.date, months: int) -> dt.date:
-    """Same day of month `months` earlier, clamped to the month's length (31 Mar -> 28/29 Feb)."""
+    """The same day `months` earlier, clamped to the month's length (31 Mar -> 28/29 Feb);
+    a month end stays a month end (28 Feb -> 31 Jan)."""
     index = day.year * 12 + (day.month - 1) - months
     year, month = divmod(index, 12)
     month += 1
-    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+    month_end = day.day == _last_day(day.year, day.month)
+    return dt.date(year, month, _last_day(year, month) if month_end else min(day.day, _last_day(year, month)))
 
 
 def snapshot_dates(start_date: dt.date, end_date: dt.date, cadence_months: int = 1) -> list[dt.date]:
@@ -87,7 +93,7 @@ def compute_features_repurchase_fn(
             F.max(F.when(purchase, days_before)).alias("tenure_days"),
             _sum_or_zero(purchase, F.col("value")).cast("double").alias("revenue_total"),
             _sum_or_zero(purchase, F.col("units")).cast("double").alias("units_total"),
-            (-_sum_or_zero(~purchase, F.col("value"))).cast("double").alias("returned_value"),
+            _sum_or_zero(~purchase, -F.col("value")).cast("double").alias("returned_value"),
             *trailing,
         )
         .where(F.col("purchase_count") > 0)

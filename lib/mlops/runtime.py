@@ -171,11 +171,14 @@ class RunContext:
                 log.warning("rolling %s back to version %s", names[key], before[key])
                 self.tables.restore(names[key], before[key])
             raise
+        finally:
+            for df in outputs.values():
+                df.unpersist()  # validation caches what it checks; the write has used it
         return written
 
     def suite(self, key: str) -> list[dict]:
-        suites = self.cfg.use_case.get("quality") or {}
-        return OmegaConf.to_container(suites.get(key) or [], resolve=True)  # type: ignore[return-value]
+        suite = (self.cfg.use_case.get("quality") or {}).get(key)
+        return OmegaConf.to_container(suite, resolve=True) if suite else []  # type: ignore[return-value]
 
     def input_versions(self, *keys: str) -> dict[str, int | None]:
         return {key: self.tables.version(self.table_name(key)) for key in keys}

@@ -1,0 +1,47 @@
+"""Cleaning raw invoice lines: what is kept, what is dropped, and how types are fixed."""
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.testing import assertDataFrameEqual
+
+from clv.cleaning import TRANSACTION_COLUMNS, clean_transactions
+
+RAW_SCHEMA = ("invoice string, stock_code string, description string, quantity string, invoice_date string, "
+              "price string, customer_id string, country string")
+
+
+def clean(df):
+    return clean_transactions(df, country="Germany", non_product_stock_codes=["POST"],
+                              non_product_stock_code_prefixes=["TEST"])
+
+
+def test_clean_transactions(spark):
+    raw = spark.createDataFrame([
+        ("536365", "85123A", "HEART", "6", "2010-12-01 08:26:00", "2.55", "12583.0", "Germany"),
+        ("C536379", "22556", "CUTLERY", "-2", "2010-12-01 09:41:00", "1.65", " 12583 ", "Germany"),  # a return
+        ("536366", "22633", "HAND WARMER", "6", "2010-12-01 08:28", "1.85", None, "Germany"),      # nobody's
+        ("536367", "84879", "BIRD", "32", "2010-12-01 08:34:00", "1.69", "13047", "France"),       # not ours
+        ("536368", "POST", "POSTAGE", "1", "2010-12-01 08:34:00", "18.00", "12583", "Germany"),    # not a product
+        ("536369", "TEST001", "TEST", "1", "2010-12-01 08:35:00", "1.00", "12583", "Germany"),     # not a product
+        ("536370", "22728", "ALARM", "x", "someday", "1.00", "12662", "Germany"),                   # unparseable
+    ], RAW_SCHEMA)
+
+    expected = [
+        ("12583", "536365", "85123A", "HEART", 6, 2.55, 6 * 2.55, False, dt.datetime(2010, 12, 1, 8, 26), "Germany"),
+        ("12583", "C536379", "22556", "CUTLERY", -2, 1.65, -2 * 1.65, True, dt.datetime(2010, 12, 1, 9, 41),
+         "Germany"),
+        # kept with nulls: the transactions contract, not cleaning, reports bad values
+        ("12662", "536370", "22728", "ALARM", None, 1.0, None, None, None, "Germany"),
+    ]
+    schema = ("customer_id string, invoice string, stock_code string, description string, quantity int, "
+              "price double, revenue double, is_return boolean, invoice_date timestamp, country string")
+    result = clean(raw)
+    assert tuple(result.columns) == TRANSACTION_COLUMNS
+    assertDataFrameEqual(result, spark.createDataFrame(expected, schema), rtol=1e-12)
+
+
+def test_custom_timestamp_format(spark):
+    raw = spark.createDataFrame([("1", "A", "d", "1", "01/12/2010 08:26", "1.0", "7", "Germany")], RAW_SCHEMA)
+    result = clean_transactions(raw, country="Germany", timestamp_format="dd/MM/yyyy HH:mm")
+    assert result.first()["invoice_date"] == dt.datetime(2010, 12, 1, 8, 26)

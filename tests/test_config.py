@@ -1,0 +1,115 @@
+"""Every config combination composes, every _target_ builds, and bad values fail before any work."""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mlops.config import CONF_DIR, compose_config, validate_config
+from mlops.errors import ConfigError
+from mlops.tables import TableName
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+COMBINATIONS = list(itertools.product(options("env"), options("model"), options("country")))
+
+
+def targets(node, path="") -> list[tuple[str, DictConfig]]:
+    found = []
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            found.append((path, node))
+        for key in node:
+            found += targets(node[key], f"{path}.{key}" if path else str(key))
+    return found
+
+
+def test_the_groups_the_design_names_exist():
+    assert {"local", "dev", "staging", "prod", "test"} <= set(options("env"))
+    assert {"DE", "GB", "FR"} <= set(options("country"))
+    assert "repurchase" in options("model")
+
+
+@pytest.mark.parametrize(("env", "model", "country"), COMBINATIONS)
+def test_every_combination_composes_and_instantiates(env, model, country):
+    cfg = compose_config([f"env={env}", f"model={model}", f"country={country}"])
+    OmegaConf.resolve(cfg)
+    validate_config(cfg)
+    assert cfg.env.name == env and cfg.country.code == country
+    for key in cfg.use_case.tables:
+        name = TableName.of(cfg.env.catalog, cfg.env.schema, cfg.use_case.tables[key])
+        assert name.table.endswith(f"_{country.lower()}")
+    built = targets(cfg)
+    assert {path for path, _ in built} >= {"model.estimator", "model.features.fn", "model.label.fn",
+                                           "use_case.cleaning.fn"}
+    for path, node in built:
+        assert callable(instantiate(node)) or hasattr(instantiate(node), "fit"), path
+
+
+def test_sample_fraction_is_the_seed_rule():
+    fractions = {env: compose_config([f"env={env}"]).env.sample_fraction for env in options("env")}
+    assert fractions.pop("prod") == 1.0
+    assert set(fractions.values()) == {0.25}
+
+
+def test_storage_root_is_absolute_and_mlflow_lives_under_it():
+    cfg = compose_config([])
+    assert Path(cfg.env.storage_root).is_absolute()
+    assert cfg.env.mlflow.tracking_uri == f"sqlite:///{cfg.env.storage_root}/mlflow/mlflow.db"
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.horizon_days=0", "model.horizon_days"),
+    ("model.horizon_days=-5", "model.horizon_days"),
+    ("env.sample_fraction=0", "env.sample_fraction"),
+    ("env.sample_fraction=1.5", "env.sample_fraction"),
+    ("use_case.split.test_fraction=1.0", "use_case.split.test_fraction"),
+    ("seed=-1", "seed"),
+    ("use_case.snapshots.end_date=2011-13-45", "use_case.snapshots.end_date"),
+])
+def test_out_of_range_values_are_rejected(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose_config([override]))
+
+
+def test_model_country_specialisation_is_picked_up(tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "model_country" / "repurchase_FR.yaml").write_text(
+        "# @package _global_\nmodel:\n  estimator:\n    max_depth: 5\n")
+    assert compose_config(["country=FR"], config_dir=conf).model.estimator.max_depth == 5
+    assert compose_config(["country=DE"], config_dir=conf).model.estimator.max_depth == 2
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cfg_job_and_help_work_and_write_nothing(tmp_path):
+    shown = run_script("--cfg", "job", "country=FR", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "source_value: France" in shown.stdout and "_target_: sklearn.ensemble" in shown.stdout
+    helped = run_script("--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "model: repurchase" in helped.stdout
+    assert list(tmp_path.iterdir()) == []  # no outputs/, .hydra/ or log files in the working directory
+
+
+def test_a_bad_value_on_the_command_line_exits_with_a_clear_message(tmp_path):
+    result = run_script("model.horizon_days=0", f"env.storage_root={tmp_path}/root", cwd=tmp_path)
+    assert result.returncode == ConfigError.exit_code
+    assert "model.horizon_days=0 is outside" in result.stderr and "fix:" in result.stderr
+    assert "Traceback" not in result.stderr

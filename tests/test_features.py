@@ -1,0 +1,95 @@
+"""Point-in-time features on a tiny history that shows every edge case by eye."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from clv.features import compute_features_repurchase_fn, snapshot_dates
+
+D = dt.date
+TS = dt.datetime
+
+TRANSACTION_SCHEMA = ("customer_id string, invoice string, stock_code string, quantity int, price double, "
+                      "revenue double, is_return boolean, invoice_date timestamp")
+
+
+def tx(customer, invoice, stock_code, quantity, price, when):
+    return (customer, invoice, stock_code, quantity, price, quantity * price, invoice.startswith("C"), when)
+
+
+@pytest.fixture
+def transactions(spark):
+    rows = [
+        tx("A", "1001", "P1", 2, 5.0, TS(2011, 1, 10, 10, 0)),
+        tx("A", "1001", "P2", 1, 20.0, TS(2011, 1, 10, 10, 0)),
+        tx("A", "C1002", "P1", -1, 5.0, TS(2011, 1, 20, 9, 0)),       # a cancellation: a return
+        tx("A", "1003", "P3", 4, 2.5, TS(2011, 1, 31, 23, 59, 59)),   # the last second of the snapshot day
+        tx("A", "1004", "P1", 1, 5.0, TS(2011, 2, 1, 0, 0, 0)),       # one second after that
+        tx("B", "2001", "P9", 3, 1.0, TS(2011, 1, 5, 12, 0)),         # bought once, never again
+        tx("C", "3001", "P1", 1, 5.0, TS(2011, 2, 15, 8, 0)),         # no history at the first snapshot
+    ]
+    return spark.createDataFrame(rows, TRANSACTION_SCHEMA)
+
+
+FEATURE_SCHEMA = (
+    "customer_id string, snapshot_date date, days_since_last_purchase int, tenure_days int, purchase_count int, "
+    "purchase_days int, revenue_total double, revenue_mean double, basket_size_mean double, "
+    "distinct_products int, return_ratio double, gap_mean_days double, gap_std_days double, "
+    "purchases_30d int, revenue_30d double"
+)
+
+
+def test_features_see_only_their_past(spark, transactions):
+    features = compute_features_repurchase_fn(
+        transactions, "invoice_date", D(2011, 1, 31), D(2011, 2, 28), windows_days=[30])
+    jan, feb = D(2011, 1, 31), D(2011, 2, 28)
+    expected = spark.createDataFrame([
+        # A at Jan 31: invoices 1001 and 1003 (23:59:59 counts), not 1004; the return is 5 of 40
+        ("A", jan, 0, 21, 2, 2, 40.0, 20.0, 3.5, 3, 0.125, 21.0, None, 2, 40.0),
+        ("B", jan, 26, 26, 1, 1, 3.0, 3.0, 3.0, 1, 0.0, None, None, 1, 3.0),
+        # A at Feb 28: gaps 21 and 1 day -> mean 11, sample std sqrt(200)
+        ("A", feb, 27, 49, 3, 3, 45.0, 15.0, 8 / 3, 3, 5 / 45, 11.0, math.sqrt(200.0), 2, 15.0),
+        ("B", feb, 54, 54, 1, 1, 3.0, 3.0, 3.0, 1, 0.0, None, None, 0, 0.0),
+        # C enters the population only once it has bought
+        ("C", feb, 13, 13, 1, 1, 5.0, 5.0, 1.0, 1, 0.0, None, None, 1, 5.0),
+    ], FEATURE_SCHEMA)
+    assertDataFrameEqual(features, expected, rtol=1e-9)
+
+
+def test_feature_table_keys_are_unique_and_types_fixed(spark, transactions):
+    features = compute_features_repurchase_fn(transactions, "invoice_date", D(2010, 12, 1), D(2011, 3, 31))
+    assert features.count() == features.select("customer_id", "snapshot_date").distinct().count()
+    types = dict(features.dtypes)
+    assert types["snapshot_date"] == "date" and types["purchases_365d"] == "int"
+    assert {f"revenue_{days}d" for days in (30, 90, 180, 365)} <= set(features.columns)
+
+
+def test_a_return_alone_does_not_make_a_customer(spark):
+    only_return = spark.createDataFrame([tx("R", "C9", "P1", -1, 5.0, TS(2011, 1, 3))], TRANSACTION_SCHEMA)
+    assert compute_features_repurchase_fn(only_return, "invoice_date", D(2011, 1, 31), D(2011, 1, 31)).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "cadence", "expected"),
+    [
+        (D(2011, 1, 1), D(2011, 3, 31), 1, [D(2011, 1, 31), D(2011, 2, 28), D(2011, 3, 31)]),
+        # anchored on the end date; 31 May one month back is 30 April, not 1 May
+        (D(2011, 4, 1), D(2011, 5, 31), 1, [D(2011, 4, 30), D(2011, 5, 31)]),
+        (D(2011, 1, 1), D(2011, 12, 9), 3, [D(2011, 3, 9), D(2011, 6, 9), D(2011, 9, 9), D(2011, 12, 9)]),
+        (D(2012, 1, 1), D(2011, 12, 9), 1, []),
+        (D(2011, 12, 9), D(2011, 12, 9), 1, [D(2011, 12, 9)]),
+        # a month end stays a month end: 28 Feb 2011 -> 31 Jan, not 28 Jan
+        (D(2010, 12, 31), D(2011, 2, 28), 1, [D(2010, 12, 31), D(2011, 1, 31), D(2011, 2, 28)]),
+        (D(2011, 1, 1), D(2012, 2, 29), 12, [D(2011, 2, 28), D(2012, 2, 29)]),
+    ],
+)
+def test_snapshot_dates(start, end, cadence, expected):
+    assert snapshot_dates(start, end, cadence) == expected
+
+
+def test_snapshot_cadence_must_be_positive():
+    with pytest.raises(ValueError, match="cadence_months"):
+        snapshot_dates(D(2011, 1, 1), D(2011, 2, 1), 0)

@@ -1,0 +1,42 @@
+"""Repurchase labels: only the horizon after the snapshot counts, and only once it is observed."""
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.testing import assertDataFrameEqual
+
+from clv.labels import repurchase_labels
+
+D = dt.date
+TS = dt.datetime
+SCHEMA = "customer_id string, invoice string, is_return boolean, invoice_date timestamp"
+
+
+def test_repurchase_labels(spark):
+    jan, feb = D(2011, 1, 31), D(2011, 2, 28)
+    transactions = spark.createDataFrame([
+        ("A", "1", False, TS(2011, 1, 31, 23, 59, 59)),  # on the snapshot day: history, not future
+        ("A", "2", False, TS(2011, 3, 2, 18, 0)),        # the last day of the 30-day horizon
+        ("B", "C3", True, TS(2011, 2, 10, 9, 0)),        # a return is not a purchase
+        ("B", "4", False, TS(2011, 3, 3, 9, 0)),         # one day after the horizon
+        ("E", "5", False, TS(2011, 2, 1, 0, 0, 0)),      # the first second after the snapshot day
+    ], SCHEMA)
+    population = spark.createDataFrame(
+        [("A", jan), ("B", jan), ("E", jan), ("A", feb)], "customer_id string, snapshot_date date")
+
+    labels = repurchase_labels(transactions, population, timestamp_column="invoice_date",
+                               observed_until=D(2011, 3, 2), horizon_days=30)
+
+    # (A, Feb 28) has no label: its horizon ends Mar 30, after the data ends
+    expected = spark.createDataFrame([("A", jan, 1), ("B", jan, 0), ("E", jan, 1)],
+                                     "customer_id string, snapshot_date date, repurchase int")
+    assertDataFrameEqual(labels, expected)
+
+
+def test_label_column_name_comes_from_config(spark):
+    population = spark.createDataFrame([("A", D(2011, 1, 31))], "customer_id string, snapshot_date date")
+    transactions = spark.createDataFrame([("A", "1", False, TS(2011, 2, 2))], SCHEMA)
+    labels = repurchase_labels(transactions, population, timestamp_column="invoice_date",
+                               observed_until=D(2011, 6, 1), horizon_days=7, label_column="buys_again")
+    assert labels.columns == ["customer_id", "snapshot_date", "buys_again"]
+    assert labels.first()["buys_again"] == 1

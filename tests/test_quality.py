@@ -1,0 +1,56 @@
+"""Data contracts from config: real Great Expectations validation on Spark DataFrames."""
+from __future__ import annotations
+
+import pytest
+
+from mlops.errors import ConfigError, DataQualityError
+from mlops.quality import validate
+
+SUITE = [
+    {"expect_column_values_to_not_be_null": {"column": "customer_id"}},
+    {"expect_column_values_to_be_between": {"column": "price", "min_value": 0},
+     "hint": "negative prices are adjustments"},
+]
+
+
+def test_a_good_table_passes(spark):
+    df = spark.createDataFrame([("1", 2.0), ("2", 0.0)], "customer_id string, price double")
+    validate(df, SUITE, table="t")
+
+
+def test_a_bad_table_names_the_expectation_the_values_and_the_hint(spark):
+    df = spark.createDataFrame([("1", -2.5), (None, 1.0), ("3", -7.0)], "customer_id string, price double")
+    with pytest.raises(DataQualityError) as caught:
+        validate(df, SUITE, table="dev.clv.clv_transactions_de")
+    error = caught.value
+    assert error.exit_code == 3 and error.where == "dev.clv.clv_transactions_de"
+    assert "2 of 2 expectations failed" in error.message
+    assert "negative prices are adjustments" in error.message
+    failures = {f["expectation"]: f for f in error.failures}
+    assert failures["expect_column_values_to_be_between"]["result"]["unexpected_count"] == 2
+    assert sorted(failures["expect_column_values_to_be_between"]["result"]["partial_unexpected_list"]) == [-7.0, -2.5]
+
+
+def test_a_missing_column_is_reported_not_crashed(spark):
+    df = spark.createDataFrame([(1.0,)], "price double")
+    with pytest.raises(DataQualityError, match="customer_id"):
+        validate(df, SUITE[:1], table="t")
+
+
+def test_failures_list_only_a_few_values(spark):
+    df = spark.createDataFrame([(float(-i),) for i in range(1, 50)], "price double")
+    with pytest.raises(DataQualityError) as caught:
+        validate(df, SUITE[1:], table="t")
+    assert len(caught.value.failures[0]["result"]["partial_unexpected_list"]) <= 5
+
+
+@pytest.mark.parametrize("entry", [
+    {"expect_column_values_to_be_nice": {"column": "x"}},
+    {"expect_column_values_to_not_be_null": {"column": "x"}, "expect_table_row_count_to_equal": {"value": 1}},
+    {"expect_column_values_to_not_be_null": {"column": "x"}, "severity": "low"},
+    {"expect_column_values_to_not_be_null": {"colum": "x"}},
+])
+def test_malformed_suites_are_config_errors(spark, entry):
+    df = spark.createDataFrame([(1,)], "x int")
+    with pytest.raises(ConfigError):
+        validate(df, [entry], table="t")

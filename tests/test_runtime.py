@@ -1,0 +1,63 @@
+"""RunContext: missing inputs, upstream runs, and all-or-nothing writes of a stage's outputs."""
+from __future__ import annotations
+
+import pytest
+from omegaconf import open_dict
+from pyspark.errors import PySparkException
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from mlops.errors import ConfigError, DataQualityError, MissingInputError
+from mlops.runtime import RunContext
+
+
+def test_a_missing_input_is_an_error_where_upstream_runs_are_off(cfg, spark):
+    with open_dict(cfg):
+        cfg.env.run_missing_upstream = False
+    ctx = RunContext.from_config(cfg, spark=spark)
+    with pytest.raises(MissingInputError) as caught:
+        ctx.read("train")
+    assert "local.clv.clv_repurchase_train_de does not exist" in caught.value.message
+    assert "run the split stage first" in caught.value.message
+
+
+def test_an_unknown_table_key_is_a_config_error(ctx):
+    with pytest.raises(ConfigError, match="use_case.tables.nonsense"):
+        ctx.table_name("nonsense")
+
+
+def test_a_name_that_could_inject_sql_never_reaches_spark(cfg, spark):
+    with open_dict(cfg):
+        cfg.use_case.tables.train = "train; DROP TABLE x"
+    with pytest.raises(ConfigError, match="invalid table name"):
+        RunContext.from_config(cfg, spark=spark).read("train")
+
+
+def rows(spark, n):
+    return spark.range(n).select(F.col("id").cast("string").alias("customer_id"),
+                                 F.lit(1).alias("repurchase"))
+
+
+def test_write_all_checks_every_contract_before_writing_anything(ctx, spark):
+    ctx.write("train", rows(spark, 3))
+    with pytest.raises(DataQualityError, match="no labelled rows for testing"):
+        ctx.write_all({"train": rows(spark, 5), "test": rows(spark, 0)})
+    assert ctx.tables.version(ctx.table_name("train")) == 0
+    assert not ctx.tables.exists(ctx.table_name("test"))
+
+
+def test_write_all_rolls_back_earlier_writes_when_a_later_one_fails(ctx, spark):
+    ctx.write("train", rows(spark, 3))
+    with open_dict(ctx.cfg):
+        ctx.cfg.use_case.quality.test = []  # let the broken frame reach the write itself
+    broken = rows(spark, 2).select("customer_id", F.raise_error(F.lit("executor lost")).alias("repurchase"))
+    with pytest.raises(PySparkException, match="executor lost"):
+        ctx.write_all({"train": rows(spark, 5), "test": broken})
+    assertDataFrameEqual(ctx.read("train"), rows(spark, 3))
+    assert not ctx.tables.exists(ctx.table_name("test"))
+
+
+def test_write_returns_version_and_row_count(ctx, spark):
+    assert ctx.write("train", rows(spark, 4)) == (0, 4)
+    assert ctx.write("train", rows(spark, 2)) == (1, 2)
+    assert ctx.input_versions("train", "test") == {"train": 1, "test": None}

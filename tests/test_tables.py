@@ -1,0 +1,102 @@
+"""TableName validation and the two TableStores: atomic overwrite, history, rollback."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from pyspark.errors import PySparkException
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from mlops.errors import ConfigError
+from mlops.tables import CatalogTableStore, DeltaPathTableStore, TableName
+
+
+@pytest.mark.parametrize("bad", [
+    "x; DROP TABLE y", "a.b", "a-b", "1abc", "", "t`", "../escape", "name with space", "é", "a" * 256,
+])
+def test_table_name_rejects_anything_but_identifiers(bad):
+    with pytest.raises(ConfigError, match="letters, digits and underscores"):
+        TableName.of("dev", "clv", bad)
+
+
+def test_table_name_renders_and_quotes():
+    name = TableName.of("dev", "clv", "clv_features_de")
+    assert str(name) == "dev.clv.clv_features_de"
+    assert name.quoted == "`dev`.`clv`.`clv_features_de`"
+
+
+@pytest.fixture
+def store(spark, tmp_path):
+    return DeltaPathTableStore(spark, tmp_path / "warehouse")
+
+
+NAME = TableName.of("local", "clv", "t")
+
+
+def numbers(spark, n, offset=0):
+    return spark.range(n).select((F.col("id") + offset).alias("id"), F.lit("x").alias("tag"))
+
+
+def test_overwrite_replaces_and_keeps_history(spark, store):
+    assert not store.exists(NAME) and store.version(NAME) is None
+    assert store.overwrite(NAME, numbers(spark, 10)) == 0
+    assert store.overwrite(NAME, numbers(spark, 5, offset=100)) == 1
+    assertDataFrameEqual(store.read(NAME), numbers(spark, 5, offset=100))
+    assert DeltaTable(str(store.path(NAME))).version() == 1
+    assert [entry["version"] for entry in store.history(NAME)] == [1, 0]
+    # why reads go through the Delta log: the folder still holds the replaced files
+    assert spark.read.parquet(str(store.path(NAME))).count() == 15
+
+
+def test_a_failing_query_leaves_the_table_as_it_was(spark, store):
+    store.overwrite(NAME, numbers(spark, 3))
+    broken = numbers(spark, 3).select(F.when(F.col("id") == 2, F.raise_error(F.lit("boom"))).alias("id"))
+    with pytest.raises(PySparkException, match="boom"):
+        store.overwrite(NAME, broken)
+    assert store.version(NAME) == 0
+    assertDataFrameEqual(store.read(NAME), numbers(spark, 3))
+
+
+def test_a_write_dying_mid_stream_commits_nothing(spark, store):
+    store.overwrite(NAME, numbers(spark, 3))
+    schema = pa.schema([("id", pa.int64()), ("tag", pa.string())])
+
+    def batches():
+        yield pa.record_batch([pa.array([7, 8]), pa.array(["y", "y"])], schema=schema)
+        raise OSError("disk gone")
+
+    with pytest.raises(Exception, match="disk gone"):
+        store.overwrite_arrow(NAME, pa.RecordBatchReader.from_batches(schema, batches()))
+    assert store.version(NAME) == 0
+    assertDataFrameEqual(store.read(NAME), numbers(spark, 3))
+
+
+def test_restore_and_drop(spark, store):
+    store.overwrite(NAME, numbers(spark, 3))
+    store.overwrite(NAME, numbers(spark, 4))
+    store.restore(NAME, 0)
+    assertDataFrameEqual(store.read(NAME), numbers(spark, 3))
+    store.restore(NAME, None)
+    assert not store.exists(NAME)
+
+
+def test_an_empty_table_reads_back_with_its_schema(spark, store):
+    store.overwrite(NAME, numbers(spark, 3).where(F.lit(False)))
+    empty = store.read(NAME)
+    assert empty.count() == 0 and empty.columns == ["id", "tag"]
+
+
+def test_catalog_store_on_the_spark_catalog(spark):
+    store = CatalogTableStore(spark)
+    name = TableName.of("spark_catalog", "default", "catalog_store_test")
+    try:
+        assert not store.exists(name)
+        store.overwrite(name, numbers(spark, 4))
+        store.overwrite(name, numbers(spark, 2, offset=9))
+        assert store.exists(name)
+        assertDataFrameEqual(store.read(name), numbers(spark, 2, offset=9))
+        assert store.version(name) is None  # a plain metastore table has no Delta history
+    finally:
+        store.restore(name, None)
+    assert not store.exists(name)
