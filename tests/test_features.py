@@ -93,3 +93,15 @@ def test_snapshot_dates(start, end, cadence, expected):
 def test_snapshot_cadence_must_be_positive():
     with pytest.raises(ValueError, match="cadence_months"):
         snapshot_dates(D(2011, 1, 1), D(2011, 2, 1), 0)
+
+
+def test_ltv_features_extend_the_repurchase_features(spark, transactions):
+    from clv.features import compute_features_ltv_fn
+
+    base = compute_features_repurchase_fn(transactions, "invoice_date", D(2011, 1, 31), D(2011, 2, 28),
+                                          windows_days=[30, 90])
+    ltv = compute_features_ltv_fn(transactions, "invoice_date", D(2011, 1, 31), D(2011, 2, 28), windows_days=[30, 90])
+    assert ltv.columns == base.columns + ["revenue_per_day", "revenue_share_90d"]
+    assertDataFrameEqual(ltv.select(*base.columns), base)
+    a_feb = ltv.where("customer_id = 'A' and snapshot_date = '2011-02-28'").first()
+    assert a_feb["revenue_per_day"] == pytest.approx(45.0 / 50) and a_feb["revenue_share_90d"] == 1.0

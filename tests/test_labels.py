@@ -40,3 +40,22 @@ def test_label_column_name_comes_from_config(spark):
                                observed_until=D(2011, 6, 1), horizon_days=7, label_column="buys_again")
     assert labels.columns == ["customer_id", "snapshot_date", "buys_again"]
     assert labels.first()["buys_again"] == 1
+
+
+def test_future_revenue_is_net_of_returns_and_zero_without_purchases(spark):
+    from clv.labels import future_revenue_labels
+
+    jan = D(2011, 1, 31)
+    transactions = spark.createDataFrame([
+        ("A", False, 30.0, TS(2011, 1, 31, 23, 0)),   # before the window
+        ("A", False, 50.0, TS(2011, 2, 5)),
+        ("A", True, -20.0, TS(2011, 2, 6)),           # a return nets off
+        ("A", False, 99.0, TS(2011, 3, 3)),           # after the 30-day window
+        ("B", True, -5.0, TS(2011, 2, 2)),            # only a return: negative net revenue
+    ], "customer_id string, is_return boolean, revenue double, invoice_date timestamp")
+    population = spark.createDataFrame([("A", jan), ("B", jan), ("C", jan)], "customer_id string, snapshot_date date")
+    labels = future_revenue_labels(transactions, population, timestamp_column="invoice_date",
+                                   observed_until=D(2011, 3, 2), horizon_days=30)
+    expected = spark.createDataFrame([("A", jan, 30.0), ("B", jan, -5.0), ("C", jan, 0.0)],
+                                     "customer_id string, snapshot_date date, future_revenue double")
+    assertDataFrameEqual(labels, expected)

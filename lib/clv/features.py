@@ -147,3 +147,28 @@ def compute_features_repurchase_fn(
             *(name for days in windows_days for name in (f"purchases_{days}d", f"revenue_{days}d")),
         )
     )
+
+
+def compute_features_ltv_fn(
+    input_df: DataFrame,
+    timestamp_column: str,
+    start_date: dt.date,
+    end_date: dt.date,
+    *,
+    cadence_months: int = 1,
+    windows_days: Sequence[int] = (30, 90, 180, 365),
+) -> DataFrame:
+    """The repurchase features plus value-rate features that separate big from small spenders.
+
+    Built on compute_features_repurchase_fn rather than beside it: the two models share one
+    definition of recency, frequency and value.
+    """
+    base = compute_features_repurchase_fn(input_df, timestamp_column, start_date, end_date,
+                                          cadence_months=cadence_months, windows_days=windows_days)
+    longest = max(windows_days)
+    return base.select(
+        "*",
+        (F.col("revenue_total") / (F.col("tenure_days") + 1)).alias("revenue_per_day"),
+        F.when(F.col("revenue_total") > 0, F.col(f"revenue_{longest}d") / F.col("revenue_total"))
+        .otherwise(F.lit(0.0)).alias(f"revenue_share_{longest}d"),
+    )

@@ -45,3 +45,9 @@ class SourceError(PipelineError):
 
 class TrainingDataError(PipelineError):
     exit_code = 6
+
+
+class GateRejectedError(PipelineError):
+    """The candidate failed the deployment gate; nothing was registered, every alias is unchanged."""
+
+    exit_code = 7

@@ -1,10 +1,20 @@
-"""Model metrics as pure functions of labels and scores, selected by name from config."""
+"""Model metrics as pure functions of labels and predictions, selected by name from config.
+
+Binary metrics take a score (the probability of class 1); multi-class metrics take the decoded
+class. Bootstrap intervals resample whole customers when groups are given: a customer appears in
+many snapshots, and resampling rows would pretend those rows are independent.
+"""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
+
+from mlops.errors import ConfigError
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
 def roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -19,7 +29,7 @@ def brier(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(skm.brier_score_loss(y_true, y_score))
 
 
-def lift_at(fraction: float) -> Callable[[np.ndarray, np.ndarray], float]:
+def lift_at(fraction: float) -> Metric:
     """Positive rate among the top `fraction` by score over the base rate: what targeting buys."""
 
     def lift(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -36,19 +46,104 @@ def lift_at(fraction: float) -> Callable[[np.ndarray, np.ndarray], float]:
     return lift
 
 
-BINARY_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
+def quadratic_kappa(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Ordinal agreement: predicting bucket 3 for a bucket-0 customer costs more than bucket 1."""
+    return float(skm.cohen_kappa_score(y_true, y_pred, weights="quadratic"))
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(skm.accuracy_score(y_true, y_pred))
+
+
+METRICS: dict[str, Metric] = {
     "roc_auc": roc_auc,
     "pr_auc": pr_auc,
     "brier": brier,
     "lift_at_10": lift_at(0.10),
+    "macro_f1": macro_f1,
+    "qwk": quadratic_kappa,
+    "accuracy": accuracy,
 }
+# for these a smaller value is better; the gate and champion comparison need to know
+LOWER_IS_BETTER = frozenset({"brier"})
 
 
-def compute_metrics(names: Sequence[str], y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
+def metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise ConfigError(f"unknown metric {name!r}", where="model.metrics", fix=f"one of {sorted(METRICS)}") from None
+
+
+def compute_metrics(names: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Metric name -> value; an unknown name fails loudly rather than being skipped."""
-    unknown = [name for name in names if name not in BINARY_METRICS]
+    unknown = [name for name in names if name not in METRICS]
     if unknown:
-        from mlops.errors import ConfigError
+        raise ConfigError(f"unknown metric(s) {unknown}", where="model.metrics", fix=f"one of {sorted(METRICS)}")
+    return {name: METRICS[name](y_true, y_pred) for name in names}
 
-        raise ConfigError(f"unknown metric(s) {unknown}", where="model.metrics", fix=f"one of {sorted(BINARY_METRICS)}")
-    return {name: BINARY_METRICS[name](y_true, y_score) for name in names}
+
+def bootstrap_ci(
+    fn: Metric,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    n_resamples: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of `fn` over resamples of rows, or of whole groups when given.
+
+    Resamples where the metric is undefined (one class only) are skipped; if most are, the
+    interval is (nan, nan) rather than a number that looks trustworthy.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        members = [np.array([i]) for i in range(len(y_true))]
+    else:
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+    values = []
+    with warnings.catch_warnings():  # a resample may lack a class; such resamples are skipped below
+        warnings.simplefilter("ignore")
+        for _ in range(n_resamples):
+            picked = rng.integers(0, len(members), size=len(members))
+            rows = np.concatenate([members[i] for i in picked])
+            try:
+                value = fn(y_true[rows], y_pred[rows])
+            except ValueError:
+                continue
+            if np.isfinite(value):
+                values.append(value)
+    if len(values) < n_resamples / 2:
+        return float("nan"), float("nan")
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def metrics_with_ci(
+    names: Sequence[str],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    n_resamples: int = 200,
+    seed: int = 0,
+) -> dict[str, float]:
+    """{name, name_ci_low, name_ci_high} for each metric; n_resamples=0 gives point estimates only."""
+    values = compute_metrics(names, y_true, y_pred)
+    if n_resamples <= 0:
+        return values
+    out = dict(values)
+    for name in names:
+        low, high = bootstrap_ci(METRICS[name], y_true, y_pred, groups=groups, n_resamples=n_resamples, seed=seed)
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
+    return out

@@ -29,6 +29,7 @@ def configure_mlflow(cfg: DictConfig) -> str:
     import mlflow
 
     settings = cfg.env.mlflow
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in job logs
     _ensure_sqlite_dir(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
@@ -98,3 +99,70 @@ def load_sklearn_model(model_uri: str) -> Any:
 
     with _trusted_model_loading():
         return mlflow.sklearn.load_model(model_uri)
+
+
+def registered_model_name(cfg: DictConfig) -> str:
+    """catalog.schema.model, each part a plain identifier (the Unity Catalog shape, also locally)."""
+    from mlops.tables import TableName
+
+    parts = str(cfg.use_case.registered_model).split(".")
+    if len(parts) != 3:
+        raise ConfigError(f"registered model name {cfg.use_case.registered_model!r} is not catalog.schema.name",
+                          where="use_case.registered_model", fix="e.g. dev.clv.clv_repurchase_de")
+    return str(TableName.of(*parts))
+
+
+def model_versions(name: str) -> list[Any]:
+    from mlflow import MlflowClient
+
+    return list(MlflowClient().search_model_versions(f"name='{name}'"))
+
+
+def version_of_run(name: str, run_id: str) -> Any | None:
+    """The version already registered from this run, so re-running evaluate adds none."""
+    matches = [v for v in model_versions(name) if v.run_id == run_id or v.tags.get("source_run_id") == run_id]
+    return min(matches, key=lambda v: int(v.version)) if matches else None
+
+
+def register_run_model(name: str, run_id: str, model_uri: str) -> Any:
+    import mlflow
+
+    existing = version_of_run(name, run_id)
+    if existing is not None:
+        log.info("run %s is already %s version %s", run_id, name, existing.version)
+        return existing
+    version = mlflow.register_model(model_uri, name, tags={"source_run_id": run_id})
+    log.info("registered %s version %s from run %s", name, version.version, run_id)
+    return version
+
+
+def alias_version(name: str, alias: str) -> Any | None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None  # no such alias (or no such model yet)
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, alias, str(version))
+    log.info("%s@%s -> version %s", name, alias, version)
+
+
+def describe_version(name: str, version: str | int, description: str, tags: dict[str, str]) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.update_model_version(name, str(version), description=description)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)
+
+
+def load_run_json(run_id: str, path: str) -> dict[str, Any]:
+    import mlflow
+
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")

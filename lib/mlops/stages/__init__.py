@@ -4,8 +4,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mlops.stages.evaluate import evaluate
 from mlops.stages.extract import extract
 from mlops.stages.features import features
+from mlops.stages.promote import promote
 from mlops.stages.split import split
 from mlops.stages.train import train
 
@@ -17,6 +19,8 @@ STAGES: dict[str, Callable[["RunContext"], "StageResult"]] = {
     "features": features,
     "split": split,
     "train": train,
+    "evaluate": evaluate,
+    "promote": promote,
 }
 
 # which stage makes each table: how a local run fills in missing inputs

@@ -17,6 +17,7 @@ from mlops.metrics import compute_metrics
 from mlops.registry import configure_mlflow, log_sklearn_model
 from mlops.runtime import RunContext, StageResult
 from mlops.splitting import hash_unit
+from mlops.targets import target_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def to_matrix(df: DataFrame, keys: list[str], columns: list[str], label: str, ma
     return frame[columns].astype("float64"), frame[label].to_numpy()
 
 
-def _require_both_classes(y: np.ndarray, part: str, table: str) -> None:
+def require_classes(y: np.ndarray, part: str, table: str) -> None:
+    """A model needs at least two classes to learn and two to be measured on."""
     if len(np.unique(y)) < 2:
         raise TrainingDataError(
             f"the {part} set has {len(y)} rows and only label value(s) {sorted(set(y.tolist()))}",
@@ -64,10 +66,12 @@ def train(ctx: RunContext) -> StageResult:
     keys, label = list(cfg.use_case.key_columns), cfg.model.label.column
     train_df, test_df = ctx.read("train"), ctx.read("test")
     columns = feature_columns(train_df, keys, label, cfg.model.features.columns)
-    X_train, y_train = to_matrix(train_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
-    X_test, y_test = to_matrix(test_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
-    _require_both_classes(y_train, "training", str(ctx.table_name("train")))
-    _require_both_classes(y_test, "test", str(ctx.table_name("test")))
+    X_train, y_train_raw = to_matrix(train_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
+    X_test, y_test_raw = to_matrix(test_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
+    target = instantiate(cfg.model.target).fit(y_train_raw)
+    y_train, y_test = target.transform(y_train_raw), target.transform(y_test_raw)
+    require_classes(y_train, "training", str(ctx.table_name("train")))
+    require_classes(y_test, "test", str(ctx.table_name("test")))
 
     estimator = instantiate(cfg.model.estimator)
     configure_mlflow(cfg)
@@ -86,16 +90,19 @@ def train(ctx: RunContext) -> StageResult:
         })
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/resolved_config.yaml")
         mlflow.log_dict({"features": columns, "label": label, "keys": keys}, "config/model_inputs.json")
+        mlflow.log_dict(target_to_dict(target), "config/target.json")
 
         started = time.perf_counter()
         estimator.fit(X_train, y_train)
         fit_seconds = time.perf_counter() - started
-        scores = estimator.predict_proba(X_test)[:, 1]
-        metrics = {f"test_{name}": value for name, value in compute_metrics(cfg.model.metrics, y_test, scores).items()}
-        metrics.update(train_positive_rate=float(np.mean(y_train)), test_positive_rate=float(np.mean(y_test)),
-                       fit_seconds=fit_seconds)
+        predictions = target.predict(estimator.predict_proba(X_test), estimator.classes_)
+        metrics = {f"test_{name}": value
+                   for name, value in compute_metrics(cfg.model.metrics, y_test, predictions).items()}
+        metrics.update(fit_seconds=fit_seconds, **{f"train_class_share_{c}": float(np.mean(y_train == c))
+                                                   for c in np.unique(y_train)})
         mlflow.log_metrics(metrics)
         model_info = log_sklearn_model(estimator, input_example=X_train.head(5))
+        mlflow.set_tag("model_uri", model_info.model_uri)
     log.info("run %s: %s", run.info.run_id, ", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())))
     return StageResult(stage="train", run_id=run.info.run_id, metrics=metrics,
                        details={"model_uri": model_info.model_uri, "features": columns})

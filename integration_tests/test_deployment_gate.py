@@ -1,0 +1,156 @@
+"""Train -> evaluate -> registry on the bundled DE sample: the gate, aliases, reruns, crashes, rollback."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from omegaconf import open_dict
+
+from integration_tests.conftest import local_config
+from mlops import registry
+from mlops.cli import run_stages
+from mlops.errors import ConfigError, GateRejectedError
+from mlops.registry import alias_version, model_versions
+from mlops.runtime import RunContext
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+CRIPPLED = {"_target_": "sklearn.dummy.DummyClassifier", "strategy": "prior"}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gate")
+
+
+def context(root: Path, spark, *overrides: str, estimator: dict | None = None) -> RunContext:
+    cfg = local_config(root, "country=DE", "env.sample_fraction=1.0", *overrides)
+    if estimator is not None:
+        with open_dict(cfg):
+            cfg.model.estimator = estimator
+    return RunContext.from_config(cfg, spark=spark)
+
+
+def run(ctx: RunContext, *stages: str):
+    return {result.stage: result for result in run_stages(list(stages), ctx.cfg, ctx)}
+
+
+def champion_version(ctx: RunContext) -> str | None:
+    version = alias_version(registry.registered_model_name(ctx.cfg), "champion")
+    return None if version is None else str(version.version)
+
+
+def versions(ctx: RunContext) -> list[str]:
+    return sorted((str(v.version) for v in model_versions(registry.registered_model_name(ctx.cfg))), key=int)
+
+
+@pytest.fixture(scope="module")
+def first(root, spark):
+    ctx = context(root, spark, "model=repurchase")
+    results = run(ctx, "extract", "features", "split", "train", "evaluate")
+    return ctx, results
+
+
+def test_a_good_first_model_becomes_champion(first):
+    ctx, results = first
+    evaluation = results["evaluate"]
+    assert evaluation.details["verdict"]["passed"] and evaluation.details["aliases"] == ["challenger", "champion"]
+    assert champion_version(ctx) == evaluation.details["version"] == "1"
+    name = registry.registered_model_name(ctx.cfg)
+    assert name == "local.clv.clv_repurchase_de"
+    version = mlflow.MlflowClient().get_model_version(name, "1")
+    assert version.tags["gate.verdict"] == "passed" and "## Gate" in version.description
+    # the model and the numbers a person looks at are in the evaluation run
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(evaluation.run_id, "evaluation")}
+    assert {"evaluation/model_card.md", "evaluation/roc_curve.png", "evaluation/pr_curve.png",
+            "evaluation/calibration_curve.png", "evaluation/permutation_importance.png",
+            "evaluation/verdict.json", "evaluation/metrics.json"} <= artifacts
+    metrics = evaluation.metrics
+    assert metrics["candidate_roc_auc_ci_low"] <= metrics["candidate_roc_auc"] <= metrics["candidate_roc_auc_ci_high"]
+    assert 0.5 < metrics["baseline_roc_auc"] < 1.0
+    print("\nrepurchase DE:", json.dumps({k: round(v, 3) for k, v in metrics.items()}, sort_keys=True))
+
+
+def test_rerunning_evaluate_on_the_same_run_adds_no_version(first, spark, root):
+    ctx, _ = first
+    again = run(context(root, spark, "model=repurchase"), "evaluate")["evaluate"]
+    assert again.details["version"] == "1" and versions(ctx) == ["1"] and champion_version(ctx) == "1"
+
+
+def test_a_crippled_model_is_rejected_and_the_champion_stays(first, spark, root):
+    ctx, _ = first
+    crippled = context(root, spark, "model=repurchase", estimator=CRIPPLED)
+    run(crippled, "train")
+    with pytest.raises(GateRejectedError) as caught:
+        run(crippled, "evaluate")
+    assert "roc_auc=0.5000 must be >= 0.6" in caught.value.message
+    assert versions(ctx) == ["1"] and champion_version(ctx) == "1"
+
+    # dry_run: registered with its failed verdict on record, no alias moves, no error
+    dry = run(context(root, spark, "model=repurchase", "evaluation.run_mode=dry_run", estimator=CRIPPLED),
+              "evaluate")["evaluate"]
+    assert not dry.details["verdict"]["passed"] and dry.details["aliases"] == []
+    assert versions(ctx) == ["1", "2"] and champion_version(ctx) == "1"
+    assert mlflow.MlflowClient().get_model_version(ctx.cfg.use_case.registered_model, "2").tags["gate.verdict"] == "failed"
+
+
+def test_a_crash_before_promotion_leaves_the_champion_and_a_rerun_finishes(first, spark, root, monkeypatch):
+    ctx, _ = first
+    better = context(root, spark, "model=repurchase", "seed=7", "model.gate.min_improvement=-1.0")
+    run(better, "train")
+
+    def crash_on_champion(name, alias, version):
+        if alias == "champion":
+            raise RuntimeError("registry went away")
+        original(name, alias, version)
+
+    original = registry.set_alias
+    # the module, not the `evaluate` function that mlops.stages exports under the same name
+    monkeypatch.setattr(sys.modules["mlops.stages.evaluate"], "set_alias", crash_on_champion)
+    with pytest.raises(RuntimeError, match="registry went away"):
+        run(better, "evaluate")
+    assert champion_version(ctx) == "1"
+    monkeypatch.undo()
+
+    finished = run(better, "evaluate")["evaluate"]
+    assert finished.details["version"] == "3" and versions(ctx) == ["1", "2", "3"]
+    assert champion_version(ctx) == "3"
+
+
+def test_promote_rolls_back_and_refuses_unknown_versions(first, spark, root):
+    ctx, _ = first
+    rollback = run(context(root, spark, "model=repurchase", "promote.version=1"), "promote")["promote"]
+    assert rollback.details["previous"] == "3" and champion_version(ctx) == "1"
+    with pytest.raises(ConfigError, match="has no version 99"):
+        run(context(root, spark, "model=repurchase", "promote.version=99"), "promote")
+    with pytest.raises(ConfigError, match="promote.version"):
+        run(context(root, spark, "model=repurchase"), "promote")
+
+
+def test_ltv_bucket_trains_and_passes_the_gate(first, spark, root):
+    ctx = context(root, spark, "model=ltv_bucket")
+    results = run(ctx, "features", "split", "train", "evaluate")
+    evaluation = results["evaluate"]
+    assert evaluation.details["verdict"]["passed"], evaluation.details["verdict"]["reasons"]
+    assert champion_version(ctx) == "1"
+    target = registry.load_run_json(results["train"].run_id, "config/target.json")
+    assert len(target["edges"]) == 2 and len(target["class_shares"]) == 4
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(evaluation.run_id, "evaluation")}
+    assert "evaluation/confusion_matrix.png" in artifacts
+    print("\nltv_bucket DE:", json.dumps({k: round(v, 3) for k, v in evaluation.metrics.items()}, sort_keys=True))
+
+
+def test_the_evaluate_script_exits_7_on_rejection(first, root, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "run_pipeline.py"), "pipeline.stages=[train,evaluate]",
+         "country=DE", "env.sample_fraction=1.0", f"env.storage_root={root}",
+         "~model.estimator", "+model.estimator={_target_:sklearn.dummy.DummyClassifier,strategy:prior}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == GateRejectedError.exit_code, result.stderr[-3000:]
+    assert "failed the gate" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,236 @@
+"""Stage evaluate: the latest training run -> the gate -> a registered version and its aliases."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+
+from mlops.errors import ConfigError, GateRejectedError, MissingInputError
+from mlops.gate import Verdict, decide
+from mlops.lineage import git_commit
+from mlops.metrics import metric, metrics_with_ci
+from mlops.registry import (alias_version, configure_mlflow, describe_version, load_run_json, load_sklearn_model,
+                            register_run_model, registered_model_name, set_alias)
+from mlops.reports import evaluation_figures, log_figure, model_card, permutation_importance_figure
+from mlops.runtime import RunContext, StageResult
+from mlops.stages.train import require_classes
+from mlops.targets import target_from_dict
+
+log = logging.getLogger(__name__)
+
+RUN_MODES = ("disabled", "dry_run", "enabled")
+
+
+@dataclass
+class ScoredModel:
+    """A logged model with what it needs to predict like it did in training."""
+
+    run_id: str
+    model: Any
+    target: Any
+    features: list[str]
+
+    @classmethod
+    def from_run(cls, run_id: str, model_uri: str) -> "ScoredModel":
+        inputs = load_run_json(run_id, "config/model_inputs.json")
+        target = target_from_dict(load_run_json(run_id, "config/target.json"))
+        return cls(run_id, load_sklearn_model(model_uri), target, list(inputs["features"]))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        proba = self.model.predict_proba(frame[self.features].astype("float64"))
+        return self.target.predict(proba, self.model.classes_)
+
+
+def candidate_run(ctx: RunContext, experiment_id: str) -> Any:
+    """The explicit evaluation.run_id, or the newest finished training run of this model and country."""
+    import mlflow
+
+    cfg = ctx.cfg
+    if cfg.evaluation.run_id:
+        run = mlflow.get_run(str(cfg.evaluation.run_id))
+        if (run.data.tags.get("model"), run.data.tags.get("country")) != (cfg.model.name, cfg.country.code):
+            raise ConfigError(f"run {run.info.run_id} trained {run.data.tags.get('model')} for "
+                              f"{run.data.tags.get('country')}, not {cfg.model.name} for {cfg.country.code}",
+                              where="evaluation.run_id", fix="pass a run of this model and country")
+        return run
+    query = (f"tags.stage = 'train' and tags.model = '{cfg.model.name}' and tags.country = '{cfg.country.code}' "
+             "and attributes.status = 'FINISHED'")
+    runs = mlflow.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1,
+                              output_format="list")
+    if runs:
+        return runs[0]
+    if not cfg.env.run_missing_upstream:
+        raise MissingInputError(f"no finished training run of {cfg.model.name} for {cfg.country.code}",
+                                where=f"MLflow experiment {cfg.use_case.experiment}", fix="run the train stage first")
+    log.info("no training run yet: running stage 'train' first")
+    ctx.upstream_runs.append("train")
+    from mlops.stages import STAGES
+
+    return mlflow.get_run(STAGES["train"](ctx).run_id)
+
+
+def _custom_metrics(cfg) -> dict[str, tuple[Any, dict[str, float]]]:
+    """name -> (fn, bounds) for evaluation.custom_metrics entries."""
+    out = {}
+    for entry in cfg.evaluation.custom_metrics or []:
+        bounds = {kind: float(entry[kind]) for kind in ("min", "max") if entry.get(kind) is not None}
+        out[str(entry.name)] = (instantiate(entry.fn), bounds)
+    return out
+
+
+def _score(names, y, prediction, groups, cfg, custom=None) -> dict[str, float]:
+    values = metrics_with_ci(names, y, prediction, groups=groups, n_resamples=int(cfg.evaluation.bootstrap_resamples),
+                             seed=int(cfg.seed))
+    for name, (fn, _) in (custom or {}).items():
+        values[name] = float(fn(y, prediction))
+    return values
+
+
+def _baseline_prediction(ctx: RunContext, target: Any, test: pd.DataFrame) -> np.ndarray | None:
+    spec = ctx.cfg.model.get("baseline")
+    if not spec:
+        return None
+    columns = list(spec.columns)
+    train = ctx.read("train").select(*columns).toPandas()
+    baseline = instantiate(spec.estimator).fit(train)
+    score = getattr(baseline, spec.method)(test[columns], ctx.cfg.model.horizon_days)
+    return target.from_score(score)
+
+
+def _champion(name: str, candidate: ScoredModel, test: pd.DataFrame) -> tuple[Any, ScoredModel | None, str]:
+    version = alias_version(name, "champion")
+    if version is None:
+        return None, None, "no champion yet"
+    if version.run_id == candidate.run_id:
+        return version, candidate, f"the candidate is already champion (version {version.version})"
+    champion = ScoredModel.from_run(version.run_id, f"models:/{name}/{version.version}")
+    missing = [column for column in champion.features if column not in test.columns]
+    if missing:
+        return version, None, f"champion version {version.version} needs features {missing} the test table lacks"
+    return version, champion, f"champion is version {version.version}"
+
+
+def _plan(run_mode: str, verdict: Verdict, champion_version: Any, comparable: bool) -> tuple[bool, list[str]]:
+    """(register?, aliases to set) for the run mode and verdict; the registry is touched only after logging."""
+    if run_mode == "dry_run":
+        return True, []
+    if run_mode == "disabled":
+        return True, ["challenger"] + ([] if champion_version is not None else ["champion"])
+    if not verdict.passed:
+        return False, []
+    promote = verdict.beats_champion and (comparable or champion_version is None)
+    return True, ["challenger"] + (["champion"] if promote else [])
+
+
+def evaluate(ctx: RunContext) -> StageResult:
+    import mlflow
+
+    cfg = ctx.cfg
+    run_mode = str(cfg.evaluation.run_mode)
+    if run_mode not in RUN_MODES:
+        raise ConfigError(f"evaluation.run_mode={run_mode!r}", where="evaluation.run_mode", fix=f"one of {RUN_MODES}")
+    experiment_id = configure_mlflow(cfg)
+    name = registered_model_name(cfg)
+    run = candidate_run(ctx, experiment_id)
+    candidate = ScoredModel.from_run(run.info.run_id, run.data.tags["model_uri"])
+
+    keys, label = list(cfg.use_case.key_columns), cfg.model.label.column
+    test = ctx.read("test").orderBy(*keys).toPandas()
+    y = candidate.target.transform(test[label].to_numpy())
+    require_classes(y, "test", str(ctx.table_name("test")))
+    groups = test[keys[0]].to_numpy()
+    names = list(cfg.model.metrics)
+    custom = _custom_metrics(cfg)
+
+    prediction = candidate.predict(test)
+    scores = {"candidate": _score(names, y, prediction, groups, cfg, custom)}
+    baseline_prediction = _baseline_prediction(ctx, candidate.target, test)
+    scores["baseline"] = None if baseline_prediction is None else _score(names, y, baseline_prediction, groups, cfg)
+    champion_version, champion, champion_note = _champion(name, candidate, test)
+    scores["champion"] = None if champion is None else _score(names, y, champion.predict(test), groups, cfg)
+    log.info("%s; candidate run %s", champion_note, candidate.run_id)
+
+    gate = cfg.model.gate
+    thresholds = {key: dict(value) for key, value in gate.thresholds.items()}
+    thresholds.update({key: bounds for key, (_, bounds) in custom.items() if bounds})
+    verdict = decide(scores["candidate"], thresholds=thresholds, baseline=scores["baseline"],
+                     baseline_metric=gate.baseline_metric, baseline_tolerance=float(gate.baseline_tolerance),
+                     champion=scores["champion"], champion_metric=gate.champion_metric,
+                     min_improvement=float(gate.min_improvement))
+    register, aliases = _plan(run_mode, verdict, champion_version, champion is not None)
+    action = (f"register {name} and set {', '.join(aliases) or 'no alias'}" if register
+              else "nothing registered; aliases unchanged")
+    log.info("gate %s (run_mode %s): %s", "passed" if verdict.passed else "failed", run_mode, action)
+
+    facts = {
+        "model": f"{cfg.model.name} for {cfg.country.code} ({cfg.env.name})",
+        "candidate run": candidate.run_id,
+        "test rows / customers": f"{len(test)} / {test[keys[0]].nunique()}",
+        "test snapshots": f"{test['snapshot_date'].min()} .. {test['snapshot_date'].max()}",
+        "horizon": f"{cfg.model.horizon_days} days",
+        "test class shares": ", ".join(f"{c}: {np.mean(y == c):.1%}" for c in np.unique(y)),
+        "champion": champion_note,
+        "run mode": run_mode,
+    }
+    card = model_card(title=f"{name}: evaluation of run {candidate.run_id}", facts=facts, metric_names=names,
+                      candidate=scores["candidate"], baseline=scores["baseline"], champion=scores["champion"],
+                      verdict=verdict.to_dict(), action=action, confidence=float(cfg.evaluation.confidence))
+
+    with mlflow.start_run(run_name=f"evaluate {cfg.model.name} {cfg.country.code}") as evaluation_run:
+        mlflow.set_tags({"stage": "evaluate", "model": cfg.model.name, "country": cfg.country.code,
+                         "env": cfg.env.name, "candidate_run_id": candidate.run_id, "run_mode": run_mode,
+                         "verdict": "passed" if verdict.passed else "failed", "git_commit": git_commit()})
+        for role, values in scores.items():
+            if values:
+                mlflow.log_metrics({f"{role}_{key}": value for key, value in values.items() if np.isfinite(value)})
+        mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
+        mlflow.log_dict(scores, "evaluation/metrics.json")
+        mlflow.log_text(card, "evaluation/model_card.md")
+        for file_name, figure in evaluation_figures(candidate.target.task, y, prediction, baseline_prediction).items():
+            log_figure(figure, f"evaluation/{file_name}")
+        _log_importance(candidate, test, y, names[0], cfg)
+
+    version = None
+    if register:
+        version = register_run_model(name, candidate.run_id, run.data.tags["model_uri"])
+        describe_version(name, version.version, card, {
+            "gate.verdict": "passed" if verdict.passed else "failed", "gate.run_mode": run_mode,
+            "evaluation_run_id": evaluation_run.info.run_id,
+            **{f"gate.{check.name}": "pass" if check.passed else "fail" for check in verdict.checks},
+        })
+        for alias in aliases:  # champion last: a crash before it leaves the old champion serving
+            set_alias(name, alias, version.version)
+    if run_mode == "enabled" and not verdict.passed:
+        raise GateRejectedError(f"{name}: candidate run {candidate.run_id} failed the gate: "
+                                + "; ".join(verdict.reasons), where=f"evaluation run {evaluation_run.info.run_id}",
+                                fix="see the model card there; the champion is unchanged")
+    return StageResult(stage="evaluate", run_id=evaluation_run.info.run_id,
+                       metrics={f"{role}_{key}": value for role, values in scores.items() if values
+                                for key, value in values.items()},
+                       details={"verdict": verdict.to_dict(), "version": None if version is None else str(version.version),
+                                "aliases": aliases, "candidate_run_id": candidate.run_id})
+
+
+def _log_importance(candidate: ScoredModel, test: pd.DataFrame, y: np.ndarray, metric_name: str, cfg) -> None:
+    import mlflow
+
+    rows = min(len(test), int(cfg.evaluation.importance_rows))
+    sample = test.iloc[:rows]
+    metric_fn = metric(metric_name)
+
+    def score(model, X, y_true):
+        return metric_fn(y_true, candidate.target.predict(model.predict_proba(X), model.classes_))
+
+    try:
+        figure, table = permutation_importance_figure(candidate.model, sample[candidate.features].astype("float64"),
+                                                      y[:rows], score, int(cfg.seed))
+    except ValueError as exc:  # e.g. one class in the sample: importance is undefined, not fatal
+        log.warning("permutation importance skipped: %s", exc)
+        return
+    log_figure(figure, "evaluation/permutation_importance.png")
+    mlflow.log_table(table, "evaluation/permutation_importance.json")
+

@@ -1,0 +1,42 @@
+"""Stage promote: point `champion` (or `challenger`) at a registered version: rollback or manual promotion."""
+from __future__ import annotations
+
+import logging
+
+from omegaconf.errors import MissingMandatoryValue
+
+from mlops.errors import ConfigError
+from mlops.registry import alias_version, configure_mlflow, model_versions, registered_model_name, set_alias
+from mlops.runtime import RunContext, StageResult
+
+log = logging.getLogger(__name__)
+
+
+def promote(ctx: RunContext) -> StageResult:
+    import mlflow
+
+    cfg = ctx.cfg
+    try:
+        wanted = str(cfg.promote.version)
+    except MissingMandatoryValue:
+        raise ConfigError("which version to promote is not given", where="promote.version",
+                          fix="e.g. python scripts/promote.py model=repurchase country=DE promote.version=3") from None
+    alias = str(cfg.promote.alias)
+    if alias not in ("champion", "challenger"):
+        raise ConfigError(f"promote.alias={alias!r}", where="promote.alias", fix="champion or challenger")
+    configure_mlflow(cfg)
+    name = registered_model_name(cfg)
+    versions = {str(v.version): v for v in model_versions(name)}
+    if wanted not in versions:
+        raise ConfigError(f"{name} has no version {wanted}", where="promote.version",
+                          fix=f"one of {sorted(versions, key=int) or 'none: run evaluate first'}")
+    version = versions[wanted]
+    tags = mlflow.get_run(version.run_id).data.tags if version.run_id else {}
+    if (tags.get("model"), tags.get("country")) != (cfg.model.name, cfg.country.code):
+        raise ConfigError(f"{name} version {wanted} was trained as {tags.get('model')} for {tags.get('country')}",
+                          where="promote.version", fix="promote a version of this model and country")
+    previous = alias_version(name, alias)
+    set_alias(name, alias, wanted)
+    log.info("%s@%s: version %s -> %s", name, alias, None if previous is None else previous.version, wanted)
+    return StageResult(stage="promote", details={"alias": alias, "version": wanted,
+                                                 "previous": None if previous is None else str(previous.version)})
