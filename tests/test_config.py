@@ -58,9 +58,10 @@ def test_every_combination_composes_and_instantiates(env, model, country):
         assert callable(instantiate(node)) or hasattr(instantiate(node), "fit"), path
 
 
-def test_sample_fraction_is_the_seed_rule():
+def test_sample_fraction_is_the_seed_rule_on_databricks():
     fractions = {env: compose_config([f"env={env}"]).env.sample_fraction for env in options("env")}
     assert fractions.pop("prod") == 1.0
+    assert fractions.pop("local") == 1.0  # the bundled sample is already an extract
     assert set(fractions.values()) == {0.25}
 
 
@@ -104,7 +105,7 @@ def test_cfg_job_and_help_work_and_write_nothing(tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert "source_value: France" in shown.stdout and "_target_: sklearn.ensemble" in shown.stdout
     helped = run_script("--help", cwd=tmp_path)
-    assert helped.returncode == 0 and "model: repurchase" in helped.stdout
+    assert helped.returncode == 0 and "model: ltv_bucket, repurchase" in helped.stdout
     assert list(tmp_path.iterdir()) == []  # no outputs/, .hydra/ or log files in the working directory
 
 

@@ -90,15 +90,16 @@ def _score(names, y, prediction, groups, cfg, custom=None) -> dict[str, float]:
     return values
 
 
-def _baseline_prediction(ctx: RunContext, target: Any, test: pd.DataFrame) -> np.ndarray | None:
+def _baseline_prediction(ctx: RunContext, target: Any, test: pd.DataFrame) -> tuple[np.ndarray | None, dict]:
+    """The configured textbook model, fitted on `train` and scored on the same test rows."""
     spec = ctx.cfg.model.get("baseline")
     if not spec:
-        return None
+        return None, {}
     columns = list(spec.columns)
     train = ctx.read("train").select(*columns).toPandas()
     baseline = instantiate(spec.estimator).fit(train)
     score = getattr(baseline, spec.method)(test[columns], ctx.cfg.model.horizon_days)
-    return target.from_score(score)
+    return target.from_score(score), dict(baseline.params)
 
 
 def _champion(name: str, candidate: ScoredModel, test: pd.DataFrame) -> tuple[Any, ScoredModel | None, str]:
@@ -148,7 +149,7 @@ def evaluate(ctx: RunContext) -> StageResult:
 
     prediction = candidate.predict(test)
     scores = {"candidate": _score(names, y, prediction, groups, cfg, custom)}
-    baseline_prediction = _baseline_prediction(ctx, candidate.target, test)
+    baseline_prediction, baseline_params = _baseline_prediction(ctx, candidate.target, test)
     scores["baseline"] = None if baseline_prediction is None else _score(names, y, baseline_prediction, groups, cfg)
     champion_version, champion, champion_note = _champion(name, candidate, test)
     scores["champion"] = None if champion is None else _score(names, y, champion.predict(test), groups, cfg)
@@ -166,9 +167,16 @@ def evaluate(ctx: RunContext) -> StageResult:
               else "nothing registered; aliases unchanged")
     log.info("gate %s (run_mode %s): %s", "passed" if verdict.passed else "failed", run_mode, action)
 
+    from pyspark.sql import functions as F
+
+    trained_on = ctx.read("train").agg(F.count("*").alias("rows"), F.countDistinct(keys[0]).alias("customers"),
+                                       F.min(keys[1]).alias("first"), F.max(keys[1]).alias("last")).first()
     facts = {
         "model": f"{cfg.model.name} for {cfg.country.code} ({cfg.env.name})",
         "candidate run": candidate.run_id,
+        "train rows / customers": f"{trained_on['rows']} / {trained_on['customers']}",
+        "train snapshots": f"{trained_on['first']} .. {trained_on['last']} (every {cfg.use_case.snapshots.cadence_months}"
+                           " month(s))",
         "test rows / customers": f"{len(test)} / {test[keys[0]].nunique()}",
         "test snapshots": f"{test['snapshot_date'].min()} .. {test['snapshot_date'].max()}",
         "horizon": f"{cfg.model.horizon_days} days",
@@ -187,6 +195,7 @@ def evaluate(ctx: RunContext) -> StageResult:
         for role, values in scores.items():
             if values:
                 mlflow.log_metrics({f"{role}_{key}": value for key, value in values.items() if np.isfinite(value)})
+        mlflow.log_params({f"baseline.{key}": value for key, value in baseline_params.items()})
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_dict(scores, "evaluation/metrics.json")
         mlflow.log_text(card, "evaluation/model_card.md")

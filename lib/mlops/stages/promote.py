@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf.errors import MissingMandatoryValue
-
 from mlops.errors import ConfigError
 from mlops.registry import alias_version, configure_mlflow, model_versions, registered_model_name, set_alias
 from mlops.runtime import RunContext, StageResult
@@ -16,11 +14,10 @@ def promote(ctx: RunContext) -> StageResult:
     import mlflow
 
     cfg = ctx.cfg
-    try:
-        wanted = str(cfg.promote.version)
-    except MissingMandatoryValue:
+    if cfg.promote.version is None:
         raise ConfigError("which version to promote is not given", where="promote.version",
-                          fix="e.g. python scripts/promote.py model=repurchase country=DE promote.version=3") from None
+                          fix="e.g. python scripts/promote.py model=repurchase country=DE promote.version=3")
+    wanted = str(cfg.promote.version)
     alias = str(cfg.promote.alias)
     if alias not in ("champion", "challenger"):
         raise ConfigError(f"promote.alias={alias!r}", where="promote.alias", fix="champion or challenger")
