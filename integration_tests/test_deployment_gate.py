@@ -133,6 +133,31 @@ def test_promote_rolls_back_and_refuses_unknown_versions(first, spark, root):
         run(context(root, spark, "model=repurchase"), "promote")
 
 
+def test_a_passing_candidate_that_does_not_beat_the_champion_is_only_challenger(first, spark, root):
+    ctx, _ = first
+    champion_before = champion_version(ctx)
+    modest = context(root, spark, "model=repurchase", "seed=11", "model.gate.min_improvement=1.0")
+    results = run(modest, "train", "evaluate")
+    evaluation = results["evaluate"]
+    assert evaluation.details["verdict"]["passed"] and evaluation.details["aliases"] == ["challenger"]
+    assert champion_version(ctx) == champion_before
+    challenger = alias_version(registry.registered_model_name(ctx.cfg), "challenger")
+    assert str(challenger.version) == evaluation.details["version"] != champion_before
+
+
+def test_custom_gate_metrics_come_from_config(first, spark, root):
+    ctx, _ = first
+    demanding = context(root, spark, "model=repurchase")
+    with open_dict(demanding.cfg):
+        demanding.cfg.evaluation.custom_metrics = [
+            {"name": "lift_at_20", "fn": {"_target_": "mlops.metrics.lift_at", "fraction": 0.2}, "min": 100.0}]
+    name = registry.registered_model_name(ctx.cfg)
+    before = (versions(ctx), champion_version(ctx), str(alias_version(name, "challenger").version))
+    with pytest.raises(GateRejectedError, match=r"lift_at_20=\d+\.\d+ must be >= 100.0"):
+        run(demanding, "evaluate")
+    assert (versions(ctx), champion_version(ctx), str(alias_version(name, "challenger").version)) == before
+
+
 def test_ltv_bucket_trains_and_passes_the_gate(first, spark, root):
     ctx = context(root, spark, "model=ltv_bucket")
     results = run(ctx, "features", "split", "train", "evaluate")
