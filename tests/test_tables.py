@@ -100,3 +100,28 @@ def test_catalog_store_on_the_spark_catalog(spark):
     finally:
         store.restore(name, None)
     assert not store.exists(name)
+
+
+def test_replace_dates_touches_only_those_dates(spark, store):
+    import datetime as dt
+
+    schema = "scoring_date date, customer_id string, score double"
+    jan, feb, mar = dt.date(2011, 1, 31), dt.date(2011, 2, 28), dt.date(2011, 3, 31)
+    store.replace_dates(NAME, spark.createDataFrame([(jan, "a", 0.1), (feb, "a", 0.2)], schema), "scoring_date", [jan, feb])
+    store.replace_dates(NAME, spark.createDataFrame([(feb, "a", 0.9), (feb, "b", 0.8), (mar, "a", 0.3)], schema),
+                        "scoring_date", [feb, mar])
+    assertDataFrameEqual(store.read(NAME), spark.createDataFrame(
+        [(jan, "a", 0.1), (feb, "a", 0.9), (feb, "b", 0.8), (mar, "a", 0.3)], schema))
+    assert store.version(NAME) == 1
+
+
+def test_date_predicate_accepts_only_dates_and_identifiers():
+    import datetime as dt
+
+    from mlops.tables import date_predicate
+
+    assert date_predicate("scoring_date", [dt.date(2011, 1, 31)]) == "scoring_date IN ('2011-01-31')"
+    with pytest.raises(ValueError):
+        date_predicate("scoring_date", ["2011-01-31') OR (1=1"])
+    with pytest.raises(ConfigError):
+        date_predicate("d; DROP", [dt.date(2011, 1, 31)])

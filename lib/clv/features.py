@@ -1,43 +1,20 @@
 """Point-in-time RFM features per customer and monthly snapshot date (MLOps Stacks' contract)."""
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from mlops.calendar import monthly_dates
+
 KEYS = ["customer_id", "snapshot_date"]
 
 
-def _last_day(year: int, month: int) -> int:
-    return calendar.monthrange(year, month)[1]
-
-
-def _months_before(day: dt.date, months: int) -> dt.date:
-    """The same day `months` earlier, clamped to the month's length (31 Mar -> 28/29 Feb);
-    a month end stays a month end (28 Feb -> 31 Jan)."""
-    index = day.year * 12 + (day.month - 1) - months
-    year, month = divmod(index, 12)
-    month += 1
-    month_end = day.day == _last_day(day.year, day.month)
-    return dt.date(year, month, _last_day(year, month) if month_end else min(day.day, _last_day(year, month)))
-
-
 def snapshot_dates(start_date: dt.date, end_date: dt.date, cadence_months: int = 1) -> list[dt.date]:
-    """Snapshots anchored on end_date and stepping back, ascending.
-
-    Anchoring on the end keeps the newest snapshot on the newest data, which is the one
-    batch inference scores; stepping from the start would leave up to a month unscored.
-    """
-    if cadence_months < 1:
-        raise ValueError(f"cadence_months must be >= 1, got {cadence_months}")
-    dates, k = [], 0
-    while (day := _months_before(end_date, k * cadence_months)) >= start_date:
-        dates.append(day)
-        k += 1
-    return sorted(dates)
+    """Snapshots every `cadence_months`, anchored on end_date (see mlops.calendar.monthly_dates)."""
+    return monthly_dates(start_date, end_date, cadence_months)
 
 
 def _snapshots(input_df: DataFrame, start_date: dt.date, end_date: dt.date, cadence_months: int) -> DataFrame:

@@ -148,22 +148,35 @@ class RunContext:
         STAGES[stage](self)
 
     def write(self, key: str, df: "DataFrame") -> tuple[int | None, int]:
-        """Validate, then overwrite atomically; returns (new version, rows written)."""
+        """Validate, then overwrite atomically; returns (new version, rows in the table)."""
         return self.write_all({key: df})[key]
 
-    def write_all(self, outputs: dict[str, "DataFrame"]) -> dict[str, tuple[int | None, int]]:
+    def write_all(
+        self,
+        outputs: dict[str, "DataFrame"],
+        *,
+        replace_dates: tuple[str, list] | None = None,
+        extra_expectations: dict[str, list[dict]] | None = None,
+    ) -> dict[str, tuple[int | None, int]]:
         """Write a stage's outputs as one unit: every contract is checked before the first write,
-        and if a later write fails the earlier ones are rolled back to their previous versions."""
+        and if a later write fails the earlier ones are rolled back to their previous versions.
+
+        With `replace_dates=(column, dates)` only those dates' rows are replaced (history kept).
+        `extra_expectations` adds checks only known at run time (e.g. an exact row count).
+        """
         from mlops.quality import validate
 
         names = {key: self.table_name(key) for key in outputs}
         for key, df in outputs.items():
-            validate(df, self.suite(key), table=str(names[key]))
+            validate(df, self.suite(key) + (extra_expectations or {}).get(key, []), table=str(names[key]))
         before = {key: self.tables.version(name) for key, name in names.items()}
         written: dict[str, tuple[int | None, int]] = {}
         try:
             for key, df in outputs.items():
-                version = self.tables.overwrite(names[key], df)
+                if replace_dates:
+                    version = self.tables.replace_dates(names[key], df, *replace_dates)
+                else:
+                    version = self.tables.overwrite(names[key], df)
                 written[key] = (version, self.tables.read(names[key]).count())
                 log.info("wrote %s: version %s, %d rows", names[key], *written[key])
         except BaseException:
@@ -177,8 +190,13 @@ class RunContext:
         return written
 
     def suite(self, key: str) -> list[dict]:
-        suite = (self.cfg.use_case.get("quality") or {}).get(key)
-        return OmegaConf.to_container(suite, resolve=True) if suite else []  # type: ignore[return-value]
+        """The table's contract: the use case's expectations plus the model's own for that table."""
+        entries: list[dict] = []
+        for owner in (self.cfg.use_case, self.cfg.model):
+            suite = (owner.get("quality") or {}).get(key)
+            if suite:
+                entries += OmegaConf.to_container(suite, resolve=True)  # type: ignore[operator]
+        return entries
 
     def input_versions(self, *keys: str) -> dict[str, int | None]:
         return {key: self.tables.version(self.table_name(key)) for key in keys}

@@ -1,8 +1,10 @@
 """Tables by validated name, read and atomically overwritten through one interface, two worlds."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,6 +58,10 @@ class TableStore(Protocol):
 
     def overwrite(self, name: TableName, df: "DataFrame") -> int | None: ...
 
+    def replace_dates(self, name: TableName, df: "DataFrame", column: str, dates: Sequence[dt.date]) -> int | None:
+        """Replace only the rows whose `column` is one of `dates` (one commit); keep the rest."""
+        ...
+
     def version(self, name: TableName) -> int | None: ...
 
     def history(self, name: TableName) -> list[dict[str, Any]]: ...
@@ -106,6 +112,15 @@ class DeltaPathTableStore:
         # leaves the table untouched.
         return self.overwrite_arrow(name, df.toArrow())
 
+    def replace_dates(self, name: TableName, df: "DataFrame", column: str, dates: Sequence[dt.date]) -> int:
+        if not self.exists(name):
+            return self.overwrite(name, df)
+        from deltalake import write_deltalake
+
+        write_deltalake(str(self.path(name)), df.toArrow(), mode="overwrite",
+                        predicate=date_predicate(column, dates))
+        return self._table(name).version()
+
     def overwrite_arrow(self, name: TableName, data: "pa.Table | pa.RecordBatchReader") -> int:
         from deltalake import write_deltalake
 
@@ -147,6 +162,12 @@ class CatalogTableStore:
         df.write.mode("overwrite").option("overwriteSchema", "true").saveAsTable(name.quoted)
         return self.version(name)
 
+    def replace_dates(self, name: TableName, df: "DataFrame", column: str, dates: Sequence[dt.date]) -> int | None:
+        if not self.exists(name):
+            return self.overwrite(name, df)
+        df.write.mode("overwrite").option("replaceWhere", date_predicate(column, dates)).saveAsTable(name.quoted)
+        return self.version(name)
+
     def history(self, name: TableName) -> list[dict[str, Any]]:
         if not self.exists(name):
             return []
@@ -165,6 +186,14 @@ class CatalogTableStore:
             self.spark.sql(f"DROP TABLE IF EXISTS {name.quoted}")
         else:
             self.spark.sql(f"RESTORE TABLE {name.quoted} TO VERSION AS OF {int(version)}")
+
+
+def date_predicate(column: str, dates: Sequence[dt.date]) -> str:
+    """`column IN ('YYYY-MM-DD', ...)` from real dates and a checked identifier: nothing to inject."""
+    if not _IDENTIFIER.fullmatch(column):
+        raise ConfigError(f"invalid column name {column!r}", where="replace_dates", fix="a plain identifier")
+    days = ", ".join(f"'{dt.date.fromisoformat(str(day)).isoformat()}'" for day in dates)
+    return f"{column} IN ({days})"
 
 
 def make_table_store(env: DictConfig, spark: "SparkSession") -> TableStore:

@@ -42,6 +42,10 @@ class BinaryTarget:
     def predict(self, proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
         return np.asarray(proba)[:, list(classes).index(1)]
 
+    def score(self, proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """The continuous output monitored for drift: P(1)."""
+        return self.predict(proba, classes)
+
     def from_score(self, score: np.ndarray) -> np.ndarray:
         """A baseline's probability is already the prediction."""
         return np.asarray(score, dtype=float)
@@ -102,6 +106,10 @@ class BucketTarget:
         if self.decoding == "argmax":
             return classes[np.argmax(proba, axis=1)]
         return self.rank(proba @ classes.astype(float))
+
+    def score(self, proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """The continuous output monitored for drift: the expected class."""
+        return np.asarray(proba) @ np.asarray(classes).astype(float)
 
     def from_score(self, score: np.ndarray) -> np.ndarray:
         """A baseline's ordinal score (e.g. expected value) cut into the training class shares."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mlops.stages.batch_inference import batch_inference
 from mlops.stages.evaluate import evaluate
 from mlops.stages.extract import extract
 from mlops.stages.features import features
+from mlops.stages.monitor import monitor
 from mlops.stages.promote import promote
 from mlops.stages.split import split
 from mlops.stages.train import train
@@ -20,6 +22,8 @@ STAGES: dict[str, Callable[["RunContext"], "StageResult"]] = {
     "split": split,
     "train": train,
     "evaluate": evaluate,
+    "batch_inference": batch_inference,
+    "monitor": monitor,
     "promote": promote,
 }
 
@@ -30,4 +34,6 @@ PRODUCER: dict[str, str] = {
     "labels": "features",
     "train": "split",
     "test": "split",
+    "scoring_features": "batch_inference",
+    "predictions": "batch_inference",
 }

@@ -6,11 +6,13 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from mlops.drift import profile
 from mlops.errors import TrainingDataError
 from mlops.lineage import git_commit
 from mlops.metrics import compute_metrics
@@ -101,6 +103,10 @@ def train(ctx: RunContext) -> StageResult:
         metrics.update(fit_seconds=fit_seconds, **{f"train_class_share_{c}": float(np.mean(y_train == c))
                                                    for c in np.unique(y_train)})
         mlflow.log_metrics(metrics)
+        # what monitoring compares scoring-time data with: training feature and score distributions
+        train_score = target.score(estimator.predict_proba(X_train), estimator.classes_)
+        mlflow.log_dict({"features": profile(X_train), "score": profile(pd.DataFrame({"score": train_score}))},
+                        "config/training_profile.json")
         model_info = log_sklearn_model(estimator, input_example=X_train.head(5))
         mlflow.set_tag("model_uri", model_info.model_uri)
     log.info("run %s: %s", run.info.run_id, ", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())))

@@ -1,0 +1,147 @@
+"""Stage batch_inference: `champion` + features at the scoring dates -> `predictions` (per-date replace)."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from functools import reduce
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from mlops.calendar import monthly_dates
+from mlops.config import parse_date
+from mlops.errors import ConfigError, MissingInputError
+from mlops.registry import alias_version, configure_mlflow, registered_model_name
+from mlops.runtime import RunContext, StageResult
+from mlops.stages.evaluate import ScoredModel
+
+log = logging.getLogger(__name__)
+
+
+def champion_model(ctx: RunContext) -> tuple[str, Any, ScoredModel]:
+    """(registered name, version, model) of `champion`; locally, run evaluate first if there is none."""
+    configure_mlflow(ctx.cfg)
+    name = registered_model_name(ctx.cfg)
+    version = alias_version(name, "champion")
+    if version is None and ctx.cfg.env.run_missing_upstream:
+        log.info("%s has no champion yet: running stage 'evaluate' first", name)
+        ctx.upstream_runs.append("evaluate")
+        from mlops.stages import STAGES
+
+        STAGES["evaluate"](ctx)
+        version = alias_version(name, "champion")
+    if version is None:
+        raise MissingInputError(f"{name} has no champion to score with", where=f"registry alias {name}@champion",
+                                fix="run evaluate (a candidate must pass the gate) or promote a version")
+    return name, version, ScoredModel.from_run(version.run_id, f"models:/{name}/{version.version}")
+
+
+def scoring_dates(ctx: RunContext, first_day: dt.date, last_day: dt.date) -> list[dt.date]:
+    """The dates to score, from the most specific setting given; default the latest transaction day."""
+    cfg = ctx.cfg
+    backfill = cfg.inference.backfill
+    if cfg.inference.scoring_dates:
+        dates = [parse_date(day, "inference.scoring_dates") for day in cfg.inference.scoring_dates]
+    elif backfill.start or backfill.end:
+        start = parse_date(backfill.start or first_day, "inference.backfill.start")
+        end = parse_date(backfill.end or last_day, "inference.backfill.end")
+        dates = monthly_dates(start, end, int(backfill.cadence_months))
+    elif cfg.scoring_date:
+        dates = [parse_date(cfg.scoring_date, "scoring_date")]
+    else:
+        dates = [last_day]
+    early = [day for day in dates if day < first_day]
+    if early or not dates:
+        raise ConfigError(f"scoring date(s) {early or dates} come before the first transaction ({first_day})",
+                          where="scoring_date / inference", fix=f"score on or after {first_day}")
+    return sorted(set(dates))
+
+
+def _score_udf(model: ScoredModel, classes: list[int], probability_columns: list[str]):
+    """A mapInPandas function that carries the fitted model in its closure: it runs wherever
+    Spark runs Python (local workers, a Connect server, a cluster) with nothing to load there."""
+    features, estimator, target = model.features, model.model, model.target
+
+    def score(batches):
+        for batch in batches:
+            proba = estimator.predict_proba(batch[features].astype("float64"))
+            out = pd.DataFrame({"customer_id": batch["customer_id"], "scoring_date": batch["scoring_date"]})
+            for column, values in zip(probability_columns, proba.T):
+                out[column] = values
+            out["score"] = target.score(proba, np.asarray(classes))
+            out["argmax_class"] = np.asarray(classes)[np.argmax(proba, axis=1)].astype("int32")
+            yield out
+
+    return score
+
+
+def _ranked_classes(score: Column, shares: list[float]) -> Column:
+    """Spark twin of targets.rank_into_shares, per scoring date; ties broken by customer id."""
+    per_date_by_score = Window.partitionBy("scoring_date").orderBy(score, F.col("customer_id"))
+    position = (F.row_number().over(per_date_by_score) - F.lit(0.5)) / F.count("*").over(
+        Window.partitionBy("scoring_date"))
+    cumulative = np.cumsum(shares) / np.sum(shares)
+    expression = F.lit(len(shares) - 1)
+    for cls in reversed(range(len(shares) - 1)):
+        expression = F.when(position <= F.lit(float(cumulative[cls])), F.lit(cls)).otherwise(expression)
+    return expression
+
+
+def predictions_frame(features: DataFrame, model: ScoredModel, *, name: str, version: str, scored_at: dt.datetime,
+                      threshold: float | None) -> DataFrame:
+    classes = [int(c) for c in model.model.classes_]
+    binary = model.target.task == "binary"
+    probability_columns = ["probability"] if binary else [f"probability_{c}" for c in classes]
+    schema = ("customer_id string, scoring_date date, "
+              + ", ".join(f"{c} double" for c in (["probability_0"] if binary else []) + probability_columns)
+              + ", score double, argmax_class int")
+    columns = (["probability_0"] + probability_columns) if binary else probability_columns
+    scored = features.select("customer_id", "scoring_date", *model.features).mapInPandas(
+        _score_udf(model, classes, columns), schema)
+    if binary:
+        prediction = (F.col("probability") >= F.lit(float(threshold if threshold is not None else 0.5))).cast("int")
+    elif model.target.decoding == "ranked_expected_class":
+        prediction = _ranked_classes(F.col("score"), list(model.target.class_shares))
+    else:
+        prediction = F.col("argmax_class")
+    total = reduce(lambda a, b: a + b, (F.col(c) for c in columns))
+    return scored.select(
+        "customer_id", "scoring_date", prediction.cast("int").alias("prediction"),
+        *probability_columns, "score", total.alias("probability_total"),
+        F.lit(name).alias("model_name"), F.lit(str(version)).alias("model_version"),
+        F.lit(model.run_id).alias("run_id"), F.lit(scored_at).cast("timestamp").alias("scored_at"),
+    )
+
+
+def batch_inference(ctx: RunContext) -> StageResult:
+    cfg = ctx.cfg
+    name, version, model = champion_model(ctx)
+    transactions = ctx.read("transactions")
+    day = F.to_date(F.col(cfg.use_case.timestamp_column))
+    bounds = transactions.agg(F.min(day).alias("first"), F.max(day).alias("last")).first()
+    dates = scoring_dates(ctx, bounds["first"], bounds["last"])
+    log.info("scoring %d date(s) %s .. %s with %s version %s", len(dates), dates[0], dates[-1], name, version.version)
+
+    compute_features_fn = instantiate(cfg.model.features.fn)
+    features = reduce(DataFrame.unionByName, [
+        compute_features_fn(transactions, cfg.use_case.timestamp_column, d, d) for d in dates
+    ]).withColumnRenamed("snapshot_date", "scoring_date")
+    missing = [column for column in model.features if column not in features.columns]
+    if missing:
+        raise ConfigError(f"champion version {version.version} needs features {missing}", where="model.features",
+                          fix="re-train with the current feature function, or promote a matching version")
+    population = features.count()
+    predictions = predictions_frame(features, model, name=name, version=version.version, scored_at=ctx.started_at,
+                                    threshold=cfg.model.inference.threshold)
+    written = ctx.write_all(
+        {"scoring_features": features, "predictions": predictions},
+        replace_dates=("scoring_date", dates),
+        extra_expectations={"predictions": [{"expect_table_row_count_to_equal": {"value": population},
+                                             "hint": "one prediction per customer in the scoring population"}]},
+    )
+    return StageResult.of_writes("batch_inference", written,
+                                 details={"dates": dates, "population": population, "version": str(version.version)})

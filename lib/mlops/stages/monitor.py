@@ -1,0 +1,140 @@
+"""Stage monitor: predictions history -> drift and realised performance per scoring date -> retrain flag."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from pyspark.sql import functions as F
+
+from mlops.drift import drift
+from mlops.errors import MissingInputError
+from mlops.lineage import git_commit
+from mlops.metrics import metric
+from mlops.registry import configure_mlflow, load_run_json
+from mlops.reports import log_figure
+from mlops.runtime import RunContext, StageResult
+from mlops.targets import target_from_dict
+from mlops.task_values import publish_task_value
+
+log = logging.getLogger(__name__)
+
+MONITORING_SCHEMA = ("scoring_date date, metric string, subject string, value double, threshold double, "
+                     "violated boolean, rows long, model_version string")
+
+
+def retrain_required(violated_by_date: dict[dt.date, bool], violations: int, windows: int) -> bool:
+    """MLOps Stacks' rule: >= `violations` of the last `windows` dates broke a threshold, the latest among them."""
+    recent = [violated_by_date[day] for day in sorted(violated_by_date)[-windows:]]
+    return bool(recent) and recent[-1] and sum(recent) >= violations
+
+
+def drift_rows(scored: pd.DataFrame, profiles: dict[str, dict[str, Any]], threshold: float) -> list[tuple]:
+    """PSI per feature and of the model's score, per scoring date, against the scoring run's training profile."""
+    rows = []
+    for (day, run_id, version), frame in scored.groupby(["scoring_date", "run_id", "model_version"], sort=True):
+        saved = profiles[run_id]
+        values = {**drift(saved["features"], frame), "score": drift(saved["score"], frame)["score"]}
+        for subject, value in values.items():
+            metric_name = "prediction_psi" if subject == "score" else "feature_psi"
+            rows.append((day, metric_name, subject, value, threshold, value > threshold, len(frame), version))
+    return rows
+
+
+def performance_rows(ctx: RunContext, predictions, transactions, observed_until: dt.date) -> list[tuple]:
+    """Realised metric per scoring date whose horizon has passed: predictions joined to actual labels."""
+    cfg = ctx.cfg
+    horizon = int(cfg.model.horizon_days)
+    matured = predictions.where(F.date_add(F.col("scoring_date"), horizon) <= F.lit(observed_until))
+    population = matured.select("customer_id", F.col("scoring_date").alias("snapshot_date"))
+    labels = instantiate(cfg.model.label.fn)(transactions, population, timestamp_column=cfg.use_case.timestamp_column,
+                                            observed_until=observed_until)
+    joined = (matured.join(labels.withColumnRenamed("snapshot_date", "scoring_date"), ["customer_id", "scoring_date"])
+              .select("scoring_date", "run_id", "model_version", "prediction", "score", cfg.model.label.column)
+              .toPandas())
+    name, minimum = str(cfg.model.monitoring.performance_metric), float(cfg.model.monitoring.min_performance)
+    fn, rows = metric(name), []
+    for (day, run_id, version), frame in joined.groupby(["scoring_date", "run_id", "model_version"], sort=True):
+        target = target_from_dict(load_run_json(run_id, "config/target.json"))
+        y = target.transform(frame[cfg.model.label.column].to_numpy())
+        prediction = frame["score" if target.task == "binary" else "prediction"].to_numpy()
+        if len(np.unique(y)) < 2:
+            log.warning("%s: one class only among %d labelled rows; no %s", day, len(y), name)
+            continue
+        value = fn(y, prediction)
+        rows.append((day, name, "performance", value, minimum, value < minimum, len(frame), version))
+    return rows
+
+
+def monitor(ctx: RunContext) -> StageResult:
+    import mlflow
+
+    cfg = ctx.cfg
+    name = str(ctx.table_name("predictions"))
+    if not ctx.tables.exists(ctx.table_name("predictions")) and not cfg.env.run_missing_upstream:
+        raise MissingInputError(f"no predictions to monitor in {name}", where=name, fix="run batch_inference first")
+    predictions, features = ctx.read("predictions"), ctx.read("scoring_features")
+    transactions = ctx.read("transactions")
+    configure_mlflow(cfg)
+
+    scored = (features.join(predictions.select("customer_id", "scoring_date", "score", "run_id", "model_version"),
+                            ["customer_id", "scoring_date"])
+              .orderBy("scoring_date", "customer_id").limit(int(cfg.monitoring.max_rows)).toPandas())
+    profiles = {run_id: load_run_json(run_id, "config/training_profile.json") for run_id in scored["run_id"].unique()}
+    threshold = float(cfg.monitoring.psi_threshold)
+    last_day = transactions.agg(F.max(F.to_date(F.col(cfg.use_case.timestamp_column)))).first()[0]
+    observed_until = last_day - dt.timedelta(days=1)
+    rows = drift_rows(scored, profiles, threshold) + performance_rows(ctx, predictions, transactions, observed_until)
+    table = pd.DataFrame(rows, columns=[c.split()[0] for c in MONITORING_SCHEMA.split(", ")])
+
+    # a date violates when its score drifts, its features drift on average, or it underperforms
+    per_date = table.assign(
+        breach=lambda t: np.where(t["metric"] == "feature_psi", False, t["violated"]),
+    ).groupby("scoring_date")["breach"].any().to_dict()
+    mean_feature_psi = table[table["metric"] == "feature_psi"].groupby("scoring_date")["value"].mean()
+    for day, value in mean_feature_psi.items():
+        per_date[day] = per_date.get(day, False) or bool(value > threshold)
+    retrain = retrain_required(per_date, int(cfg.monitoring.violations), int(cfg.monitoring.windows))
+
+    written = ctx.write_all({"monitoring": ctx.spark.createDataFrame(
+        list(table.itertuples(index=False, name=None)), MONITORING_SCHEMA)})
+    with mlflow.start_run(run_name=f"monitor {cfg.model.name} {cfg.country.code}") as run:
+        mlflow.set_tags({"stage": "monitor", "model": cfg.model.name, "country": cfg.country.code,
+                         "env": cfg.env.name, "git_commit": git_commit(), "retrain_required": str(retrain)})
+        mlflow.log_metric("retrain_required", float(retrain))
+        mlflow.log_table(table.astype({"scoring_date": str}), "monitoring/monitoring.json")
+        for figure_name, figure in _figures(table).items():
+            log_figure(figure, f"monitoring/{figure_name}")
+    publish_task_value("retrain_required", retrain)
+    log.info("retrain_required=%s (violations by date: %s)", retrain,
+             {str(day): bool(flag) for day, flag in sorted(per_date.items())})
+    return StageResult.of_writes("monitor", written, run_id=run.info.run_id,
+                                 details={"retrain_required": retrain, "violated_by_date": per_date})
+
+
+def _figures(table: pd.DataFrame) -> dict[str, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    latest = table["scoring_date"].max()
+    psi = table[(table["scoring_date"] == latest) & (table["metric"] != "performance")].sort_values("value")
+    fig, ax = plt.subplots(figsize=(6, max(3.0, 0.25 * len(psi))))
+    ax.barh(psi["subject"], psi["value"])
+    ax.axvline(psi["threshold"].max() if len(psi) else 0.25, color="red", linestyle="--")
+    ax.set_xlabel(f"PSI on {latest} against training")
+    fig.tight_layout()
+    figures["drift_latest.png"] = fig
+    performance = table[table["metric"] != "feature_psi"].pivot_table(index="scoring_date", columns="metric",
+                                                                      values="value")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    performance.plot(ax=ax, marker="o")
+    ax.set_title("realised performance and prediction drift by scoring date")
+    fig.tight_layout()
+    figures["performance_over_time.png"] = fig
+    return figures

@@ -1,0 +1,14 @@
+"""Stage `monitor` as a spark_python_task: `python scripts/monitor.py model=repurchase country=DE [env=dev]`."""
+import hydra
+from omegaconf import DictConfig
+
+from mlops.cli import run_stage
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_stage("monitor", cfg)
+
+
+if __name__ == "__main__":
+    main()
