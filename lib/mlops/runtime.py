@@ -137,15 +137,21 @@ class RunContext:
         return self.tables.read(name)
 
     def _run_producer(self, key: str, name: TableName) -> None:
-        from mlops.stages import PRODUCER, STAGES
+        from mlops.stages import PRODUCER
 
         stage = PRODUCER.get(key)
         if stage is None:
             raise MissingInputError(f"input table {name} does not exist and no stage makes it",
                                     where=f"table key {key!r}", fix="create the table or fix use_case.tables")
-        log.info("input %s is missing: running stage %r first", name, stage)
+        self.run_upstream(stage, f"input {name} is missing")
+
+    def run_upstream(self, stage: str, why: str) -> "StageResult":
+        """Run the stage that makes a missing input, in this context (local envs only)."""
+        from mlops.stages import STAGES
+
+        log.info("%s: running stage %r first", why, stage)
         self.upstream_runs.append(stage)
-        STAGES[stage](self)
+        return STAGES[stage](self)
 
     def write(self, key: str, df: "DataFrame") -> tuple[int | None, int]:
         """Validate, then overwrite atomically; returns (new version, rows in the table)."""

@@ -28,11 +28,7 @@ def champion_model(ctx: RunContext) -> tuple[str, Any, ScoredModel]:
     name = registered_model_name(ctx.cfg)
     version = alias_version(name, "champion")
     if version is None and ctx.cfg.env.run_missing_upstream:
-        log.info("%s has no champion yet: running stage 'evaluate' first", name)
-        ctx.upstream_runs.append("evaluate")
-        from mlops.stages import STAGES
-
-        STAGES["evaluate"](ctx)
+        ctx.run_upstream("evaluate", f"{name} has no champion yet")
         version = alias_version(name, "champion")
     if version is None:
         raise MissingInputError(f"{name} has no champion to score with", where=f"registry alias {name}@champion",

@@ -66,11 +66,7 @@ def candidate_run(ctx: RunContext, experiment_id: str) -> Any:
     if not cfg.env.run_missing_upstream:
         raise MissingInputError(f"no finished training run of {cfg.model.name} for {cfg.country.code}",
                                 where=f"MLflow experiment {cfg.use_case.experiment}", fix="run the train stage first")
-    log.info("no training run yet: running stage 'train' first")
-    ctx.upstream_runs.append("train")
-    from mlops.stages import STAGES
-
-    return mlflow.get_run(STAGES["train"](ctx).run_id)
+    return mlflow.get_run(ctx.run_upstream("train", "no training run yet").run_id)
 
 
 def _custom_metrics(cfg) -> dict[str, tuple[Any, dict[str, float]]]:
