@@ -9,7 +9,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from mlops.stages.batch_inference import predictions_frame
-from mlops.stages.evaluate import ScoredModel
+from mlops.models import ScoredModel
 from mlops.targets import BinaryTarget, BucketTarget, rank_into_shares
 
 FEATURES = ["recency", "spend"]

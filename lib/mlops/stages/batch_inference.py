@@ -15,9 +15,9 @@ from pyspark.sql import functions as F
 from mlops.calendar import monthly_dates
 from mlops.config import parse_date
 from mlops.errors import ConfigError, MissingInputError
+from mlops.models import ScoredModel
 from mlops.registry import alias_version, configure_mlflow, registered_model_name
 from mlops.runtime import RunContext, StageResult
-from mlops.stages.evaluate import ScoredModel
 
 log = logging.getLogger(__name__)
 

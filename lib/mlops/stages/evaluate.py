@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,36 +12,16 @@ from mlops.errors import ConfigError, GateRejectedError, MissingInputError
 from mlops.gate import Verdict, decide
 from mlops.lineage import git_commit
 from mlops.metrics import metric, metrics_with_ci
-from mlops.registry import (alias_version, configure_mlflow, describe_version, load_run_json, load_sklearn_model,
-                            register_run_model, registered_model_name, set_alias)
+from mlops.models import ScoredModel
+from mlops.registry import (alias_version, configure_mlflow, describe_version, register_run_model,
+                            registered_model_name, set_alias)
 from mlops.reports import evaluation_figures, log_figure, model_card, permutation_importance_figure
 from mlops.runtime import RunContext, StageResult
 from mlops.stages.train import require_classes
-from mlops.targets import target_from_dict
 
 log = logging.getLogger(__name__)
 
 RUN_MODES = ("disabled", "dry_run", "enabled")
-
-
-@dataclass
-class ScoredModel:
-    """A logged model with what it needs to predict like it did in training."""
-
-    run_id: str
-    model: Any
-    target: Any
-    features: list[str]
-
-    @classmethod
-    def from_run(cls, run_id: str, model_uri: str) -> "ScoredModel":
-        inputs = load_run_json(run_id, "config/model_inputs.json")
-        target = target_from_dict(load_run_json(run_id, "config/target.json"))
-        return cls(run_id, load_sklearn_model(model_uri), target, list(inputs["features"]))
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        proba = self.model.predict_proba(frame[self.features].astype("float64"))
-        return self.target.predict(proba, self.model.classes_)
 
 
 def candidate_run(ctx: RunContext, experiment_id: str) -> Any:
