@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from mlops.config import CONF_DIR, compose_config, validate_config
 from mlops.errors import ConfigError

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 
 
-def _figure():
+def _figure(size: tuple[float, float] = (6, 4.5)):
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a cluster or in CI
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(6, 4.5))
+    return plt.subplots(figsize=size)
 
 
 def log_figure(figure: Any, artifact_path: str) -> None:
@@ -61,8 +61,7 @@ def permutation_importance_figure(model: Any, X: pd.DataFrame, y: np.ndarray,
     result = permutation_importance(model, X, y, scoring=score, n_repeats=5, random_state=seed)
     table = pd.DataFrame({"feature": X.columns, "importance_mean": result.importances_mean,
                           "importance_std": result.importances_std}).sort_values("importance_mean")
-    fig, ax = _figure()
-    fig.set_size_inches(6, max(3.0, 0.25 * len(table)))
+    fig, ax = _figure((6, max(3.0, 0.25 * len(table))))
     ax.barh(table["feature"], table["importance_mean"], xerr=table["importance_std"])
     ax.set_xlabel("drop in score when shuffled")
     fig.tight_layout()
@@ -93,3 +92,25 @@ def model_card(*, title: str, facts: dict[str, Any], metric_names: list[str], ca
               for check in verdict["checks"]]
     lines += ["", f"**Verdict:** {'passed' if verdict['passed'] else 'failed'}. **Action:** {action}", ""]
     return "\n".join(lines)
+
+
+def monitoring_figures(table: pd.DataFrame) -> dict[str, Any]:
+    """Drift of the latest scoring date per feature, and performance and score drift over time."""
+    figures = {}
+    latest = table["scoring_date"].max()
+    psi = table[(table["scoring_date"] == latest) & (table["metric"] != "performance")].sort_values("value")
+    fig, ax = _figure((6, max(3.0, 0.25 * len(psi))))
+    ax.barh(psi["subject"], psi["value"])
+    if len(psi):
+        ax.axvline(psi["threshold"].max(), color="red", linestyle="--")
+    ax.set_xlabel(f"PSI on {latest} against training")
+    fig.tight_layout()
+    figures["drift_latest.png"] = fig
+    over_time = table[table["metric"] != "feature_psi"].pivot_table(index="scoring_date", columns="metric",
+                                                                    values="value")
+    fig, ax = _figure((7, 4))
+    over_time.plot(ax=ax, marker="o")
+    ax.set_title("realised performance and prediction drift by scoring date")
+    fig.tight_layout()
+    figures["performance_over_time.png"] = fig
+    return figures

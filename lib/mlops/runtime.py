@@ -204,5 +204,27 @@ class RunContext:
                 entries += OmegaConf.to_container(suite, resolve=True)  # type: ignore[operator]
         return entries
 
+    def observed_days(self, transactions: "DataFrame") -> tuple[dt.date, dt.date, dt.date]:
+        """(first day, last day, last fully observed day) of the transactions.
+
+        The latest day is usually cut off mid-day, so unless use_case.snapshots.observed_until
+        says otherwise the last fully observed day is the one before it. Features, scoring and
+        monitoring all take it from here, so a horizon "has passed" means the same everywhere.
+        """
+        from pyspark.sql import functions as F
+
+        from mlops.config import parse_date
+        from mlops.errors import DataQualityError
+
+        day = F.to_date(F.col(self.cfg.use_case.timestamp_column))
+        bounds = transactions.agg(F.min(day).alias("first"), F.max(day).alias("last")).first()
+        if bounds["last"] is None:
+            raise DataQualityError("the transactions table is empty", where=str(self.table_name("transactions")),
+                                   fix="re-run extract on a source that has rows for this country")
+        configured = self.cfg.use_case.snapshots.observed_until
+        observed_until = (parse_date(configured, "use_case.snapshots.observed_until") if configured
+                          else bounds["last"] - dt.timedelta(days=1))
+        return bounds["first"], bounds["last"], observed_until
+
     def input_versions(self, *keys: str) -> dict[str, int | None]:
         return {key: self.tables.version(self.table_name(key)) for key in keys}

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops.errors import ConfigError
+from mlops.errors import ConfigError, TrainingDataError
 
 
 def rank_into_shares(values: np.ndarray, classes: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -26,6 +26,16 @@ def rank_into_shares(values: np.ndarray, classes: np.ndarray, shares: np.ndarray
     decoded = np.empty(len(values), dtype=int)
     decoded[order] = np.asarray(classes)[np.searchsorted(cumulative, position, side="left").clip(0, len(classes) - 1)]
     return decoded
+
+
+def require_classes(y: np.ndarray, part: str, table: str) -> None:
+    """A model needs at least two classes to learn and two to be measured on."""
+    if len(np.unique(y)) < 2:
+        raise TrainingDataError(
+            f"the {part} set has {len(y)} rows and only label value(s) {sorted(set(y.tolist()))}",
+            where=table,
+            fix="use more data (env.sample_fraction, more history) or a different horizon/country",
+        )
 
 
 class BinaryTarget:

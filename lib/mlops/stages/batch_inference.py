@@ -117,9 +117,8 @@ def batch_inference(ctx: RunContext) -> StageResult:
     cfg = ctx.cfg
     name, version, model = champion_model(ctx)
     transactions = ctx.read("transactions")
-    day = F.to_date(F.col(cfg.use_case.timestamp_column))
-    bounds = transactions.agg(F.min(day).alias("first"), F.max(day).alias("last")).first()
-    dates = scoring_dates(ctx, bounds["first"], bounds["last"])
+    first_day, last_day, _ = ctx.observed_days(transactions)
+    dates = scoring_dates(ctx, first_day, last_day)
     log.info("scoring %d date(s) %s .. %s with %s version %s", len(dates), dates[0], dates[-1], name, version.version)
 
     compute_features_fn = instantiate(cfg.model.features.fn)

@@ -17,7 +17,7 @@ from mlops.registry import (alias_version, configure_mlflow, describe_version, r
                             registered_model_name, set_alias)
 from mlops.reports import evaluation_figures, log_figure, model_card, permutation_importance_figure
 from mlops.runtime import RunContext, StageResult
-from mlops.stages.train import require_classes
+from mlops.targets import require_classes
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,9 @@ import datetime as dt
 import logging
 
 from hydra.utils import instantiate
-from pyspark.sql import functions as F
 
 from mlops.config import parse_date
-from mlops.errors import ConfigError, DataQualityError
+from mlops.errors import ConfigError
 from mlops.runtime import RunContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -17,17 +16,10 @@ log = logging.getLogger(__name__)
 def snapshot_window(ctx: RunContext, transactions) -> tuple[dt.date, dt.date, dt.date]:
     """(start_date, end_date, observed_until) from config, filling gaps from the data itself."""
     snapshots = ctx.cfg.use_case.snapshots
-    day = F.to_date(F.col(ctx.cfg.use_case.timestamp_column))
-    bounds = transactions.agg(F.min(day).alias("first"), F.max(day).alias("last")).first()
-    if bounds["last"] is None:
-        raise DataQualityError("the transactions table is empty", where=str(ctx.table_name("transactions")),
-                               fix="re-run extract on a source that has rows for this country")
-    # the latest day is usually cut off mid-day, so the last *fully* observed day is the one before
-    observed_until = (parse_date(snapshots.observed_until, "use_case.snapshots.observed_until")
-                      if snapshots.observed_until else bounds["last"] - dt.timedelta(days=1))
+    first_day, _, observed_until = ctx.observed_days(transactions)
     end_date = parse_date(snapshots.end_date, "use_case.snapshots.end_date") if snapshots.end_date else observed_until
     start_date = (parse_date(snapshots.start_date, "use_case.snapshots.start_date")
-                  if snapshots.start_date else bounds["first"])
+                  if snapshots.start_date else first_day)
     if start_date > end_date:
         raise ConfigError(f"snapshot start {start_date} is after snapshot end {end_date}",
                           where="use_case.snapshots", fix="set start_date <= end_date (or leave them null)")

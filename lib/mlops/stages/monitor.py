@@ -15,7 +15,7 @@ from mlops.errors import MissingInputError
 from mlops.lineage import git_commit
 from mlops.metrics import metric
 from mlops.registry import configure_mlflow, load_run_json
-from mlops.reports import log_figure
+from mlops.reports import log_figure, monitoring_figures
 from mlops.runtime import RunContext, StageResult
 from mlops.targets import target_from_dict
 from mlops.task_values import publish_task_value
@@ -85,8 +85,7 @@ def monitor(ctx: RunContext) -> StageResult:
               .orderBy("scoring_date", "customer_id").limit(int(cfg.monitoring.max_rows)).toPandas())
     profiles = {run_id: load_run_json(run_id, "config/training_profile.json") for run_id in scored["run_id"].unique()}
     threshold = float(cfg.monitoring.psi_threshold)
-    last_day = transactions.agg(F.max(F.to_date(F.col(cfg.use_case.timestamp_column)))).first()[0]
-    observed_until = last_day - dt.timedelta(days=1)
+    _, _, observed_until = ctx.observed_days(transactions)
     rows = drift_rows(scored, profiles, threshold) + performance_rows(ctx, predictions, transactions, observed_until)
     table = pd.DataFrame(rows, columns=[c.split()[0] for c in MONITORING_SCHEMA.split(", ")])
 
@@ -106,7 +105,7 @@ def monitor(ctx: RunContext) -> StageResult:
                          "env": cfg.env.name, "git_commit": git_commit(), "retrain_required": str(retrain)})
         mlflow.log_metric("retrain_required", float(retrain))
         mlflow.log_table(table.astype({"scoring_date": str}), "monitoring/monitoring.json")
-        for figure_name, figure in _figures(table).items():
+        for figure_name, figure in monitoring_figures(table).items():
             log_figure(figure, f"monitoring/{figure_name}")
     publish_task_value("retrain_required", retrain)
     log.info("retrain_required=%s (violations by date: %s)", retrain,
@@ -114,27 +113,3 @@ def monitor(ctx: RunContext) -> StageResult:
     return StageResult.of_writes("monitor", written, run_id=run.info.run_id,
                                  details={"retrain_required": retrain, "violated_by_date": per_date})
 
-
-def _figures(table: pd.DataFrame) -> dict[str, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures = {}
-    latest = table["scoring_date"].max()
-    psi = table[(table["scoring_date"] == latest) & (table["metric"] != "performance")].sort_values("value")
-    fig, ax = plt.subplots(figsize=(6, max(3.0, 0.25 * len(psi))))
-    ax.barh(psi["subject"], psi["value"])
-    ax.axvline(psi["threshold"].max() if len(psi) else 0.25, color="red", linestyle="--")
-    ax.set_xlabel(f"PSI on {latest} against training")
-    fig.tight_layout()
-    figures["drift_latest.png"] = fig
-    performance = table[table["metric"] != "feature_psi"].pivot_table(index="scoring_date", columns="metric",
-                                                                      values="value")
-    fig, ax = plt.subplots(figsize=(7, 4))
-    performance.plot(ax=ax, marker="o")
-    ax.set_title("realised performance and prediction drift by scoring date")
-    fig.tight_layout()
-    figures["performance_over_time.png"] = fig
-    return figures

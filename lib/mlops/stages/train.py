@@ -19,7 +19,7 @@ from mlops.metrics import compute_metrics
 from mlops.registry import configure_mlflow, log_sklearn_model
 from mlops.runtime import RunContext, StageResult
 from mlops.splitting import hash_unit
-from mlops.targets import target_to_dict
+from mlops.targets import require_classes, target_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,6 @@ def to_matrix(df: DataFrame, keys: list[str], columns: list[str], label: str, ma
     # float64 throughout: a count that is whole in training may be missing when scoring, and the
     # logged signature must accept that
     return frame[columns].astype("float64"), frame[label].to_numpy()
-
-
-def require_classes(y: np.ndarray, part: str, table: str) -> None:
-    """A model needs at least two classes to learn and two to be measured on."""
-    if len(np.unique(y)) < 2:
-        raise TrainingDataError(
-            f"the {part} set has {len(y)} rows and only label value(s) {sorted(set(y.tolist()))}",
-            where=table,
-            fix="use more data (env.sample_fraction, more history) or a different horizon/country",
-        )
 
 
 def _flat_params(estimator: Any) -> dict[str, Any]:
