@@ -8,6 +8,7 @@ spark_python_task runs an existing script with Hydra key=value overrides.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from pathlib import Path
@@ -180,7 +181,25 @@ def test_no_hard_coded_workspace_host_or_credentials(bundle):
         assert match is None, f"{_rel(path)} contains a workspace URL or token: {match.group(0)!r}"
 
 
-# (c) spark_python_task ----------------------------------------------------------------------------
+# (c) jobs: tasks, parameters, references ------------------------------------------------------------
+
+@functools.cache
+def _all_jobs() -> dict[str, dict]:
+    jobs: dict[str, dict] = {}
+    for path in RESOURCE_FILES:
+        for key, job in _jobs(_load_yaml(path)).items():
+            assert key not in jobs, f"job key {key} defined twice"
+            jobs[key] = job
+    return jobs
+
+
+@functools.cache
+def _all_resources(kind: str) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for path in RESOURCE_FILES:
+        found.update(((_load_yaml(path) or {}).get("resources") or {}).get(kind) or {})
+    return found
+
 
 def test_there_are_python_tasks():
     assert list(_python_tasks()), "no spark_python_task in resources/*.yml"
@@ -202,40 +221,239 @@ def test_python_task_runs_a_script_with_hydra_overrides(path, job_key, task):
     assert not bad, f"not a key=value Hydra override: {bad}"
     keys = [p.split("=", 1)[0] for p in parameters]
     assert len(keys) == len(set(keys)), f"duplicate overrides: {keys}"
-
-    # a config-group override (model=repurchase) must name an existing conf/<group>/<option>.yaml
-    for parameter in parameters:
-        key, value = parameter.split("=", 1)
-        if "." in key or not (CONF_DIR / key).is_dir():
-            continue
-        options = sorted(EXPECTED_TARGETS) if value == "${bundle.target}" else [value]
-        for option in options:
-            assert (CONF_DIR / key / f"{option}.yaml").is_file(), f"{parameter}: conf/{key}/{option}.yaml missing"
+    # serverless tasks get the project wheel from their environment
+    assert task.get("environment_key"), f"{job_key}.{task['task_key']}: no environment_key"
 
 
-@pytest.mark.parametrize("path", RESOURCE_FILES, ids=_rel)
-def test_job_references_resolve(path):
-    """What the schema cannot check: depends_on and environment_key point at things that exist."""
-    for job_key, job in _jobs(_load_yaml(path)).items():
-        task_keys = [task["task_key"] for task in job.get("tasks") or []]
-        assert len(task_keys) == len(set(task_keys)), f"{job_key}: duplicate task_key"
-        environments = {env["environment_key"] for env in job.get("environments") or []}
+def _substitute(text: str, values: dict[str, str]) -> str:
+    """Replace ${...} and {{...}} references the way the CLI (deploy) and the job (run) would."""
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        assert name in values, f"unresolved reference {match.group(0)!r} in {text!r}"
+        return values[name]
+    return re.sub(r"\$\{([^}]+)\}|\{\{([^}]+)\}\}", replace, text)
+
+
+def _deploy_values(bundle: dict, target: str) -> dict[str, str]:
+    """What `bundle deploy -t <target>` substitutes: variables, bundle fields, resource names.
+
+    A development target prefixes resource names (`[dev <user>] ` for experiments' last path part,
+    `dev_<user>_` for Unity Catalog names), so the values tasks receive are not the config's defaults.
+    """
+    variables = {name: (spec or {}).get("default") for name, spec in bundle["variables"].items()}
+    variables.update(bundle["targets"][target].get("variables") or {})
+    values = {f"var.{name}": str(value) for name, value in variables.items() if value is not None}
+    values.update({"bundle.target": target, "bundle.name": bundle["bundle"]["name"], "bundle.git.commit": "0123abc"})
+    development = bundle["targets"][target].get("mode") == "development"
+    for key, model in _all_resources("registered_models").items():
+        values[f"resources.registered_models.{key}.name"] = ("dev_jdoe_" if development else "") + model["name"]
+    for key, experiment in _all_resources("experiments").items():
+        name = _substitute(experiment["name"], values)
+        if development:
+            folder, _, leaf = name.rpartition("/")
+            name = f"{folder}/[dev jdoe] {leaf}"
+        values[f"resources.experiments.{key}.name"] = name
+    return values
+
+
+def _python_task_parameters(job: dict) -> list[str] | None:
+    lists = [task["spark_python_task"]["parameters"] for task in job.get("tasks") or [] if "spark_python_task" in task]
+    return lists[0] if lists else None
+
+
+def _job_runs():
+    """(target, job key, job parameters) for the ways a job's python tasks get run: by hand with the
+    parameter defaults (every target), and by each scheduled caller's run_job_task (a shared target
+    and dev, whose name prefixes differ). Callers that pass their own parameters through are covered
+    by the caller's runs."""
+    jobs = _all_jobs()
+    callers: dict[str, list[dict]] = {key: [] for key in jobs}
+    for job in jobs.values():
         for task in job.get("tasks") or []:
-            for dependency in task.get("depends_on") or []:
-                assert dependency["task_key"] in task_keys, f"{job_key}.{task['task_key']}: unknown {dependency}"
-            if "environment_key" in task:
-                assert task["environment_key"] in environments, f"{job_key}.{task['task_key']}: unknown environment"
+            parameters = (task.get("run_job_task") or {}).get("job_parameters") or {}
+            if parameters and not all(str(v).startswith("{{job.parameters.") for v in parameters.values()):
+                key = re.fullmatch(r"\$\{resources\.jobs\.(\w+)\.id\}", task["run_job_task"]["job_id"]).group(1)
+                callers[key].append(parameters)
+    for job_key, job in jobs.items():
+        if _python_task_parameters(job) is None:
+            continue
+        defaults = {p["name"]: p["default"] for p in job.get("parameters") or []}
+        for target in sorted(EXPECTED_TARGETS):
+            yield target, job_key, defaults
+        for parameters in callers[job_key]:
+            for target in ("dev", "staging"):
+                yield target, job_key, parameters
 
 
-def test_training_job_chains_the_pipeline_stages_up_to_the_gate():
-    job = _training_job(_load_yaml(TRAINING_RESOURCE))
-    stages = _load_yaml(CONF_DIR / "config.yaml")["pipeline"]["stages"]
-    tasks = job["tasks"]
-    # training ends at the gate; scoring and monitoring run on their own schedules
-    assert [task["task_key"] for task in tasks] == stages[: stages.index("evaluate") + 1]
-    for previous, task in zip(tasks, tasks[1:]):
-        assert task["depends_on"] == [{"task_key": previous["task_key"]}]
-    assert "depends_on" not in tasks[0]
+def test_all_python_tasks_of_a_job_take_the_same_overrides():
+    """So composing one task's overrides checks them all."""
+    for job_key, job in _all_jobs().items():
+        lists = [task["spark_python_task"]["parameters"] for task in job["tasks"] if "spark_python_task" in task]
+        assert all(parameters == lists[0] for parameters in lists), job_key
+
+
+def test_every_job_parameter_a_task_uses_is_defined_and_every_call_passes_known_ones():
+    jobs = _all_jobs()
+    for job_key, job in jobs.items():
+        defined = {p["name"] for p in job.get("parameters") or []}
+        used = set(re.findall(r"\{\{job\.parameters\.(\w+)\}\}", yaml.safe_dump(job.get("tasks"))))
+        assert used <= defined, f"{job_key}: tasks use undefined job parameters {sorted(used - defined)}"
+        for task in job.get("tasks") or []:
+            if "run_job_task" in task:
+                called = re.fullmatch(r"\$\{resources\.jobs\.(\w+)\.id\}", task["run_job_task"]["job_id"])
+                assert called and called.group(1) in jobs, f"{job_key}.{task['task_key']}: unknown job"
+                accepted = {p["name"] for p in jobs[called.group(1)].get("parameters") or []}
+                passed = set(task["run_job_task"].get("job_parameters") or {})
+                assert passed == accepted, f"{job_key}.{task['task_key']} passes {sorted(passed)}, job takes {sorted(accepted)}"
+
+
+def test_every_reference_resolves(bundle):
+    """${var.x} is declared, ${resources.<kind>.<key>...} exists, for every bundle file."""
+    declared = set(bundle["variables"])
+    for path in BUNDLE_FILES:
+        text = path.read_text(encoding="utf-8")
+        for name in re.findall(r"\$\{var\.(\w+)\}", text):
+            assert name in declared, f"{_rel(path)}: ${{var.{name}}} is not declared in databricks.yml"
+        for kind, key in re.findall(r"\$\{resources\.(\w+)\.(\w+)\.\w+\}", text):
+            assert key in _all_resources(kind), f"{_rel(path)}: no {kind} named {key}"
+
+
+@pytest.mark.parametrize("target, job_key, parameters", [
+    pytest.param(t, j, p, id=f"{t}:{j}:{p.get('model')}-{p.get('country')}") for t, j, p in _job_runs()
+])
+def test_job_overrides_compose_with_the_real_conf(bundle, target, job_key, parameters):
+    """The exact overrides a job run passes give a valid config, naming the bundle's own model and experiment."""
+    from mlops.config import compose_config, validate_config
+
+    values = _deploy_values(bundle, target)
+    run_values = dict(values)
+    run_values.update({f"job.parameters.{k}": _substitute(str(v), values) for k, v in parameters.items()})
+    overrides = [_substitute(p, run_values) for p in _python_task_parameters(_all_jobs()[job_key])]
+    cfg = compose_config(overrides)
+    validate_config(cfg)
+    assert cfg.env.name == target and cfg.env.catalog == target
+    assert cfg.model.name == run_values["job.parameters.model"]
+    assert cfg.country.code == run_values["job.parameters.country"]
+    assert cfg.use_case.registered_model == run_values["job.parameters.registered_model"]
+    assert cfg.use_case.experiment == run_values["job.parameters.experiment"]
+    assert cfg.lineage.git_commit == "0123abc"
+    if bundle["targets"][target].get("mode") != "development":
+        # outside development mode the bundle's names are exactly what conf/ would choose by itself
+        plain = compose_config([f"env={target}", f"model={cfg.model.name}", f"country={cfg.country.code}"])
+        assert cfg.use_case.registered_model == plain.use_case.registered_model
+        assert cfg.use_case.experiment == plain.use_case.experiment
+
+
+def test_every_configured_model_and_country_has_its_resource_file():
+    from mlops.bundle import configured_pairs
+
+    pairs = configured_pairs()
+    models = {path.stem for path in (CONF_DIR / "model").glob("*.yaml")}
+    countries = {path.stem for path in (CONF_DIR / "country").glob("*.yaml")}
+    assert {(p.model, p.country) for p in pairs} == {(m, c) for m in models for c in countries}
+    for pair in pairs:
+        path = PROJECT_ROOT / "resources" / pair.file_name
+        assert path.is_file(), f"{_rel(path)} missing: run `python -m mlops.bundle`"
+        jobs = _jobs(_load_yaml(path))
+        assert {f"{pair.key}_training", f"{pair.key}_scoring"} == set(jobs)
+    assert {"clv-repurchase-classifier-DE.yml", "clv-lifetimevalue-bucket-classifier-DE.yml"} <= {
+        path.name for path in RESOURCE_FILES}
+
+
+def test_resources_are_what_the_generator_writes_from_conf():
+    from mlops.bundle import stale_files
+
+    assert stale_files() == {}, "resources/ is stale: run `python -m mlops.bundle`"
+
+
+def test_a_new_country_is_config_only_and_a_stale_file_is_caught(tmp_path):
+    """Adding conf/country/IT.yaml makes its files 'missing' until the generator runs, then fresh."""
+    import shutil
+
+    from mlops.bundle import main, stale_files
+
+    conf, resources = tmp_path / "conf", tmp_path / "resources"
+    shutil.copytree(CONF_DIR, conf)
+    shutil.copytree(PROJECT_ROOT / "resources", resources)
+    (conf / "country" / "IT.yaml").write_text(
+        "code: IT\nsource_value: Italy\nsuffix: it\ncurrency: GBP\ntimezone: Europe/Rome\n", encoding="utf-8")
+    problems = stale_files(resources, conf)
+    assert problems["clv-repurchase-classifier-IT.yml"] == "missing"
+    assert problems["clv-lifetimevalue-bucket-classifier-IT.yml"] == "missing"
+    assert problems["ml-artifacts-resource.yml"] == "stale"
+    assert main(["--check", "--conf", str(conf), "--resources", str(resources)]) == 1
+
+    assert main(["--conf", str(conf), "--resources", str(resources)]) == 0
+    assert stale_files(resources, conf) == {}
+    italy = yaml.safe_load((resources / "clv-repurchase-classifier-IT.yml").read_text(encoding="utf-8"))
+    assert _jobs(italy)["clv_repurchase_it_training"]["schedule"]["timezone_id"] == "Europe/Rome"
+
+    # a hand edit is stale; a removed country's generated files are flagged, then deleted
+    (conf / "country" / "IT.yaml").unlink()
+    assert stale_files(resources, conf)["clv-repurchase-classifier-IT.yml"].startswith("not generated")
+    main(["--conf", str(conf), "--resources", str(resources)])
+    assert not (resources / "clv-repurchase-classifier-IT.yml").exists()
+    path = resources / "clv-repurchase-classifier-DE.yml"
+    path.write_text(path.read_text(encoding="utf-8").replace("max_concurrent_runs: 1", "max_concurrent_runs: 5"))
+    assert stale_files(resources, conf) == {"clv-repurchase-classifier-DE.yml": "stale"}
+
+
+@pytest.mark.parametrize("job_key", sorted(_all_jobs()))
+def test_every_job_is_safe_to_schedule(job_key):
+    from zoneinfo import ZoneInfo
+
+    job = _all_jobs()[job_key]
+    assert job["max_concurrent_runs"] == 1
+    assert job["timeout_seconds"] > 0
+    assert job["email_notifications"]["on_failure"] == "${var.failure_emails}"
+    assert job["tags"]["git_commit"] == "${bundle.git.commit}"
+    if "schedule" in job:
+        schedule = job["schedule"]
+        ZoneInfo(schedule["timezone_id"])  # a real IANA zone
+        fields = schedule["quartz_cron_expression"].split()
+        assert len(fields) in (6, 7) and "?" in (fields[3], fields[5]), f"not a quartz cron: {fields}"
+    for task in job["tasks"]:
+        if "spark_python_task" in task:
+            assert task["max_retries"] >= 1 and task["timeout_seconds"] > 0
+    environments = job.get("environments") or []
+    for environment in environments:
+        assert "../dist/*.whl" in environment["spec"]["dependencies"], "the project wheel is not installed"
+
+
+def test_the_wheel_is_built_from_setup_cfg(bundle):
+    artifact = bundle["artifacts"]["ac_mlops_pipeline"]
+    assert artifact["type"] == "whl" and artifact["path"] == "."
+    assert "pip wheel" in artifact["build"] and "-w dist" in artifact["build"]
+    assert (PROJECT_ROOT / "setup.cfg").is_file()
+
+
+def test_monitoring_starts_training_only_when_retraining_is_required():
+    job = _all_jobs()["clv_monitoring_job"]
+    tasks = {task["task_key"]: task for task in job["tasks"]}
+    condition = tasks["retrain_required"]["condition_task"]
+    assert condition == {"op": "EQUAL_TO", "left": "{{tasks.monitor.values.retrain_required}}", "right": "true"}
+    assert tasks["retrain_required"]["depends_on"] == [{"task_key": "monitor"}]
+    retrain = tasks["retrain"]
+    assert retrain["depends_on"] == [{"task_key": "retrain_required", "outcome": "true"}]
+    assert retrain["run_job_task"]["job_id"] == "${resources.jobs.clv_model_training_job.id}"
+    # the task value the condition reads is the one the monitor stage publishes
+    source = (PROJECT_ROOT / "lib" / "mlops" / "stages" / "monitor.py").read_text(encoding="utf-8")
+    assert 'publish_task_value("retrain_required"' in source
+
+
+def test_shared_targets_take_groups_and_identities_from_the_environment(bundle):
+    for name in ("staging", "prod", "test"):
+        target = bundle["targets"][name]
+        assert not {"readers_group", "ml_engineers_group", "service_principal_id"} & set(target.get("variables") or {})
+        groups = {entry.get("group_name") for entry in target["permissions"]}
+        assert groups == {"${var.readers_group}", "${var.ml_engineers_group}"}
+    prod = bundle["targets"]["prod"]
+    assert prod["run_as"] == {"service_principal_name": "${var.service_principal_id}"}
+    assert "${workspace.current_user" not in yaml.safe_dump(prod), "prod must not depend on who deploys"
+    for path in RESOURCE_FILES:
+        text = path.read_text(encoding="utf-8")
+        for match in re.findall(r"(?:group_name|principal|user_name|service_principal_name): (\S+)", text):
+            assert match.startswith("${var."), f"{_rel(path)}: hard-coded principal {match}"
 
 
 # (d) the validation has teeth ----------------------------------------------------------------------
@@ -252,7 +470,8 @@ def _break_python_file_key(doc):
 
 
 def _break_pause_status(doc):
-    _training_job(doc)["schedule"]["pause_status"] = "SOMETIMES"
+    _training_job(doc)["schedule"] = {"quartz_cron_expression": "0 0 3 * * ?", "timezone_id": "UTC",
+                                      "pause_status": "SOMETIMES"}
 
 
 def _break_environment_version_type(doc):

@@ -54,10 +54,23 @@ def validate_config(cfg: DictConfig) -> None:
     _between(cfg, "use_case.snapshots.cadence_months", 1, 120, fix="whole months >= 1")
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r} is not an integer", where="config key seed", fix="e.g. seed=42")
+    _check_names_match_model_and_country(cfg)
     for date_key in ("observed_until", "start_date", "end_date"):
         value = cfg.use_case.snapshots.get(date_key)
         if value is not None:
             parse_date(value, f"use_case.snapshots.{date_key}")
+
+
+def _check_names_match_model_and_country(cfg: DictConfig) -> None:
+    # Bundle jobs pass the deployed registered model and experiment names as parameters (a dev
+    # deployment prefixes them); a name of another model or country would mix up two models.
+    expected = f"{cfg.use_case.name}_{cfg.model.name}_{cfg.country.suffix}"
+    for key in ("use_case.registered_model", "use_case.experiment"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not str(value).endswith(expected):
+            raise ConfigError(f"{key}={value!r} is not the {cfg.model.name} model of country {cfg.country.code}",
+                              where=f"config key {key}",
+                              fix=f"a name ending in {expected!r}, or leave it out to use the default")
 
 
 def parse_date(value: object, key: str):

@@ -49,24 +49,53 @@ def _connect_spark(spark_cfg: DictConfig) -> "SparkSession":
     return builder.getOrCreate()
 
 
+# Where Databricks Connect looks for a workspace when the builder is given none (its documented order).
+_DATABRICKS_AUTH_VARIABLES = ("DATABRICKS_HOST", "DATABRICKS_CONFIG_PROFILE", "SPARK_REMOTE")
+
+
+def _databricks_configured(spark_cfg: DictConfig) -> bool:
+    config_file = Path(os.environ.get("DATABRICKS_CONFIG_FILE", Path.home() / ".databrickscfg"))
+    return bool(spark_cfg.get("remote") or spark_cfg.get("profile")
+                or any(os.environ.get(name) for name in _DATABRICKS_AUTH_VARIABLES) or config_file.is_file())
+
+
 def _databricks_spark(spark_cfg: DictConfig) -> "SparkSession":
-    # In a job the runtime's session already exists; from an IDE, Databricks Connect builds one
-    # from the environment or a CLI profile (never from credentials in config).
+    """The job's own session on Databricks; Databricks Connect from anywhere else.
+
+    Credentials never come from config: Databricks Connect reads them from a CLI profile or the
+    DATABRICKS_* variables. Config only picks the profile and the compute (cluster or serverless).
+    """
+    if "DATABRICKS_RUNTIME_VERSION" in os.environ:  # a job task: the runtime has built the session
+        from pyspark.sql import SparkSession
+
+        return SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+    where = "env.spark.mode=databricks"
     try:
         from databricks.connect import DatabricksSession  # type: ignore[import-not-found]
     except ImportError:
-        from pyspark.sql import SparkSession
-
-        active = SparkSession.getActiveSession()
-        if active is None:
-            raise ConfigError("env is a Databricks target but no Databricks Spark session is available",
-                              where="env.spark.mode=databricks",
-                              fix="run as a Databricks job, install databricks-connect, or use env=local") from None
-        return active
+        raise ConfigError("env is a Databricks target but databricks-connect is not installed", where=where,
+                          fix="in a separate virtual environment (it cannot share one with pyspark): "
+                              "pip install 'databricks-connect==<your cluster's DBR>.*' -e . ; or use env=local") from None
+    if not _databricks_configured(spark_cfg):
+        raise ConfigError("Databricks Connect has no workspace to connect to", where=where,
+                          fix="set env.spark.profile=<CLI profile>, or DATABRICKS_HOST plus auth variables "
+                              "(`databricks auth login` writes a profile)")
     builder = DatabricksSession.builder
     if spark_cfg.get("remote"):
         builder = builder.remote(spark_cfg.remote)
-    return builder.getOrCreate()
+    else:
+        if spark_cfg.get("profile"):
+            builder = builder.profile(spark_cfg.profile)
+        if spark_cfg.get("serverless"):
+            builder = builder.serverless(True)
+        elif spark_cfg.get("cluster_id"):
+            builder = builder.clusterId(spark_cfg.cluster_id)
+    try:
+        return builder.getOrCreate()
+    except Exception as error:  # the SDK's own errors name the missing setting; keep them, add the where
+        raise ConfigError(f"Databricks Connect could not start a session: {error}", where=where,
+                          fix="check the profile / DATABRICKS_* variables and that the cluster or serverless "
+                              "compute is reachable (`databricks auth profiles`)") from error
 
 
 SPARK_FACTORIES = {"local": _local_spark, "connect": _connect_spark, "databricks": _databricks_spark}

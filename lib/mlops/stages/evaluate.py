@@ -166,7 +166,7 @@ def evaluate(ctx: RunContext) -> StageResult:
     with mlflow.start_run(run_name=f"evaluate {cfg.model.name} {cfg.country.code}") as evaluation_run:
         mlflow.set_tags({"stage": "evaluate", "model": cfg.model.name, "country": cfg.country.code,
                          "env": cfg.env.name, "candidate_run_id": candidate.run_id, "run_mode": run_mode,
-                         "verdict": "passed" if verdict.passed else "failed", "git_commit": git_commit()})
+                         "verdict": "passed" if verdict.passed else "failed", "git_commit": git_commit(cfg)})
         for role, values in scores.items():
             if values:
                 mlflow.log_metrics({f"{role}_{key}": value for key, value in values.items() if np.isfinite(value)})

@@ -102,7 +102,7 @@ def monitor(ctx: RunContext) -> StageResult:
         list(table.itertuples(index=False, name=None)), MONITORING_SCHEMA)})
     with mlflow.start_run(run_name=f"monitor {cfg.model.name} {cfg.country.code}") as run:
         mlflow.set_tags({"stage": "monitor", "model": cfg.model.name, "country": cfg.country.code,
-                         "env": cfg.env.name, "git_commit": git_commit(), "retrain_required": str(retrain)})
+                         "env": cfg.env.name, "git_commit": git_commit(cfg), "retrain_required": str(retrain)})
         mlflow.log_metric("retrain_required", float(retrain))
         mlflow.log_table(table.astype({"scoring_date": str}), "monitoring/monitoring.json")
         for figure_name, figure in monitoring_figures(table).items():

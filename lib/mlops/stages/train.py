@@ -71,7 +71,7 @@ def train(ctx: RunContext) -> StageResult:
     with mlflow.start_run(run_name=f"train {cfg.model.name} {cfg.country.code}") as run:
         mlflow.set_tags({
             "use_case": cfg.use_case.name, "model": cfg.model.name, "country": cfg.country.code,
-            "env": cfg.env.name, "stage": "train", "git_commit": git_commit(),
+            "env": cfg.env.name, "stage": "train", "git_commit": git_commit(cfg),
             **{f"input.{key}.table": str(ctx.table_name(key)) for key in input_versions},
             **{f"input.{key}.version": str(version) for key, version in input_versions.items()},
         })
