@@ -114,3 +114,29 @@ def test_a_bad_value_on_the_command_line_exits_with_a_clear_message(tmp_path):
     assert result.returncode == ConfigError.exit_code
     assert "model.horizon_days=0 is outside" in result.stderr and "fix:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("key, value", [
+    ("use_case.registered_model", "dev.clv.clv_repurchase_fr"),     # another country's model
+    ("use_case.experiment", "/Shared/ac-mlops/dev/clv_ltv_bucket_de"),  # another model's experiment
+])
+def test_a_job_parameter_naming_another_model_or_country_is_refused(key, value):
+    """Bundle jobs pass registered model and experiment names; a mix-up must not train into the wrong model."""
+    cfg = compose_config(["env=dev", "model=repurchase", "country=DE", f"{key}={value}"])
+    with pytest.raises(ConfigError, match=f"{key}=.* is not the repurchase model of country DE"):
+        validate_config(cfg)
+
+
+def test_a_dev_deployments_prefixed_names_are_accepted():
+    cfg = compose_config(["env=dev", "use_case.registered_model=dev.clv.dev_jdoe_clv_repurchase_de",
+                          "use_case.experiment='/Shared/ac-mlops/dev/[dev jdoe] clv_repurchase_de'"])
+    validate_config(cfg)
+    assert cfg.use_case.experiment == "/Shared/ac-mlops/dev/[dev jdoe] clv_repurchase_de"
+
+
+def test_lineage_prefers_the_commit_the_bundle_passes(monkeypatch):
+    from mlops.lineage import git_commit
+
+    monkeypatch.setenv("GIT_COMMIT", "from-ci")
+    assert git_commit(compose_config(["lineage.git_commit=0123abc"])) == "0123abc"
+    assert git_commit(compose_config([])) == "from-ci"
