@@ -3,8 +3,10 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# extra pytest arguments for `make unit` / `make integration`, e.g. PYTEST_ARGS="--junitxml=unit.xml"
+PYTEST_ARGS ?=
 
-.PHONY: install train pipeline test unit clean
+.PHONY: install train pipeline test unit integration clean bundle-validate bundle-deploy bundle-run
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +26,29 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest integration_tests $(PYTEST_ARGS)
 
 clean:
 	rm -rf .local
+
+# Databricks Asset Bundle commands, the same from a terminal and from Azure DevOps. They need only
+# the Databricks CLI (no venv) and credentials from the environment or a CLI profile.
+# TARGET has no default on purpose: a forgotten TARGET must fail, not deploy somewhere.
+#   make bundle-validate TARGET=staging
+#   make bundle-deploy TARGET=staging
+#   make bundle-run TARGET=test JOB=clv_model_training_job PARAMS=model=repurchase,country=DE
+bundle-validate:
+	$(if $(TARGET),,$(error TARGET is required, e.g. make bundle-validate TARGET=dev))
+	databricks bundle validate -t $(TARGET)
+
+bundle-deploy:
+	$(if $(TARGET),,$(error TARGET is required, e.g. make bundle-deploy TARGET=dev))
+	databricks bundle deploy -t $(TARGET)
+
+bundle-run:
+	$(if $(TARGET),,$(error TARGET is required, e.g. make bundle-run TARGET=dev JOB=clv_model_training_job))
+	$(if $(JOB),,$(error JOB is required: a job key from resources/*.yml, e.g. JOB=clv_model_training_job))
+	databricks bundle run -t $(TARGET) $(JOB)$(if $(PARAMS), --params "$(PARAMS)")
