@@ -62,6 +62,7 @@ def test_sample_fraction_is_the_seed_rule_on_databricks():
     fractions = {env: compose_config([f"env={env}"]).env.sample_fraction for env in options("env")}
     assert fractions.pop("prod") == 1.0
     assert fractions.pop("local") == 1.0  # the bundled sample is already an extract
+    assert fractions.pop("connect") == 1.0  # the same sample, on a remote Spark server
     assert set(fractions.values()) == {0.25}
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import uuid
+
 import pytest
 from deltalake import DeltaTable
 from pyspark.errors import PySparkException
@@ -9,7 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from mlops.errors import ConfigError
-from mlops.tables import CatalogTableStore, DeltaPathTableStore, TableName
+from mlops.tables import CatalogTableStore, DeltaPathTableStore, TableName, VersionedCatalogTableStore
 
 
 @pytest.mark.parametrize("bad", [
@@ -26,12 +28,21 @@ def test_table_name_renders_and_quotes():
     assert name.quoted == "`dev`.`clv`.`clv_features_de`"
 
 
-@pytest.fixture
-def store(spark, tmp_path):
-    return DeltaPathTableStore(spark, tmp_path / "warehouse")
+@pytest.fixture(params=["delta_path", "versioned_catalog"])
+def store(request, spark, tmp_path):
+    """The same contract for local Delta files and for any Spark catalog without Delta."""
+    if request.param == "delta_path":
+        yield DeltaPathTableStore(spark, tmp_path / "warehouse")
+        return
+    store = VersionedCatalogTableStore(spark, keep_versions=3)
+    schema = f"tables_{uuid.uuid4().hex[:8]}"
+    store.name = TableName.of("spark_catalog", schema, "t")
+    yield store
+    spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.{schema} CASCADE")
 
 
-NAME = TableName.of("local", "clv", "t")
+def name_in(store) -> TableName:
+    return getattr(store, "name", None) or TableName.of("local", "clv", "t")
 
 
 def numbers(spark, n, offset=0):
@@ -39,17 +50,20 @@ def numbers(spark, n, offset=0):
 
 
 def test_overwrite_replaces_and_keeps_history(spark, store):
+    NAME = name_in(store)
     assert not store.exists(NAME) and store.version(NAME) is None
     assert store.overwrite(NAME, numbers(spark, 10)) == 0
     assert store.overwrite(NAME, numbers(spark, 5, offset=100)) == 1
     assertDataFrameEqual(store.read(NAME), numbers(spark, 5, offset=100))
-    assert DeltaTable(str(store.path(NAME))).version() == 1
     assert [entry["version"] for entry in store.history(NAME)] == [1, 0]
-    # why reads go through the Delta log: the folder still holds the replaced files
-    assert spark.read.parquet(str(store.path(NAME))).count() == 15
+    if isinstance(store, DeltaPathTableStore):
+        assert DeltaTable(str(store.path(NAME))).version() == 1
+        # why reads go through the Delta log: the folder still holds the replaced files
+        assert spark.read.parquet(str(store.path(NAME))).count() == 15
 
 
 def test_a_failing_query_leaves_the_table_as_it_was(spark, store):
+    NAME = name_in(store)
     store.overwrite(NAME, numbers(spark, 3))
     broken = numbers(spark, 3).select(F.when(F.col("id") == 2, F.raise_error(F.lit("boom"))).alias("id"))
     with pytest.raises(PySparkException, match="boom"):
@@ -58,7 +72,9 @@ def test_a_failing_query_leaves_the_table_as_it_was(spark, store):
     assertDataFrameEqual(store.read(NAME), numbers(spark, 3))
 
 
-def test_a_write_dying_mid_stream_commits_nothing(spark, store):
+def test_a_write_dying_mid_stream_commits_nothing(spark, tmp_path):
+    store = DeltaPathTableStore(spark, tmp_path / "warehouse")
+    NAME = name_in(store)
     store.overwrite(NAME, numbers(spark, 3))
     schema = pa.schema([("id", pa.int64()), ("tag", pa.string())])
 
@@ -73,6 +89,7 @@ def test_a_write_dying_mid_stream_commits_nothing(spark, store):
 
 
 def test_restore_and_drop(spark, store):
+    NAME = name_in(store)
     store.overwrite(NAME, numbers(spark, 3))
     store.overwrite(NAME, numbers(spark, 4))
     store.restore(NAME, 0)
@@ -82,6 +99,7 @@ def test_restore_and_drop(spark, store):
 
 
 def test_an_empty_table_reads_back_with_its_schema(spark, store):
+    NAME = name_in(store)
     store.overwrite(NAME, numbers(spark, 3).where(F.lit(False)))
     empty = store.read(NAME)
     assert empty.count() == 0 and empty.columns == ["id", "tag"]
@@ -103,6 +121,7 @@ def test_catalog_store_on_the_spark_catalog(spark):
 
 
 def test_replace_dates_touches_only_those_dates(spark, store):
+    NAME = name_in(store)
     import datetime as dt
 
     schema = "scoring_date date, customer_id string, score double"
@@ -125,3 +144,37 @@ def test_date_predicate_accepts_only_dates_and_identifiers():
         date_predicate("scoring_date", ["2011-01-31') OR (1=1"])
     with pytest.raises(ConfigError):
         date_predicate("d; DROP", [dt.date(2011, 1, 31)])
+
+
+def test_versioned_catalog_keeps_only_the_last_versions_and_restores_any_of_them(spark):
+    store = VersionedCatalogTableStore(spark, keep_versions=3)
+    schema = f"tables_{uuid.uuid4().hex[:8]}"
+    name = TableName.of("spark_catalog", schema, "t")
+    try:
+        for n in range(1, 6):
+            assert store.overwrite(name, numbers(spark, n)) == n - 1
+        assert [entry["version"] for entry in store.history(name)] == [4, 3, 2]
+        store.restore(name, 2)
+        assert store.version(name) == 2
+        assertDataFrameEqual(store.read(name), numbers(spark, 3))
+        # the next write continues after the newest version, not after the restored one
+        assert store.overwrite(name, numbers(spark, 7)) == 5
+    finally:
+        spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.{schema} CASCADE")
+
+
+def test_versioned_catalog_refuses_a_second_writer_of_the_same_version(spark, monkeypatch):
+    """What two concurrent runs would do: both list version 0 and pick 1; the later write fails, the view stays."""
+    store = VersionedCatalogTableStore(spark)
+    schema = f"tables_{uuid.uuid4().hex[:8]}"
+    name = TableName.of("spark_catalog", schema, "t")
+    try:
+        store.overwrite(name, numbers(spark, 2))
+        numbers(spark, 9).write.saveAsTable(f"spark_catalog.{schema}.t__v1")  # the other writer got there first
+        monkeypatch.setattr(store, "_versions_present", lambda _: [0])    # this one listed before it did
+        with pytest.raises(PySparkException, match="already exists"):
+            store.overwrite(name, numbers(spark, 3))
+        assert store.version(name) == 0
+        assertDataFrameEqual(store.read(name), numbers(spark, 2))
+    finally:
+        spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.{schema} CASCADE")

@@ -95,6 +95,7 @@ def _trusted_model_loading() -> Iterator[None]:
 
 
 def load_sklearn_model(model_uri: str) -> Any:
+    """Load a model we logged, e.g. `models:/<name>@champion`; the registry of the env resolves the URI."""
     import mlflow
 
     with _trusted_model_loading():
@@ -102,29 +103,59 @@ def load_sklearn_model(model_uri: str) -> Any:
 
 
 def registered_model_name(cfg: DictConfig) -> str:
-    """catalog.schema.model, each part a plain identifier (the Unity Catalog shape, also locally)."""
+    """catalog.schema.model, each part a plain identifier, in lowercase: the Unity Catalog shape, also locally.
+
+    Unity Catalog stores every name in lowercase; the sqlite registry is case-sensitive. Lowercasing
+    here gives the same name, and the same `version.name`, in both worlds.
+    """
     from mlops.tables import TableName
 
     parts = str(cfg.use_case.registered_model).split(".")
     if len(parts) != 3:
         raise ConfigError(f"registered model name {cfg.use_case.registered_model!r} is not catalog.schema.name",
                           where="use_case.registered_model", fix="e.g. dev.clv.clv_repurchase_de")
-    return str(TableName.of(*parts))
+    return str(TableName.of(*parts)).lower()
 
 
 def model_versions(name: str) -> list[Any]:
+    """Every version of the model, as search results: version, run_id, source and status only.
+
+    The filter is the one Unity Catalog accepts (one exact match on the name); its results carry no
+    tags or aliases (`ModelVersionSearch`), so read those through `get_model_version`. Every page
+    is read: a registry may return fewer versions per page than asked for.
+    """
     from mlflow import MlflowClient
 
-    return list(MlflowClient().search_model_versions(f"name='{name}'"))
+    client = MlflowClient()
+    versions: list[Any] = []
+    page_token = None
+    while True:
+        page = client.search_model_versions(f"name='{name}'", page_token=page_token)
+        versions.extend(page)
+        page_token = page.token
+        if not page_token:
+            return versions
 
 
 def version_of_run(name: str, run_id: str) -> Any | None:
-    """The version already registered from this run, so re-running evaluate adds none."""
-    matches = [v for v in model_versions(name) if v.run_id == run_id or v.tags.get("source_run_id") == run_id]
-    return min(matches, key=lambda v: int(v.version)) if matches else None
+    """The version already registered from this run, so re-running evaluate adds none.
+
+    Matched on `run_id`, which search results carry in both registries. The `source_run_id` tag is
+    read only for versions without a run id, through `get_model_version`: Unity Catalog's search
+    results have no tags. Returns the full version (tags, aliases), as `register_model` does.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    matches = [v for v in model_versions(name) if v.run_id == run_id
+               or (not v.run_id and client.get_model_version(name, v.version).tags.get("source_run_id") == run_id)]
+    if not matches:
+        return None
+    return client.get_model_version(name, min(matches, key=lambda v: int(v.version)).version)
 
 
 def register_run_model(name: str, run_id: str, model_uri: str) -> Any:
+    """Register the run's model once: a re-run of evaluate returns the version it registered before."""
     import mlflow
 
     existing = version_of_run(name, run_id)
@@ -136,17 +167,28 @@ def register_run_model(name: str, run_id: str, model_uri: str) -> Any:
     return version
 
 
+# What "no such alias / model" is called: the sqlite store says INVALID_PARAMETER_VALUE for a missing
+# alias and RESOURCE_DOES_NOT_EXIST for a missing model; the Databricks REST API says NOT_FOUND.
+_NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
+
+
 def alias_version(name: str, alias: str) -> Any | None:
+    """The version `alias` points at, or None when the alias (or the model) does not exist yet."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
         return MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None  # no such alias (or no such model yet)
+    except MlflowException as error:
+        if error.error_code in _NOT_FOUND_CODES:
+            return None  # no such alias (or no such model yet)
+        # anything else (permission, network, server) must not read as "there is no champion":
+        # evaluate would then promote the candidate over a champion it could not see
+        raise
 
 
 def set_alias(name: str, alias: str, version: str | int) -> None:
+    """Point `alias` at `version`, moving it off any other version (aliases, not stages: UC has none)."""
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, alias, str(version))
@@ -154,6 +196,7 @@ def set_alias(name: str, alias: str, version: str | int) -> None:
 
 
 def describe_version(name: str, version: str | int, description: str, tags: dict[str, str]) -> None:
+    """Put the model card and the gate's verdict on the version, where reviewers of the registry see them."""
     from mlflow import MlflowClient
 
     client = MlflowClient()

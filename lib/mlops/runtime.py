@@ -18,6 +18,8 @@ from mlops.tables import TableName, TableStore, make_table_store
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from mlops.feature_store import FeatureStore, FeatureTableSpec
+
 log = logging.getLogger(__name__)
 
 
@@ -36,7 +38,9 @@ def _local_spark(spark_cfg: DictConfig) -> "SparkSession":
     builder = SparkSession.builder.master(spark_cfg.master).appName(spark_cfg.app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    log.info("Spark %s, master %s", session.version, spark_cfg.master)
+    return session
 
 
 def _connect_spark(spark_cfg: DictConfig) -> "SparkSession":
@@ -46,6 +50,8 @@ def _connect_spark(spark_cfg: DictConfig) -> "SparkSession":
         raise ConfigError("env.spark.mode=connect needs a server address", where="env.spark.remote",
                           fix="e.g. env.spark.remote=sc://127.0.0.1:15002")
     builder = SparkSession.builder.remote(spark_cfg.remote)
+    for key, value in (spark_cfg.conf or {}).items():  # session settings; the server owns static ones
+        builder = builder.config(key, str(value))
     return builder.getOrCreate()
 
 
@@ -91,11 +97,13 @@ def _databricks_spark(spark_cfg: DictConfig) -> "SparkSession":
         elif spark_cfg.get("cluster_id"):
             builder = builder.clusterId(spark_cfg.cluster_id)
     try:
-        return builder.getOrCreate()
+        session = builder.getOrCreate()
     except Exception as error:  # the SDK's own errors name the missing setting; keep them, add the where
         raise ConfigError(f"Databricks Connect could not start a session: {error}", where=where,
                           fix="check the profile / DATABRICKS_* variables and that the cluster or serverless "
                               "compute is reachable (`databricks auth profiles`)") from error
+    log.info("Spark session from Databricks Connect (%s)", "remote URL" if spark_cfg.get("remote") else "workspace")
+    return session
 
 
 SPARK_FACTORIES = {"local": _local_spark, "connect": _connect_spark, "databricks": _databricks_spark}
@@ -131,19 +139,30 @@ class StageResult:
 
 @dataclass
 class RunContext:
-    """Everything a stage may touch: config, Spark, tables. Stages get nothing else."""
+    """Everything a stage may touch: config, Spark, tables, feature tables. Stages get nothing else."""
 
     cfg: DictConfig
     spark: "SparkSession"
     tables: TableStore
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     upstream_runs: list[str] = field(default_factory=list)
+    # the env's world for feature tables (env.feature_store.kind); built from cfg when not given
+    feature_store: "FeatureStore | None" = None
+
+    def __post_init__(self) -> None:
+        if self.feature_store is None:
+            from mlops.feature_store import make_feature_store
+
+            self.feature_store = make_feature_store(self.cfg.env, self.spark, self.tables)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, spark: "SparkSession | None" = None) -> "RunContext":
+        from mlops.feature_store import make_feature_store
+
         validate_config(cfg)
         spark = spark or get_spark(cfg.env.spark)
-        return cls(cfg=cfg, spark=spark, tables=make_table_store(cfg.env, spark))
+        tables = make_table_store(cfg.env, spark)
+        return cls(cfg=cfg, spark=spark, tables=tables, feature_store=make_feature_store(cfg.env, spark, tables))
 
     def table_name(self, key: str) -> TableName:
         try:
@@ -192,24 +211,38 @@ class RunContext:
         *,
         replace_dates: tuple[str, list] | None = None,
         extra_expectations: dict[str, list[dict]] | None = None,
+        feature_tables: dict[str, "FeatureTableSpec"] | None = None,
     ) -> dict[str, tuple[int | None, int]]:
         """Write a stage's outputs as one unit: every contract is checked before the first write,
         and if a later write fails the earlier ones are rolled back to their previous versions.
 
         With `replace_dates=(column, dates)` only those dates' rows are replaced (history kept).
         `extra_expectations` adds checks only known at run time (e.g. an exact row count).
+        `feature_tables` names the outputs that are feature tables: after the checks they are made
+        feature tables with those keys (idempotent), and loaded by the feature store's
+        truncate-and-load, which keeps them feature tables (on Databricks a plain overwrite would not).
         """
         from mlops.quality import validate
 
         names = {key: self.table_name(key) for key in outputs}
+        feature_tables = feature_tables or {}
+        for key, spec in feature_tables.items():
+            if key not in outputs or spec.name != names[key] or replace_dates:
+                raise ConfigError(f"feature table {key!r} must be an output, named {names.get(key)}, and loaded whole",
+                                  where="RunContext.write_all(feature_tables=...)",
+                                  fix="build the spec from ctx.table_name(key) and do not combine it with replace_dates")
         for key, df in outputs.items():
             validate(df, self.suite(key) + (extra_expectations or {}).get(key, []), table=str(names[key]))
+        for key, spec in feature_tables.items():
+            self.feature_store.ensure_table(spec, outputs[key].schema)
         before = {key: self.tables.version(name) for key, name in names.items()}
         written: dict[str, tuple[int | None, int]] = {}
         try:
             for key, df in outputs.items():
                 if replace_dates:
                     version = self.tables.replace_dates(names[key], df, *replace_dates)
+                elif key in feature_tables:
+                    version = self.feature_store.truncate_and_load(names[key], df)
                 else:
                     version = self.tables.overwrite(names[key], df)
                 written[key] = (version, self.tables.read(names[key]).count())

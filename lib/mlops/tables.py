@@ -188,6 +188,86 @@ class CatalogTableStore:
             self.spark.sql(f"RESTORE TABLE {name.quoted} TO VERSION AS OF {int(version)}")
 
 
+class VersionedCatalogTableStore(CatalogTableStore):
+    """Tables in any Spark catalog without Delta (a Hive metastore behind a Spark Connect server,
+    a standalone cluster): each write is a new physical table `<table>__v<N>`, and `<table>` is a
+    view that is repointed in one metastore operation once the write has finished.
+
+    That gives what Delta gives Unity Catalog: readers see the old data or the new, never a half;
+    a failed write leaves the view where it was; earlier versions stay restorable (the last
+    `keep_versions`). Two concurrent writers pick the same N and the second one fails cleanly.
+    """
+
+    VERSION_PROPERTY = "mlops.version"
+
+    def __init__(self, spark: "SparkSession", keep_versions: int = 5) -> None:
+        super().__init__(spark)
+        self.keep_versions = max(2, int(keep_versions))
+
+    def _physical(self, name: TableName, version: int) -> TableName:
+        return TableName(name.catalog, name.schema, f"{name.table}__v{version}")
+
+    def _versions_present(self, name: TableName) -> list[int]:
+        pattern = re.compile(rf"{re.escape(name.table)}__v(\d+)")
+        tables = self.spark.sql(f"SHOW TABLES IN `{name.catalog}`.`{name.schema}`").collect()
+        return sorted(int(m.group(1)) for row in tables if (m := pattern.fullmatch(row["tableName"])))
+
+    def _ensure_schema(self, name: TableName) -> None:
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{name.catalog}`.`{name.schema}`")
+
+    def version(self, name: TableName) -> int | None:
+        if not self.exists(name):
+            return None
+        rows = self.spark.sql(f"SHOW TBLPROPERTIES {name.quoted} ('{self.VERSION_PROPERTY}')").collect()
+        value = rows[0]["value"] if rows else None
+        return int(value) if value is not None and str(value).isdigit() else None
+
+    def history(self, name: TableName) -> list[dict[str, Any]]:
+        if not self.exists(name):
+            return []
+        current = self.version(name)
+        return [{"version": v, "current": v == current} for v in reversed(self._versions_present(name))]
+
+    def _point_view_at(self, name: TableName, version: int) -> None:
+        self.spark.sql(
+            f"CREATE OR REPLACE VIEW {name.quoted} TBLPROPERTIES ('{self.VERSION_PROPERTY}' = '{int(version)}') "
+            f"AS SELECT * FROM {self._physical(name, version).quoted}"
+        )
+
+    def overwrite(self, name: TableName, df: "DataFrame") -> int:
+        self._ensure_schema(name)
+        present = self._versions_present(name)
+        version = (max(present) + 1) if present else 0
+        # "error" (if exists): a concurrent writer that took the same version makes this one fail
+        # cleanly. Spark Connect accepts only this spelling, not "errorifexists".
+        df.write.mode("error").saveAsTable(self._physical(name, version).quoted)
+        self._point_view_at(name, version)
+        self._drop_old_versions(name, keep={version})
+        return version
+
+    def replace_dates(self, name: TableName, df: "DataFrame", column: str, dates: Sequence[dt.date]) -> int:
+        if not self.exists(name):
+            return self.overwrite(name, df)
+        from pyspark.sql import functions as F
+
+        kept = self.read(name).where(~F.expr(date_predicate(column, dates)))
+        return self.overwrite(name, kept.unionByName(df))
+
+    def restore(self, name: TableName, version: int | None) -> None:
+        if version is None:
+            self.spark.sql(f"DROP VIEW IF EXISTS {name.quoted}")
+            for old in self._versions_present(name):
+                self.spark.sql(f"DROP TABLE IF EXISTS {self._physical(name, old).quoted}")
+        else:
+            self._point_view_at(name, version)
+
+    def _drop_old_versions(self, name: TableName, keep: set[int]) -> None:
+        present = self._versions_present(name)
+        for old in present[: max(0, len(present) - self.keep_versions)]:
+            if old not in keep:
+                self.spark.sql(f"DROP TABLE IF EXISTS {self._physical(name, old).quoted}")
+
+
 def date_predicate(column: str, dates: Sequence[dt.date]) -> str:
     """`column IN ('YYYY-MM-DD', ...)` from real dates and a checked identifier: nothing to inject."""
     if not _IDENTIFIER.fullmatch(column):
@@ -202,5 +282,8 @@ def make_table_store(env: DictConfig, spark: "SparkSession") -> TableStore:
         return DeltaPathTableStore(spark, env.tables.root)
     if kind == "catalog":
         return CatalogTableStore(spark)
+    if kind == "versioned_catalog":
+        return VersionedCatalogTableStore(spark, keep_versions=env.tables.get("keep_versions") or 5)
     raise ConfigError(f"unknown table store kind {kind!r}", where="env.tables.kind",
-                      fix="delta_path (local) or catalog (Unity Catalog / Spark catalog)")
+                      fix="delta_path (local Delta files), catalog (Unity Catalog, Delta) or "
+                          "versioned_catalog (any Spark catalog without Delta)")

@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 
 from mlops.config import parse_date
 from mlops.errors import ConfigError
+from mlops.feature_store import FeatureTableSpec
 from mlops.runtime import RunContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,13 @@ def features(ctx: RunContext) -> StageResult:
     label_df = label_fn(transactions, feature_df, timestamp_column=use_case.timestamp_column,
                         observed_until=observed_until)
 
-    written = ctx.write_all({"features": feature_df, "labels": label_df})
+    # a feature table: the keys identify a row, the snapshot date is what point-in-time lookups compare
+    keys = list(use_case.key_columns)
+    feature_table = FeatureTableSpec.from_key_columns(
+        ctx.table_name("features"), keys,
+        description=f"{use_case.name} {model.name} features, one row per {' and '.join(keys)}; "
+                    "truncate-and-load by the features stage")
+    written = ctx.write_all({"features": feature_df, "labels": label_df}, feature_tables={"features": feature_table})
     return StageResult.of_writes(
         "features", written,
         details={"start_date": start_date, "end_date": end_date, "observed_until": observed_until},

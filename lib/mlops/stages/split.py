@@ -3,19 +3,40 @@ from __future__ import annotations
 
 import logging
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from mlops.feature_store import FeatureLookupSpec, FeatureTableSpec
 from mlops.runtime import RunContext, StageResult
 from mlops.splitting import assign_split, sample_entities
 
 log = logging.getLogger(__name__)
 
 
+def labelled_snapshots(ctx: RunContext, keys: list[str]) -> DataFrame:
+    """The labels as the spine, each with the feature row looked up point in time from the feature table.
+
+    Every label belongs to a (customer, snapshot) row of the feature table (labels are computed for
+    the feature population), so each finds its own snapshot's row: the same rows and columns as the
+    inner join of features and labels, in the same order (keys, features, labels). The feature
+    store never lets a later snapshot's features reach an earlier label.
+    """
+    features_name = ctx.table_name("features")
+    features = ctx.read("features")   # locally, a missing table first runs the features stage
+    labels = ctx.read("labels")
+    table = FeatureTableSpec.from_key_columns(features_name, keys)
+    feature_columns = [column for column in features.columns if column not in keys]
+    label_columns = [column for column in labels.columns if column not in keys]
+    lookup = FeatureLookupSpec(features_name, table.entity_keys, table.timestamp_key, tuple(feature_columns))
+    training_set = ctx.feature_store.create_training_set(labels, [lookup], label=label_columns)
+    return training_set.load_df().select(*keys, *feature_columns, *label_columns)
+
+
 def split(ctx: RunContext) -> StageResult:
     cfg = ctx.cfg
     keys = list(cfg.use_case.key_columns)
     entity = keys[0]
-    labelled = ctx.read("features").join(ctx.read("labels"), keys, "inner")
+    labelled = labelled_snapshots(ctx, keys)
     sampled = sample_entities(labelled, entity, cfg.env.sample_fraction, cfg.seed)
     assigned = assign_split(sampled, entity, cfg.use_case.split.test_fraction, cfg.seed)
     log.info("sampling %.0f%% of customers (env %s), %.0f%% of them for test",

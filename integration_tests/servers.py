@@ -1,0 +1,158 @@
+"""Real Spark servers for the remote tests, on 127.0.0.1 only, always stopped.
+
+The pyspark wheel ships the Spark Connect server (`sbin/start-connect-server.sh`) and the
+standalone master and worker classes (started through `sbin/spark-daemon.sh`; the wheel has no
+start-master.sh). Each server gets its own pid, log, warehouse and Derby folders under a temp
+dir, so a run leaves nothing behind and parallel runs do not meet. `stop()` kills by the
+recorded PID and is safe to call twice, from a fixture's teardown even when a test failed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float, log_dir: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((LOOPBACK, port)) == 0:
+                return
+        time.sleep(0.5)
+    logs = "\n".join(path.read_text(errors="replace")[-3000:] for path in sorted(log_dir.glob("*.out")))
+    raise TimeoutError(f"nothing listens on {LOOPBACK}:{port} after {timeout:.0f} s; server log:\n{logs}")
+
+
+@dataclass
+class SparkDaemon:
+    """One `spark-daemon.sh` process: its identity, folders and PID."""
+
+    name: str
+    root: Path
+    port: int
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "SPARK_HOME": str(spark_home()),
+            "SPARK_PID_DIR": str(self.root / "pid"),
+            "SPARK_LOG_DIR": str(self.root / "log"),
+            "SPARK_IDENT_STRING": self.name,
+            "SPARK_LOCAL_IP": LOOPBACK,
+            # Python workers run this interpreter, so UDFs see the same packages as the tests
+            "PYSPARK_PYTHON": sys.executable,
+        })
+        return env
+
+    def _record_pids(self) -> None:
+        for pid_file in (self.root / "pid").glob("*.pid"):
+            pid = int(pid_file.read_text().strip())
+            if pid not in self.pids:
+                self.pids.append(pid)
+
+    def run(self, args: list[str], timeout: float = 120) -> None:
+        for folder in ("pid", "log"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        subprocess.run(args, env=self.env, check=True, capture_output=True, timeout=60)
+        self._record_pids()
+        _wait_for_port(self.port, timeout, self.root / "log")
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        deadline = time.monotonic() + 20
+        for pid in self.pids:
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.2)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.pids.clear()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return "\n".join(p.read_text(errors="replace")[-chars:] for p in sorted((self.root / "log").glob("*.out")))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie of ours counts as gone
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        return waited == 0
+    except ChildProcessError:
+        return True
+
+
+def start_connect_server(root: Path, port: int | None = None, master: str = "local[2]") -> SparkDaemon:
+    """A Spark Connect server with a Hive catalog (Derby metastore) under `root`, so tables persist
+    across client sessions exactly as in a workspace's catalog."""
+    port = port or free_port()
+    daemon = SparkDaemon(name=f"connect-{port}", root=root, port=port)
+    warehouse, derby = root / "warehouse", root / "derby"
+    warehouse.mkdir(parents=True, exist_ok=True)
+    derby.mkdir(parents=True, exist_ok=True)
+    daemon.run([
+        str(spark_home() / "sbin" / "start-connect-server.sh"),
+        "--master", master,
+        "--conf", f"spark.connect.grpc.binding.address={LOOPBACK}",
+        "--conf", f"spark.connect.grpc.binding.port={port}",
+        "--conf", f"spark.driver.host={LOOPBACK}",
+        "--conf", f"spark.driver.bindAddress={LOOPBACK}",
+        "--conf", "spark.sql.catalogImplementation=hive",
+        "--conf", f"spark.sql.warehouse.dir={warehouse}",
+        "--conf", f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={derby}/metastore_db;create=true",
+        "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={derby}",
+        "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.sql.shuffle.partitions=4",
+    ])
+    log.info("Spark Connect server on sc://%s:%d (pids %s)", LOOPBACK, port, daemon.pids)
+    return daemon
+
+
+def start_standalone_cluster(root: Path) -> tuple[SparkDaemon, SparkDaemon]:
+    """A standalone master and one worker (2 cores) bound to loopback; returns (master, worker)."""
+    master_port, worker_port = free_port(), free_port()
+    daemon_sh = str(spark_home() / "sbin" / "spark-daemon.sh")
+    master = SparkDaemon(name=f"master-{master_port}", root=root / "master", port=master_port)
+    master.run([daemon_sh, "start", "org.apache.spark.deploy.master.Master", "1",
+                "--host", LOOPBACK, "--port", str(master_port), "--webui-port", str(free_port())])
+    worker = SparkDaemon(name=f"worker-{worker_port}", root=root / "worker", port=worker_port)
+    try:
+        worker.run([daemon_sh, "start", "org.apache.spark.deploy.worker.Worker", "1",
+                    "--host", LOOPBACK, "--port", str(worker_port), "--webui-port", str(free_port()),
+                    "--cores", "2", "--memory", "2g", "--work-dir", str(root / "worker" / "work"),
+                    f"spark://{LOOPBACK}:{master_port}"])
+    except BaseException:
+        master.stop()
+        raise
+    return master, worker
