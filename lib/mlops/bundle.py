@@ -34,6 +34,8 @@ TRAINING_JOB = "clv_model_training_job"
 BATCH_INFERENCE_JOB = "clv_batch_inference_job"
 MONITORING_JOB = "clv_monitoring_job"
 ENVIRONMENT_KEY = "default"
+# installed in every job environment; not a dependency of the wheel, which must also install locally
+FEATURE_ENGINEERING_REQUIREMENT = "databricks-feature-engineering>=0.6,<1"
 # the pair a generic job runs when started by hand without parameters
 DEFAULT_PAIR = ("repurchase", "DE")
 
@@ -135,7 +137,8 @@ def _generic_job(name: str, description: str, tasks: list[dict[str, Any]], defau
         "environments": [{
             "environment_key": ENVIRONMENT_KEY,
             "spec": {"environment_version": "${var.serverless_environment_version}",
-                     "dependencies": ["../dist/*.whl"]},
+                     # the project wheel, and the Feature Engineering client behind mlops.feature_store
+                     "dependencies": ["../dist/*.whl", FEATURE_ENGINEERING_REQUIREMENT]},
         }],
         "tasks": tasks,
     }
