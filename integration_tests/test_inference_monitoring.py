@@ -20,12 +20,9 @@ MATURED = BACKFILL[:3]
 
 
 @pytest.fixture(scope="module", params=["repurchase", "ltv_bucket"])
-def pipeline(request, tmp_path_factory, spark):
-    root = tmp_path_factory.mktemp(request.param)
-    cfg = local_config(root, f"model={request.param}", "country=DE", "inference.backfill.start=2011-07-09")
-    ctx = RunContext.from_config(cfg, spark=spark)
-    results = {result.stage: result for result in run_stages(list(cfg.pipeline.stages), cfg, ctx)}
-    return ctx, results
+def pipeline(request, de_pipelines):
+    run = de_pipelines[request.param]  # every stage, backfilled from 2011-07-09 (integration_tests/conftest.py)
+    return run["ctx"], run["results"]
 
 
 def test_run_pipeline_runs_every_stage(pipeline):

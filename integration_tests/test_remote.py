@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.conftest import local_config
+from integration_tests.conftest import DE_PIPELINE_OVERRIDES, local_config
 from integration_tests.servers import LOOPBACK, start_connect_server, start_standalone_cluster
 from integration_tests.snapshot import snapshot
-from mlops.cli import run_stages
 from mlops.runtime import RunContext
 
 pytestmark = [pytest.mark.integration, pytest.mark.remote]
@@ -38,25 +37,15 @@ def run_python(args: list[str], timeout: float = 900) -> subprocess.CompletedPro
     return result
 
 
-class LocalRuns(dict):
-    """The reference: every stage of one model for DE, locally in this process, run on first use."""
-
-    def __init__(self, root_factory, spark) -> None:
-        super().__init__()
-        self.root_factory, self.spark = root_factory, spark
-
-    def __missing__(self, model: str) -> dict:
-        cfg = local_config(self.root_factory.mktemp(f"local-{model}"), f"model={model}", "country=DE")
-        ctx = RunContext.from_config(cfg, spark=self.spark)
-        started = time.perf_counter()
-        run_stages(list(cfg.pipeline.stages), cfg, ctx)
-        self[model] = {"snapshot": snapshot(ctx), "wall_seconds": time.perf_counter() - started}
-        return self[model]
-
-
 @pytest.fixture(scope="module")
-def local_runs(tmp_path_factory, spark) -> LocalRuns:
-    return LocalRuns(tmp_path_factory, spark)
+def local_runs(de_pipelines):
+    """The reference: the shared local run of every stage (integration_tests/conftest.py), as a snapshot."""
+    class Snapshots(dict):
+        def __missing__(self, model: str) -> dict:
+            run = de_pipelines[model]
+            self[model] = {"snapshot": snapshot(run["ctx"]), "wall_seconds": run["wall_seconds"]}
+            return self[model]
+    return Snapshots()
 
 
 def assert_same_outputs(remote: dict, local: dict) -> None:
@@ -83,7 +72,7 @@ def connect_server(tmp_path_factory):
 @pytest.mark.parametrize("model", MODELS)
 def test_the_whole_pipeline_over_spark_connect_matches_the_local_run(connect_server, local_runs, tmp_path, model):
     overrides = ["env=connect", f"env.spark.remote=sc://{LOOPBACK}:{connect_server.port}",
-                 f"env.storage_root={tmp_path}", f"model={model}", "country=DE"]
+                 f"env.storage_root={tmp_path}", f"model={model}", *DE_PIPELINE_OVERRIDES]
     run = run_python(["scripts/run_pipeline.py", *overrides])
     print(f"{model} over Spark Connect: {run.wall_seconds:.1f} s "
           f"(local, in-process: {local_runs[model]['wall_seconds']:.1f} s)")
@@ -95,44 +84,16 @@ def test_the_whole_pipeline_over_spark_connect_matches_the_local_run(connect_ser
 
 # -- Databricks Connect (the IDE path) ------------------------------------------------------------
 
-DBCONNECT_REQUIREMENTS = [
-    # databricks-connect brings its own pyspark: it cannot share an environment with the `local`
-    # extra. 16.1.x needs these upper bounds on Python 3.11, or its import fails.
-    "databricks-connect==16.1.7", "pyarrow<20", "pandas<2.3",
-]
-
-
-def _dbconnect_venv() -> Path:
-    """A cached virtual environment with databricks-connect and the project (no `local` extra).
-
-    Cached by the requirements and setup.cfg; built on first use. Without an index to install
-    from, the test is skipped with pip's reason, never silently.
-    """
-    import hashlib
-
-    key = hashlib.sha256("\n".join([*DBCONNECT_REQUIREMENTS, (REPO / "setup.cfg").read_text()]).encode()).hexdigest()
-    cache_root = Path(os.environ.get("AC_MLOPS_CACHE", Path.home() / ".cache" / "ac-mlops"))
-    venv = cache_root / f"dbconnect-py{sys.version_info.major}{sys.version_info.minor}-{key[:12]}"
-    python = venv / "bin" / "python"
-    if (venv / ".ready").is_file():
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *DBCONNECT_REQUIREMENTS,
-         "-e", str(REPO)], capture_output=True, text=True, timeout=1200)
-    if install.returncode != 0:
-        pytest.skip(f"cannot build the databricks-connect environment (no package index?): "
-                    f"{install.stderr.strip().splitlines()[-1] if install.stderr.strip() else install.returncode}")
-    check = subprocess.run([str(python), "-c", "import databricks.connect, mlops; import pyspark; print(pyspark.__version__)"],
-                           capture_output=True, text=True)
-    assert check.returncode == 0, f"databricks-connect environment is broken:\n{check.stderr[-3000:]}"
-    (venv / ".ready").write_text(check.stdout)
-    return python
-
-
 @pytest.fixture(scope="module")
 def dbconnect_python() -> Path:
-    return _dbconnect_venv()
+    """Built on first use (or ahead of time by .ci/run); without a package index to install from,
+    the test is skipped with pip's reason, never silently."""
+    from integration_tests.dbconnect_env import EnvironmentUnavailable, ensure
+
+    try:
+        return ensure()
+    except EnvironmentUnavailable as error:
+        pytest.skip(f"cannot build the databricks-connect environment (no package index?): {error}")
 
 
 def test_databricks_connect_runs_the_stages_like_an_ide_session(dbconnect_python, connect_server, local_runs,
@@ -141,7 +102,7 @@ def test_databricks_connect_runs_the_stages_like_an_ide_session(dbconnect_python
     the exact code path of 'Databricks Connect from your IDE', against the same server."""
     model = "repurchase"
     overrides = ["env=connect", "env.spark.mode=databricks", f"env.spark.remote=sc://{LOOPBACK}:{connect_server.port}",
-                 f"env.storage_root={tmp_path}", f"model={model}", "country=DE", "env.schema=clv_dbconnect"]
+                 f"env.storage_root={tmp_path}", f"model={model}", *DE_PIPELINE_OVERRIDES, "env.schema=clv_dbconnect"]
     stages = "[extract,features,split,train,evaluate,batch_inference]"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PYSPARK_PYTHON", None)  # the server's Python workers are the server's concern
@@ -178,11 +139,11 @@ def standalone_master(tmp_path_factory):
 def test_the_pipeline_on_a_standalone_cluster_matches_the_local_run(standalone_master, local_runs, spark, tmp_path):
     model = "repurchase"
     overrides = [f"env.spark.master={standalone_master}", f"env.storage_root={tmp_path}", f"model={model}",
-                 "country=DE", "+env.spark.conf.spark.executor.memory=1g", "+env.spark.conf.spark.cores.max=2"]
+                 *DE_PIPELINE_OVERRIDES, "+env.spark.conf.spark.executor.memory=1g", "+env.spark.conf.spark.cores.max=2"]
     run = run_python(["scripts/run_pipeline.py", *overrides])
     assert f"master {standalone_master}" in run.stderr
     print(f"{model} on a standalone cluster: {run.wall_seconds:.1f} s "
           f"(local, in-process: {local_runs[model]['wall_seconds']:.1f} s)")
     # the tables are Delta files on the shared disk: read them back with this process's session
-    ctx = RunContext.from_config(local_config(tmp_path, f"model={model}", "country=DE"), spark=spark)
+    ctx = RunContext.from_config(local_config(tmp_path, f"model={model}", *DE_PIPELINE_OVERRIDES), spark=spark)
     assert_same_outputs(snapshot(ctx), local_runs[model]["snapshot"])

@@ -1,10 +1,12 @@
 """The one wrapper every script uses: config -> RunContext -> stage(s) -> log and exit code."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -23,17 +25,61 @@ def run_stages(stages: Sequence[str], cfg: DictConfig, ctx: RunContext | None = 
         from mlops.errors import ConfigError
 
         raise ConfigError(f"unknown stage(s) {unknown}", where="pipeline.stages", fix=f"one of {list(STAGES)}")
-    ctx = ctx or RunContext.from_config(cfg)
     results = []
-    for stage in stages:
-        started = time.perf_counter()
-        log.info("stage %s: %s %s %s (env %s)", stage, cfg.use_case.name, cfg.model.name, cfg.country.code,
-                 cfg.env.name)
-        result = STAGES[stage](ctx)
-        log.info("stage %s done in %.1f s: tables %s, rows %s", stage, time.perf_counter() - started,
-                 result.tables, result.rows)
-        results.append(result)
+    with run_lock(cfg):
+        ctx = ctx or RunContext.from_config(cfg)
+        for stage in stages:
+            started = time.perf_counter()
+            log.info("stage %s: %s %s %s (env %s)", stage, cfg.use_case.name, cfg.model.name, cfg.country.code,
+                     cfg.env.name)
+            result = STAGES[stage](ctx)
+            log.info("stage %s done in %.1f s: tables %s, rows %s", stage, time.perf_counter() - started,
+                     result.tables, result.rows)
+            results.append(result)
     return results
+
+
+@contextlib.contextmanager
+def run_lock(cfg: DictConfig) -> Iterator[None]:
+    """One run at a time per use case and country on a local storage root.
+
+    Two runs writing the same tables would interleave their versions (one run's features next to
+    the other's labels). Per country, not per model: `transactions` is shared by the models. On
+    Databricks the jobs' max_concurrent_runs and queues give the same guarantee, so only
+    delta_path worlds take a file lock; a second run waits up to env.lock_timeout_seconds.
+    """
+    if cfg.env.tables.kind != "delta_path":
+        yield
+        return
+    import fcntl
+
+    from mlops.errors import ConcurrentRunError
+
+    path = Path(cfg.env.storage_root) / "locks" / f"{cfg.use_case.name}_{cfg.country.suffix}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    timeout = float(cfg.env.get("lock_timeout_seconds") or 0)
+    deadline = time.monotonic() + timeout
+    with path.open("w") as handle:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ConcurrentRunError(
+                        f"another run of {cfg.use_case.name} {cfg.country.code} has held the lock for "
+                        f"{timeout:.0f} s", where=str(path),
+                        fix="wait for it to finish, or raise env.lock_timeout_seconds") from None
+                if not waited:
+                    log.info("another run of %s %s is writing; waiting for %s", cfg.use_case.name,
+                             cfg.country.code, path)
+                    waited = True
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_stage(stages: str | Sequence[str], cfg: DictConfig) -> list[StageResult]:

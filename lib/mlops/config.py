@@ -32,6 +32,10 @@ def compose_config(overrides: Sequence[str] = (), config_dir: Path | str | None 
         return compose(config_name="config", overrides=list(overrides))
 
 
+# metrics whose range is not [0, 1]: kappa can be negative; lift (lift_at_<k>) has no upper bound
+SIGNED_METRICS = frozenset({"qwk"})
+
+
 def _between(cfg: DictConfig, key: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
              fix: str) -> None:
     value = OmegaConf.select(cfg, key)
@@ -54,6 +58,17 @@ def validate_config(cfg: DictConfig) -> None:
     _between(cfg, "use_case.snapshots.cadence_months", 1, 120, fix="whole months >= 1")
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r} is not an integer", where="config key seed", fix="e.g. seed=42")
+    _between(cfg, "use_case.guards.max_duplicate_share", 0, 1, fix="a share in [0, 1], e.g. 0.1")
+    _between(cfg, "model.inference.threshold", 0, 1, fix="a probability in [0, 1], e.g. 0.5")
+    _between(cfg, "monitoring.psi_threshold", 0, 10, low_open=True, fix="a PSI above 0, e.g. 0.25")
+    _between(cfg, "model.monitoring.min_performance", -1, 1, fix="a metric value, e.g. 0.6")
+    for metric, bounds in (OmegaConf.select(cfg, "model.gate.thresholds") or {}).items():
+        low = -1 if metric in SIGNED_METRICS else 0
+        high = None if str(metric).startswith("lift") else 1
+        for side in ("min", "max"):
+            if high is not None:
+                _between(cfg, f"model.gate.thresholds.{metric}.{side}", low, high,
+                         fix=f"{metric} lies in [{low}, {high}]; e.g. model.gate.thresholds.{metric}.{side}=0.6")
     _check_names_match_model_and_country(cfg)
     for date_key in ("observed_until", "start_date", "end_date"):
         value = cfg.use_case.snapshots.get(date_key)

@@ -51,3 +51,9 @@ class GateRejectedError(PipelineError):
     """The candidate failed the deployment gate; nothing was registered, every alias is unchanged."""
 
     exit_code = 7
+
+
+class ConcurrentRunError(PipelineError):
+    """Another run of the same use case and country held the lock for too long; nothing was done."""
+
+    exit_code = 8

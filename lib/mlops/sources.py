@@ -51,6 +51,23 @@ def _check_local_path(path: str) -> None:
                               fix="point use_case.source.path at an existing CSV/Parquet file or folder")
 
 
+def _check_gzip(path: str, kind: str) -> None:
+    # Spark's gzip reader stops quietly at a truncated end: the rows before the cut would load as
+    # if they were the whole extract. Reading the stream through once here makes that an error.
+    import gzip
+    import zlib
+
+    files = [Path(path)] if Path(path).is_file() else sorted(Path(path).rglob("*.gz"))
+    for file in (f for f in files if f.suffix == ".gz"):
+        try:
+            with gzip.open(file, "rb") as stream:
+                while stream.read(1 << 22):
+                    pass
+        except (EOFError, OSError, zlib.error) as exc:
+            raise SourceError(f"cannot read {kind} source: {file.name} is not a complete gzip file ({exc})",
+                              where=str(file), fix="re-export or re-download the file; it was cut off or damaged") from None
+
+
 def read_source(spark: SparkSession, source: DictConfig) -> DataFrame:
     """The raw source with every column as a string, so one contract checks CSV, Parquet and tables."""
     kind = source.kind
@@ -61,6 +78,8 @@ def read_source(spark: SparkSession, source: DictConfig) -> DataFrame:
             raise ConfigError(f"use_case.source.kind={kind} needs a path", where="use_case.source.path",
                               fix="e.g. use_case.source.path=/data/online_retail.csv.gz")
         _check_local_path(str(source.path))
+        if kind == "csv" and "://" not in str(source.path) and Path(str(source.path)).exists():
+            _check_gzip(str(source.path), kind)
         reader = spark.read.option("header", "true").option("mode", "FAILFAST") if kind == "csv" else spark.read
         try:
             raw = reader.csv(str(source.path)) if kind == "csv" else reader.parquet(str(source.path))

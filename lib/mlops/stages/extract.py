@@ -4,13 +4,39 @@ from __future__ import annotations
 import logging
 
 from hydra.utils import instantiate
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from mlops.errors import DataQualityError
 
 from mlops.quality import validate
 from mlops.runtime import RunContext, StageResult
 from mlops.sources import describe_source, read_source
 
 log = logging.getLogger(__name__)
+
+
+def check_transactions(ctx: RunContext, transactions: DataFrame) -> None:
+    """What the per-row contract cannot see: sales dated after this run started (a clock or
+    timezone fault upstream) and a source loaded twice. Errors give counts and a few invoice
+    numbers, never whole rows of customer data."""
+    timestamp = F.col(ctx.cfg.use_case.timestamp_column)
+    started_at = F.lit(ctx.started_at).cast("timestamp")
+    where = str(ctx.table_name("transactions"))
+    future = transactions.where(timestamp > started_at)
+    stats = transactions.agg(F.count("*").alias("rows"), F.count(F.when(timestamp > started_at, 1)).alias("future")).first()
+    if stats["future"]:
+        examples = sorted({row["invoice"] for row in future.select("invoice").limit(3).collect()})
+        raise DataQualityError(f"{stats['future']} transaction(s) are dated after this run started "
+                               f"({ctx.started_at:%Y-%m-%d %H:%M} UTC), e.g. invoices {examples}",
+                               where=f"{where} column {ctx.cfg.use_case.timestamp_column}",
+                               fix="fix the source's dates or timezone (use_case.source.timestamp_format)")
+    duplicates = stats["rows"] - transactions.distinct().count()
+    limit = float(ctx.cfg.use_case.guards.max_duplicate_share)
+    if stats["rows"] and duplicates / stats["rows"] > limit:
+        raise DataQualityError(f"{duplicates} of {stats['rows']} transaction lines are exact duplicates "
+                               f"({duplicates / stats['rows']:.0%} > {limit:.0%}): was the source loaded twice?",
+                               where=where, fix="deduplicate the source, or raise use_case.guards.max_duplicate_share")
 
 
 def extract(ctx: RunContext) -> StageResult:
@@ -30,6 +56,7 @@ def extract(ctx: RunContext) -> StageResult:
     ).first()
     log.info("source %s: %d rows, %d without %s (dropped)", source, counts["rows"], counts["without_key"], entity)
 
+    check_transactions(ctx, transactions)
     (version, rows), = ctx.write_all({"transactions": transactions}).values()
     log.info("kept %d of %d source rows for %s", rows, counts["rows"], ctx.cfg.country.code)
     return StageResult(

@@ -1,0 +1,63 @@
+"""The databricks-connect virtual environment the remote tests use, built once and cached.
+
+databricks-connect brings its own pyspark, so it cannot share an environment with the `local`
+extra. `python -m integration_tests.dbconnect_env` builds it ahead of time (CI starts this in the
+background while the unit tests run); the test waits for a build in progress instead of starting
+a second one.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REQUIREMENTS = [
+    # 16.1.x on Python 3.11 needs these upper bounds, or its import fails
+    "databricks-connect==16.1.7", "pyarrow<20", "pandas<2.3",
+]
+
+
+class EnvironmentUnavailable(RuntimeError):
+    """pip could not install the requirements (typically: no package index reachable)."""
+
+
+def venv_dir() -> Path:
+    key = hashlib.sha256("\n".join([*REQUIREMENTS, (REPO / "setup.cfg").read_text()]).encode()).hexdigest()
+    cache_root = Path(os.environ.get("AC_MLOPS_CACHE", Path.home() / ".cache" / "ac-mlops"))
+    return cache_root / f"dbconnect-py{sys.version_info.major}{sys.version_info.minor}-{key[:12]}"
+
+
+def ensure() -> Path:
+    """The environment's python, building it first if needed (under a lock: one builder at a time)."""
+    venv = venv_dir()
+    python = venv / "bin" / "python"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a build in progress
+        if (venv / ".ready").is_file():
+            return python
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *REQUIREMENTS,
+             "-e", str(REPO)], capture_output=True, text=True, timeout=1800)
+        if install.returncode != 0:
+            lines = install.stderr.strip().splitlines()
+            raise EnvironmentUnavailable(lines[-1] if lines else f"pip exited {install.returncode}")
+        check = subprocess.run([str(python), "-c", "import databricks.connect, mlops, pyspark; print(pyspark.__version__)"],
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"the databricks-connect environment is broken:\n{check.stderr[-3000:]}")
+        (venv / ".ready").write_text(check.stdout)
+    return python
+
+
+if __name__ == "__main__":
+    try:
+        print(ensure())
+    except EnvironmentUnavailable as error:
+        print(f"databricks-connect environment not built: {error}", file=sys.stderr)
+        sys.exit(1)
