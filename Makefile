@@ -22,8 +22,9 @@ train: $(STAMP)
 pipeline: $(STAMP)
 	$(BIN)/python scripts/run_pipeline.py model=repurchase country=DE
 
+# two xdist workers, one Spark session each; a file stays whole on one worker (scenario modules run in order)
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

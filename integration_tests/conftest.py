@@ -39,3 +39,4 @@ class DePipelines(dict):
 @pytest.fixture(scope="session")
 def de_pipelines(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> DePipelines:
     return DePipelines(tmp_path_factory, spark)
+

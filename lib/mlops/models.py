@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.registry import load_run_json, load_sklearn_model
+from mlops.registry import check_model_uri, load_run_json, load_sklearn_model
 from mlops.targets import target_from_dict
 
 
@@ -22,6 +22,12 @@ class ScoredModel:
 
     @classmethod
     def from_run(cls, run_id: str, model_uri: str) -> "ScoredModel":
+        """The run's target and features with its model; the URI must be that run's, in the configured registry.
+
+        `model_uri` comes from a run tag or a registry alias, so it is checked (ConfigError) before
+        anything is read: a model from elsewhere, or another run's, is never paired with this run.
+        """
+        check_model_uri(model_uri, run_id=run_id)
         inputs = load_run_json(run_id, "config/model_inputs.json")
         target = target_from_dict(load_run_json(run_id, "config/target.json"))
         return cls(run_id, load_sklearn_model(model_uri), target, list(inputs["features"]))

@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,22 @@ log = logging.getLogger(__name__)
 # skops refuses to load types it was not told to trust. We trust scikit-learn, numpy and scipy
 # internals only, so a model that smuggles in any other type fails at save time, not in serving.
 TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
+# The artifact path every stage logs its model under (`log_sklearn_model`), the only one `runs:/` may name.
+MODEL_ARTIFACT_PATH = "model"
+
+
+@dataclass(frozen=True)
+class ConfiguredRegistry:
+    """What `configure_mlflow` pointed this process at: the only experiment and model loads may come from."""
+
+    experiment_id: str
+    registered_model: str  # use_case.registered_model as configured; normalised when checked
+
+
+# MLflow's tracking URI, registry URI and active experiment are process-wide; the allow-list for
+# model loads follows them, set by the same call (configure_mlflow) that sets them.
+_configured: ConfiguredRegistry | None = None
 
 
 def _ensure_sqlite_dir(uri: str) -> None:
@@ -46,6 +64,8 @@ def configure_mlflow(cfg: DictConfig) -> str:
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
+    global _configured
+    _configured = ConfiguredRegistry(str(experiment_id), str(cfg.use_case.registered_model))
     return experiment_id
 
 
@@ -94,10 +114,94 @@ def _trusted_model_loading() -> Iterator[None]:
             os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = previous
 
 
+def _refuse(model_uri: str, why: str) -> ConfigError:
+    return ConfigError(f"refusing to load model {model_uri!r}: {why}", where="model URI (evaluation.run_id, the "
+                       "training run's model_uri tag, or a registry alias)",
+                       fix="load only models:/<use_case.registered_model>/<version> or @<alias>, or the model a "
+                           "training run of the configured experiment logged (runs:/<run id>/model)")
+
+
+def check_model_uri(model_uri: str, *, run_id: str | None = None) -> None:
+    """Refuse, before anything is deserialised, a model from outside the configured registry and experiment.
+
+    Loading runs code paths that trust the files (MLflow needs MLFLOW_ALLOW_PICKLE_DESERIALIZATION
+    for sklearn), so a URI that reached us through config or a run tag must name one of ours:
+    `models:/<configured registered model>/<version>` or `@<alias>`; `runs:/<run id>/model` of a
+    run in the configured experiment; or `models:/<model id>`, the logged model a training run of
+    that experiment made (what `log_sklearn_model` returns and train tags as `model_uri`). A URI
+    naming another registry or workspace (`models://<profile>@...`), a path or a cloud URI is refused.
+    With `run_id`, the model must also be that run's (a registered version created from it), so
+    its target and feature list, read from the run, describe the model that is loaded.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if _configured is None:
+        raise ConfigError(f"no MLflow registry is configured in this process to load {model_uri!r} from",
+                          where="mlops.registry", fix="call configure_mlflow(cfg) first (every stage does)")
+    parsed = urllib.parse.urlparse(model_uri)
+    if parsed.scheme not in ("models", "runs"):
+        raise _refuse(model_uri, "only models:/ and runs:/ URIs are loaded")
+    if parsed.netloc or parsed.params or parsed.query or parsed.fragment:
+        raise _refuse(model_uri, "the URI names its own registry, workspace or options")
+    parts = parsed.path.lstrip("/").split("/")
+    try:
+        if parsed.scheme == "runs":
+            if len(parts) != 2 or parts[1] != MODEL_ARTIFACT_PATH or (run_id is not None and parts[0] != run_id):
+                raise _refuse(model_uri, f"runs:/ loads only runs:/{run_id or '<run id>'}/{MODEL_ARTIFACT_PATH}")
+            experiment_id = mlflow.get_run(parts[0]).info.experiment_id
+            if str(experiment_id) != _configured.experiment_id:
+                raise _refuse(model_uri, f"run {parts[0]} belongs to experiment {experiment_id}, not the configured "
+                                         f"{_configured.experiment_id}")
+            return
+        if len(parts) == 1 and "@" not in parts[0]:  # models:/<model id>: a logged model, not a registered one
+            logged = mlflow.get_logged_model(parts[0])
+            if str(logged.experiment_id) != _configured.experiment_id:
+                raise _refuse(model_uri, f"logged model {parts[0]} belongs to experiment {logged.experiment_id}, "
+                                         f"not the configured {_configured.experiment_id}")
+            if run_id is not None and logged.source_run_id != run_id:
+                raise _refuse(model_uri, f"logged model {parts[0]} comes from run {logged.source_run_id}, not {run_id}")
+            return
+        name, version, alias = _registered_parts(model_uri, parts)
+        configured = _normalised_model_name(_configured.registered_model)
+        if name != configured:
+            raise _refuse(model_uri, f"{name!r} is not the configured registered model {configured!r}")
+        if run_id is None:
+            return
+        if alias is None and not version.isdigit():
+            raise _refuse(model_uri, "a model paired with its run is loaded by version number or alias")
+        client = MlflowClient()
+        found = (client.get_model_version_by_alias(name, alias) if alias is not None
+                 else client.get_model_version(name, version))
+        if run_id not in (found.run_id, (found.tags or {}).get("source_run_id")):
+            raise _refuse(model_uri, f"version {found.version} was registered from run {found.run_id}, not {run_id}")
+    except MlflowException as error:
+        if error.error_code not in _NOT_FOUND_CODES:
+            raise  # permission, network, server: not a verdict on the URI
+        raise _refuse(model_uri, f"it is not in the configured tracking store or registry ({error.message})") \
+            from error
+
+
+def _registered_parts(model_uri: str, parts: list[str]) -> tuple[str, str | None, str | None]:
+    """(name, version or stage, alias) of models:/<name>/<version> or models:/<name>@<alias>."""
+    if len(parts) == 2 and parts[0] and parts[1]:
+        return parts[0], parts[1], None
+    if len(parts) == 1:
+        name, _, alias = parts[0].rpartition("@")
+        if name and alias:
+            return name, None, alias
+    raise _refuse(model_uri, "not models:/<name>/<version> or models:/<name>@<alias>")
+
+
 def load_sklearn_model(model_uri: str) -> Any:
-    """Load a model we logged, e.g. `models:/<name>@champion`; the registry of the env resolves the URI."""
+    """Load a model we logged, e.g. `models:/<name>@champion`; the registry of the env resolves the URI.
+
+    Refused with a ConfigError unless `check_model_uri` finds it in the configured registry or experiment.
+    """
     import mlflow
 
+    check_model_uri(model_uri)
     with _trusted_model_loading():
         return mlflow.sklearn.load_model(model_uri)
 
@@ -108,11 +212,15 @@ def registered_model_name(cfg: DictConfig) -> str:
     Unity Catalog stores every name in lowercase; the sqlite registry is case-sensitive. Lowercasing
     here gives the same name, and the same `version.name`, in both worlds.
     """
+    return _normalised_model_name(str(cfg.use_case.registered_model))
+
+
+def _normalised_model_name(configured: str) -> str:
     from mlops.tables import TableName
 
-    parts = str(cfg.use_case.registered_model).split(".")
+    parts = configured.split(".")
     if len(parts) != 3:
-        raise ConfigError(f"registered model name {cfg.use_case.registered_model!r} is not catalog.schema.name",
+        raise ConfigError(f"registered model name {configured!r} is not catalog.schema.name",
                           where="use_case.registered_model", fix="e.g. dev.clv.clv_repurchase_de")
     return str(TableName.of(*parts)).lower()
 
@@ -155,9 +263,14 @@ def version_of_run(name: str, run_id: str) -> Any | None:
 
 
 def register_run_model(name: str, run_id: str, model_uri: str) -> Any:
-    """Register the run's model once: a re-run of evaluate returns the version it registered before."""
+    """Register the run's model once: a re-run of evaluate returns the version it registered before.
+
+    `model_uri` must be that run's model in the configured experiment (`check_model_uri`): a
+    registered version is later loaded by name alone, so nothing foreign may become one.
+    """
     import mlflow
 
+    check_model_uri(model_uri, run_id=run_id)
     existing = version_of_run(name, run_id)
     if existing is not None:
         log.info("run %s is already %s version %s", run_id, name, existing.version)
