@@ -40,3 +40,9 @@ class DePipelines(dict):
 def de_pipelines(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> DePipelines:
     return DePipelines(tmp_path_factory, spark)
 
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The remote tests first: they are the longest file, and `make test` gives whole files to two
+    xdist workers, so starting them last would leave one worker running alone at the end."""
+    items.sort(key=lambda item: 0 if item.nodeid.startswith("integration_tests/test_remote.py") else 1)
