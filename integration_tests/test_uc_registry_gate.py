@@ -11,11 +11,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from omegaconf import open_dict
 
-from integration_tests.conftest import local_config
+from integration_tests.test_deployment_gate import context as gate_context
+from integration_tests.test_deployment_gate import run
 from mlops import registry
-from mlops.cli import run_stages
 from mlops.errors import GateRejectedError
 from mlops.registry import alias_version, model_versions
 from mlops.runtime import RunContext
@@ -39,16 +38,8 @@ def unity_catalog(root: Path) -> Iterator[FakeUnityCatalogRegistryStore]:
 
 
 def context(root: Path, spark, *overrides: str, estimator: dict | None = None) -> RunContext:
-    cfg = local_config(root, "country=DE", "env.sample_fraction=1.0", "env.mlflow.registry_uri=databricks-uc",
-                       *overrides)
-    if estimator is not None:
-        with open_dict(cfg):
-            cfg.model.estimator = estimator
-    return RunContext.from_config(cfg, spark=spark)
-
-
-def run(ctx: RunContext, *stages: str):
-    return {result.stage: result for result in run_stages(list(stages), ctx.cfg, ctx)}
+    """The deployment-gate scenario's context, with the registry in (fake) Unity Catalog."""
+    return gate_context(root, spark, "env.mlflow.registry_uri=databricks-uc", *overrides, estimator=estimator)
 
 
 def champion_version() -> str | None:
