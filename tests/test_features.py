@@ -105,3 +105,14 @@ def test_ltv_features_extend_the_repurchase_features(spark, transactions):
     assertDataFrameEqual(ltv.select(*base.columns), base)
     a_feb = ltv.where("customer_id = 'A' and snapshot_date = '2011-02-28'").first()
     assert a_feb["revenue_per_day"] == pytest.approx(45.0 / 50) and a_feb["revenue_share_90d"] == 1.0
+
+
+@pytest.mark.parametrize("order", [(0.1, 0.2, 0.3), (0.3, 0.2, 0.1)])
+def test_money_sums_do_not_depend_on_row_order(spark, order):
+    """Spark sums rows in whatever order partitions arrive; a double sum then differs in its last bits
+    from run to run (0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1), and a re-run would write different features."""
+    rows = [tx("A", f"10{i}", "P1", 1, price, TS(2011, 1, 10 + i)) for i, price in enumerate(order)]
+    features = compute_features_repurchase_fn(spark.createDataFrame(rows, TRANSACTION_SCHEMA).coalesce(1),
+                                              "invoice_date", D(2011, 1, 31), D(2011, 1, 31), windows_days=[30])
+    row = features.first()
+    assert (row["revenue_total"], row["revenue_30d"]) == (0.6, 0.6)

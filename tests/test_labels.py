@@ -59,3 +59,18 @@ def test_future_revenue_is_net_of_returns_and_zero_without_purchases(spark):
     expected = spark.createDataFrame([("A", jan, 30.0), ("B", jan, -5.0), ("C", jan, 0.0)],
                                      "customer_id string, snapshot_date date, future_revenue double")
     assertDataFrameEqual(labels, expected)
+
+
+def test_future_revenue_does_not_depend_on_row_order(spark):
+    """The label is a sum of money over rows in partition order; it must be exact, not order-dependent."""
+    from clv.labels import future_revenue_labels
+
+    jan = D(2011, 1, 31)
+    population = spark.createDataFrame([("A", jan)], "customer_id string, snapshot_date date")
+    for order in [(0.1, 0.2, 0.3), (0.3, 0.2, 0.1)]:
+        transactions = spark.createDataFrame(
+            [("A", False, value, TS(2011, 2, 1 + i)) for i, value in enumerate(order)],
+            "customer_id string, is_return boolean, revenue double, invoice_date timestamp").coalesce(1)
+        labels = future_revenue_labels(transactions, population, timestamp_column="invoice_date",
+                                       observed_until=D(2011, 3, 2), horizon_days=30)
+        assert labels.first()["future_revenue"] == 0.6, order

@@ -10,6 +10,17 @@ TRANSACTION_COLUMNS = ("customer_id", "invoice", "stock_code", "description", "q
                        "revenue", "is_return", "invoice_date", "country")
 
 
+# Money is summed exactly: a double sum depends on the order rows arrive from partitions, so a
+# re-run on the same data would write features and labels that differ in their last bits. Line
+# values are rounded to 6 decimals (prices have at most 3) and sums of decimals are exact.
+MONEY_TYPE = "decimal(28,6)"
+
+
+def money(column: str | Column) -> Column:
+    """A money column as a decimal, for sums that must not depend on row order."""
+    return (F.col(column) if isinstance(column, str) else column).cast(MONEY_TYPE)
+
+
 def _try_cast(column: str, spark_type: str) -> Column:
     # try_cast yields null instead of failing the job under ANSI mode; the transactions contract
     # then reports the bad values. SQL form: Column.try_cast is missing from older Connect clients.

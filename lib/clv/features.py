@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from clv.cleaning import money
 from mlops.calendar import monthly_dates
 
 KEYS = ["customer_id", "snapshot_date"]
@@ -48,7 +49,7 @@ def compute_features_repurchase_fn(
         F.to_date(F.col(timestamp_column)).alias("day"),
     )
     invoices = lines.groupBy("customer_id", "invoice", "is_return").agg(
-        F.min("day").alias("day"), F.sum("revenue").alias("value"), F.sum("quantity").alias("units"),
+        F.min("day").alias("day"), F.sum(money("revenue")).alias("value"), F.sum("quantity").alias("units"),
     )
     seen_by_snapshot = F.col("day") <= F.col("snapshot_date")
     days_before = F.datediff(F.col("snapshot_date"), F.col("day"))

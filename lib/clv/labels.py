@@ -6,6 +6,8 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from clv.cleaning import money
+
 
 def _over_horizon(
     transactions: DataFrame,
@@ -77,6 +79,6 @@ def future_revenue_labels(
     """
     labels = _over_horizon(
         transactions, population, timestamp_column=timestamp_column, observed_until=observed_until,
-        horizon_days=horizon_days, value=F.col("revenue"), label_column=label_column, default=F.lit(0.0),
+        horizon_days=horizon_days, value=money("revenue"), label_column=label_column, default=F.lit(0.0),
     )
     return labels.select("customer_id", "snapshot_date", F.col(label_column).cast("double").alias(label_column))
