@@ -22,7 +22,8 @@ train: $(STAMP)
 pipeline: $(STAMP)
 	$(BIN)/python scripts/run_pipeline.py model=repurchase country=DE
 
-# two xdist workers, one Spark session each; a file stays whole on one worker (scenario modules run in order)
+# two xdist workers, one Spark session each; a module stays whole on one worker (scenario modules run in
+# order), and the modules reading the shared DE pipelines share one (tests/conftest.py)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 

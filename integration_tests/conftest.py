@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import cfg, ctx, local_config, session_root, spark  # noqa: F401
+# the xdist hooks too: a conftest's hooks apply only where its folder is collected
+from tests.conftest import (  # noqa: F401
+    cfg,
+    ctx,
+    local_config,
+    pytest_collection_modifyitems,
+    pytest_xdist_make_scheduler,
+    session_root,
+    spark,
+)
 
 # the pipeline every module shares: backfilled monthly scores from July, so monitoring has matured dates
 DE_PIPELINE_OVERRIDES = ("country=DE", "inference.backfill.start=2011-07-09")
@@ -39,10 +48,3 @@ class DePipelines(dict):
 @pytest.fixture(scope="session")
 def de_pipelines(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> DePipelines:
     return DePipelines(tmp_path_factory, spark)
-
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The remote tests first: they are the longest file, and `make test` gives whole files to two
-    xdist workers, so starting them last would leave one worker running alone at the end."""
-    items.sort(key=lambda item: 0 if item.nodeid.startswith("integration_tests/test_remote.py") else 1)

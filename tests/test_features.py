@@ -116,3 +116,22 @@ def test_money_sums_do_not_depend_on_row_order(spark, order):
                                               "invoice_date", D(2011, 1, 31), D(2011, 1, 31), windows_days=[30])
     row = features.first()
     assert (row["revenue_total"], row["revenue_30d"]) == (0.6, 0.6)
+
+
+def test_explicit_dates_give_the_same_rows_as_one_call_per_date(spark, transactions):
+    """Scoring several arbitrary dates is one pass over the transactions, not one plan per date."""
+    from functools import reduce
+
+    dates = [D(2011, 1, 15), D(2011, 1, 31), D(2011, 2, 20)]
+    together = compute_features_repurchase_fn(transactions, "invoice_date", dates[0], dates[-1], dates=dates,
+                                              windows_days=[30])
+    one_by_one = reduce(lambda a, b: a.unionByName(b), [
+        compute_features_repurchase_fn(transactions, "invoice_date", d, d, windows_days=[30]) for d in dates])
+    assertDataFrameEqual(together, one_by_one)
+    assert sorted({row["snapshot_date"] for row in together.collect()}) == dates
+
+
+def test_explicit_dates_must_lie_between_start_and_end(spark, transactions):
+    with pytest.raises(ValueError, match="2011-03-01"):
+        compute_features_repurchase_fn(transactions, "invoice_date", D(2011, 1, 1), D(2011, 2, 28),
+                                       dates=[D(2011, 3, 1)])

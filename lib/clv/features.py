@@ -18,8 +18,16 @@ def snapshot_dates(start_date: dt.date, end_date: dt.date, cadence_months: int =
     return monthly_dates(start_date, end_date, cadence_months)
 
 
-def _snapshots(input_df: DataFrame, start_date: dt.date, end_date: dt.date, cadence_months: int) -> DataFrame:
-    rows = [(day,) for day in snapshot_dates(start_date, end_date, cadence_months)]
+def _snapshots(input_df: DataFrame, start_date: dt.date, end_date: dt.date, cadence_months: int,
+               dates: Sequence[dt.date] | None) -> DataFrame:
+    if dates is None:
+        days = snapshot_dates(start_date, end_date, cadence_months)
+    else:
+        outside = [day for day in dates if not start_date <= day <= end_date]
+        if outside:
+            raise ValueError(f"dates {[str(day) for day in outside]} lie outside [{start_date}, {end_date}]")
+        days = sorted(set(dates))
+    rows = [(day,) for day in days]
     return F.broadcast(input_df.sparkSession.createDataFrame(rows, "snapshot_date date"))
 
 
@@ -35,15 +43,17 @@ def compute_features_repurchase_fn(
     *,
     cadence_months: int = 1,
     windows_days: Sequence[int] = (30, 90, 180, 365),
+    dates: Sequence[dt.date] | None = None,
 ) -> DataFrame:
     """Recency, frequency, monetary, tenure, trailing windows, gaps, products, basket, returns.
 
     A snapshot sees only transactions on or before its date (by calendar day), and the
     population of a snapshot is every customer with at least one purchase by then. Work is done
     on invoices, not lines, and each history is joined to the (small, broadcast) snapshot list
-    once, so cost grows with invoices x snapshots rather than lines x snapshots.
+    once, so cost grows with invoices x snapshots rather than lines x snapshots. `dates`, when
+    given, replaces the monthly calendar (scoring several arbitrary dates in one pass).
     """
-    snapshots = _snapshots(input_df, start_date, end_date, cadence_months)
+    snapshots = _snapshots(input_df, start_date, end_date, cadence_months, dates)
     lines = input_df.select(
         "customer_id", "stock_code", "quantity", "revenue", "is_return", "invoice",
         F.to_date(F.col(timestamp_column)).alias("day"),
@@ -135,6 +145,7 @@ def compute_features_ltv_fn(
     *,
     cadence_months: int = 1,
     windows_days: Sequence[int] = (30, 90, 180, 365),
+    dates: Sequence[dt.date] | None = None,
 ) -> DataFrame:
     """The repurchase features plus value-rate features that separate big from small spenders.
 
@@ -142,7 +153,7 @@ def compute_features_ltv_fn(
     definition of recency, frequency and value.
     """
     base = compute_features_repurchase_fn(input_df, timestamp_column, start_date, end_date,
-                                          cadence_months=cadence_months, windows_days=windows_days)
+                                          cadence_months=cadence_months, windows_days=windows_days, dates=dates)
     longest = max(windows_days)
     return base.select(
         "*",

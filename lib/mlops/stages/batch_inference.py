@@ -122,9 +122,8 @@ def batch_inference(ctx: RunContext) -> StageResult:
     log.info("scoring %d date(s) %s .. %s with %s version %s", len(dates), dates[0], dates[-1], name, version.version)
 
     compute_features_fn = instantiate(cfg.model.features.fn)
-    features = reduce(lambda left, right: left.unionByName(right), [  # bound: also a Connect DataFrame
-        compute_features_fn(transactions, cfg.use_case.timestamp_column, d, d) for d in dates
-    ]).withColumnRenamed("snapshot_date", "scoring_date")
+    features = compute_features_fn(transactions, cfg.use_case.timestamp_column, dates[0], dates[-1],
+                                   dates=dates).withColumnRenamed("snapshot_date", "scoring_date")
     missing = [column for column in model.features if column not in features.columns]
     if missing:
         raise ConfigError(f"champion version {version.version} needs features {missing}", where="model.features",
