@@ -9,7 +9,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from integration_tests.conftest import local_config
 from mlops.cli import run_stages
-from mlops.registry import alias_version, registered_model_name
+from mlops.registry import alias_version, configure_mlflow, registered_model_name
 from mlops.runtime import RunContext
 
 pytestmark = pytest.mark.integration
@@ -36,6 +36,7 @@ def test_predictions_cover_the_scoring_population_with_the_champion(pipeline):
     per_date = {row["scoring_date"]: row["count"] for row in predictions.groupBy("scoring_date").count().collect()}
     population = {row["scoring_date"]: row["count"] for row in features.groupBy("scoring_date").count().collect()}
     assert sorted(per_date) == BACKFILL and per_date == population
+    configure_mlflow(ctx.cfg)  # MLflow's registry URI is process-wide: other modules on this worker move it
     champion = alias_version(registered_model_name(ctx.cfg), "champion")
     assert {r["model_version"] for r in predictions.select("model_version").distinct().collect()} == {str(champion.version)}
     assert predictions.where(F.abs(F.col("probability_total") - 1) > 1e-6).count() == 0

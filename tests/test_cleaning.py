@@ -45,3 +45,14 @@ def test_custom_timestamp_format(spark):
     raw = spark.createDataFrame([("1", "A", "d", "1", "01/12/2010 08:26", "1.0", "7", "Germany")], RAW_SCHEMA)
     result = clean_transactions(raw, country="Germany", timestamp_format="dd/MM/yyyy HH:mm")
     assert result.first()["invoice_date"] == dt.datetime(2010, 12, 1, 8, 26)
+
+
+def test_no_country_keeps_every_country(spark):
+    """country=None is the pooled population (every country in the source), e.g. for benchmarks."""
+    raw = spark.createDataFrame([
+        ("536365", "85123A", "HEART", "6", "2010-12-01 08:26:00", "2.55", "12583", "Germany"),
+        ("536367", "84879", "BIRD", "32", "2010-12-01 08:34:00", "1.69", "13047", "France"),
+        ("536368", "POST", "POSTAGE", "1", "2010-12-01 08:34:00", "18.00", "12583", "Germany"),
+    ], RAW_SCHEMA)
+    kept = clean_transactions(raw, country=None, non_product_stock_codes=["POST"])
+    assert sorted(row["country"] for row in kept.collect()) == ["France", "Germany"]

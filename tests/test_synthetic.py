@@ -69,7 +69,8 @@ def test_lines_carry_the_real_sources_conventions():
 def test_written_parts_read_as_a_source_and_clean_like_the_real_data(spark, tmp_path):
     spec = SyntheticSpec(n_customers=BLOCK_CUSTOMERS + 50, seed=1, countries=("Germany", "France"),
                          country_weights=(0.5, 0.5))
-    paths = write_source(spec, tmp_path / "source")
+    written = write_source(spec, tmp_path / "source")
+    paths = written.paths
     assert [p.name for p in paths] == ["part-00000.csv.gz", "part-00001.csv.gz"]
     with pytest.raises(FileExistsError, match="empty folder"):
         write_source(spec, tmp_path / "source")
@@ -82,7 +83,7 @@ def test_written_parts_read_as_a_source_and_clean_like_the_real_data(spark, tmp_
     source = OmegaConf.create({"kind": "csv", "path": str(tmp_path / "source")})
     raw = read_source(spark, source)
     expected_lines = sum(generate_block(spec, block)["Invoice"].size for block in (0, 1))
-    assert raw.count() == expected_lines
+    assert raw.count() == expected_lines == written.lines
     renamed = raw.withColumnsRenamed({"Invoice": "invoice", "StockCode": "stock_code", "Description": "description",
                                       "Quantity": "quantity", "InvoiceDate": "invoice_date", "Price": "price",
                                       "Customer ID": "customer_id", "Country": "country"})

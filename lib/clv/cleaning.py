@@ -36,13 +36,13 @@ def _parse_timestamp(column: str, timestamp_format: str | None) -> Column:
 def clean_transactions(
     raw_df: DataFrame,
     *,
-    country: str,
+    country: str | None,
     timestamp_format: str | None = None,
     return_invoice_prefix: str = "C",
     non_product_stock_codes: Sequence[str] = (),
     non_product_stock_code_prefixes: Sequence[str] = (),
 ) -> DataFrame:
-    """Clean canonical raw columns (strings) for one country.
+    """Clean canonical raw columns (strings) for one country (None: every country, a pooled population).
 
     Lines without a customer cannot be attributed to anyone and are dropped. Cancellations stay:
     they are returns, and the return ratio is a feature. Non-product lines (postage, fees) are
@@ -67,8 +67,9 @@ def clean_transactions(
     is_product = ~F.col("stock_code").isin(list(non_product_stock_codes))
     for prefix in non_product_stock_code_prefixes:
         is_product &= ~F.col("stock_code").startswith(prefix)
+    of_country = F.lit(True) if country is None else F.col("country") == F.lit(country)
     kept = typed.where(
-        (F.col("country") == F.lit(country))
+        of_country
         & F.col("customer_id").isNotNull()
         & (F.col("customer_id") != "")
         & is_product

@@ -237,7 +237,13 @@ def _to_arrow(columns: dict[str, np.ndarray]):
     })
 
 
-def write_source(spec: SyntheticSpec, folder: str | Path, *, compress: bool = True) -> list[Path]:
+@dataclass(frozen=True)
+class WrittenSource:
+    paths: list[Path]
+    lines: int
+
+
+def write_source(spec: SyntheticSpec, folder: str | Path, *, compress: bool = True) -> WrittenSource:
     """Write the data as CSV part files (one per customer block) that `use_case.source.path` can read.
 
     Parts, not one file: a gzip file cannot be split, so one big file would be read by one core.
@@ -250,19 +256,20 @@ def write_source(spec: SyntheticSpec, folder: str | Path, *, compress: bool = Tr
     stale = sorted(folder.glob("part-*.csv*"))
     if stale:
         raise FileExistsError(f"{folder} already holds {len(stale)} part files; write into an empty folder")
-    paths = []
+    paths, lines = [], 0
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     for index, columns in enumerate(blocks(spec)):
         path = folder / f"part-{index:05d}.csv{'.gz' if compress else ''}"
         table = _to_arrow(columns)
+        lines += table.num_rows
         if compress:
             with pa.CompressedOutputStream(str(path), "gzip") as sink:
                 pacsv.write_csv(table, sink, options)
         else:
             pacsv.write_csv(table, str(path), options)
         paths.append(path)
-    log.info("wrote %d synthetic part files to %s", len(paths), folder)
-    return paths
+    log.info("wrote %d synthetic lines in %d part files to %s", lines, len(paths), folder)
+    return WrittenSource(paths, lines)
 
 
 def lines_per_customer(spec: SyntheticSpec, pilot_customers: int = BLOCK_CUSTOMERS) -> float:

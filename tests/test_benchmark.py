@@ -1,0 +1,72 @@
+"""The benchmark's pandas reference computes the same features as the Spark pipeline, on real data.
+
+The benchmark's Spark/pandas ratio only means something if both compute the same thing, and its
+"same values" column only means something if the comparison can tell them apart.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from pyspark.sql import functions as F
+
+from clv.features import compute_features_repurchase_fn
+from mlops.calendar import monthly_dates
+from mlops.sources import read_source
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "lib" / "clv" / "data" / "online_retail_de_fr.csv.gz"
+
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("benchmark_script", REPO / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def both(spark):
+    from tests.conftest import local_config
+
+    benchmark = _benchmark_module()
+    cfg = local_config(REPO / ".local" / "unused", "country=DE", "use_case.source.kind=csv",
+                       f"use_case.source.path={SAMPLE}")
+    raw = read_source(spark, cfg.use_case.source)
+    canonical = raw.select(*(F.col(f"`{column}`").alias(name) for name, column in cfg.use_case.source.columns.items()))
+    transactions = instantiate(cfg.use_case.cleaning.fn)(canonical)
+    snapshots = monthly_dates(dt.date(2010, 6, 9), dt.date(2011, 12, 8), 1)
+    spark_features = compute_features_repurchase_fn(transactions, "invoice_date", snapshots[0], snapshots[-1]).toPandas()
+    reference = benchmark.pandas_features(benchmark.pandas_transactions(SAMPLE, cfg), snapshots)
+    return benchmark, spark_features, reference
+
+
+def test_pandas_and_spark_give_the_same_features_on_the_real_sample(both):
+    benchmark, spark_features, reference = both
+    check = benchmark.compare_features(spark_features, reference)
+    assert check["equal"], check
+    assert check["rows"] == len(reference) > 1000
+    assert set(reference.columns) - {"snapshot_date", "customer_id"} <= set(spark_features.columns)
+
+
+def test_the_comparison_sees_a_changed_value_and_a_missing_row(both):
+    benchmark, spark_features, reference = both
+    nudged = reference.copy()
+    nudged.loc[nudged.index[5], "revenue_90d"] += 0.01
+    check = benchmark.compare_features(spark_features, nudged)
+    assert not check["equal"] and check["mismatched_columns"] == {"revenue_90d": 1}
+    dropped = benchmark.compare_features(spark_features, reference.iloc[1:])
+    assert not dropped["equal"] and dropped["left_only"] == 1
+
+
+@pytest.mark.parametrize(("text", "lines", "name"), [("100k", 100_000, "100k"), ("1M", 1_000_000, "1M"),
+                                                     ("2.5m", 2_500_000, "2500k"), ("10M", 10_000_000, "10M")])
+def test_sizes_read_as_written_and_name_their_datasets(text, lines, name):
+    benchmark = _benchmark_module()
+    assert benchmark.parse_size(text) == lines
+    assert benchmark.label(lines) == name
