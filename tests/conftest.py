@@ -51,7 +51,7 @@ def ctx(cfg: DictConfig, spark):
 SHARED_WORKER_GROUPS = {
     module: "de_pipelines"  # integration_tests/conftest.py::de_pipelines, every stage of both models
     for module in ("integration_tests/test_remote.py", "integration_tests/test_bad_input.py",
-                   "integration_tests/test_inference_monitoring.py")
+                   "integration_tests/test_inference_monitoring.py", "integration_tests/test_training_path.py")
 }
 
 

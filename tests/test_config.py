@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlops.config import CONF_DIR, compose_config, validate_config
 from mlops.errors import ConfigError
@@ -93,6 +93,34 @@ def test_model_country_specialisation_is_picked_up(tmp_path):
         "# @package _global_\nmodel:\n  estimator:\n    max_depth: 5\n")
     assert compose_config(["country=FR"], config_dir=conf).model.estimator.max_depth == 5
     assert compose_config(["country=DE"], config_dir=conf).model.estimator.max_depth == 2
+
+
+def test_a_repeated_composition_is_independent_and_sees_edited_files(tmp_path):
+    """compose_config remembers compositions (Hydra re-parses every YAML file each time, ~0.5 s):
+    a caller's edits must not leak into the next caller's config, and an edited file must count."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    first = compose_config(["country=FR"], config_dir=conf)
+    with open_dict(first):
+        first.model.estimator.max_depth = 99
+        first.added = "by the first caller"
+    second = compose_config(["country=FR"], config_dir=conf)
+    assert second.model.estimator.max_depth == 2 and "added" not in second
+    assert second.env.storage_root == first.env.storage_root  # interpolations stay unresolved, per call
+
+    model = conf / "model" / "repurchase.yaml"
+    model.write_text(model.read_text().replace("max_depth: 2", "max_depth: 3"))
+    assert compose_config(["country=FR"], config_dir=conf).model.estimator.max_depth == 3
+    (conf / "model_country" / "repurchase_FR.yaml").write_text(
+        "# @package _global_\nmodel:\n  estimator:\n    max_depth: 7\n")
+    assert compose_config(["country=FR"], config_dir=conf).model.estimator.max_depth == 7
+
+
+def test_a_relative_storage_root_resolves_against_the_current_directory(tmp_path, monkeypatch):
+    cfg = compose_config(["env.storage_root=${abspath:relative-root}"])
+    monkeypatch.chdir(tmp_path)
+    assert compose_config(["env.storage_root=${abspath:relative-root}"]).env.storage_root == str(tmp_path / "relative-root")
+    assert cfg.env.storage_root == str(tmp_path / "relative-root")  # resolved when read, not when composed
 
 
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -8,6 +8,7 @@ world means something.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from omegaconf import DictConfig
 from sklearn.linear_model import LogisticRegression
 
 from mlops.errors import ConfigError
-from mlops.registry import (alias_version, configure_mlflow, describe_version, load_sklearn_model,
+from mlops.registry import (SERVING_PACKAGES, alias_version, configure_mlflow, describe_version, load_sklearn_model,
                             log_sklearn_model, model_versions, register_run_model, registered_model_name,
                             set_alias, version_of_run)
 from tests.conftest import local_config
@@ -85,16 +86,6 @@ def world(request: pytest.FixtureRequest, tmp_path: Path, empty_mlflow_db: Path)
 def uc(tmp_path: Path, empty_mlflow_db: Path) -> Iterator[World]:
     with world_of(UC, tmp_path, empty_mlflow_db) as only:
         yield only
-
-
-@pytest.fixture(autouse=True)
-def no_requirements_inference(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Log models with the flavor's default requirements instead of inferring them.
-
-    Inference imports the model in a subprocess (~4 s a model); the environment a model declares
-    is no part of the registry contract.
-    """
-    monkeypatch.setattr(mlflow.models, "infer_pip_requirements", lambda path, flavor, fallback=None: fallback or [])
 
 
 @dataclass
@@ -194,6 +185,17 @@ def test_describe_version_sets_the_description_and_tags(world):
     assert described.description == "## Gate\npassed"
     assert {key: described.tags[key] for key in ("gate.verdict", "gate.auc")} == {"gate.verdict": "passed",
                                                                                   "gate.auc": "pass"}
+
+
+def test_a_logged_model_declares_its_pinned_serving_packages_without_inferring_them(world, monkeypatch):
+    def infer(*args, **kwargs):
+        raise AssertionError("requirements inference ran (a subprocess that imports the model)")
+
+    monkeypatch.setattr(mlflow.models, "infer_pip_requirements", infer)
+    logged = train_and_log()
+    requirements = (Path(urlparse(model_files(logged)).path) / "requirements.txt").read_text().split()
+    expected = [f"{name}=={importlib.metadata.version(name)}" for name in ("mlflow", *SERVING_PACKAGES)]
+    assert sorted(requirements) == sorted(expected)
 
 
 def test_the_champion_loads_by_alias_and_a_version_by_number(world):

@@ -1,6 +1,8 @@
 """Composing and checking the Hydra config, the same way for scripts and tests."""
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,14 +24,36 @@ def _register_resolvers() -> None:
 _register_resolvers()
 
 
+def _fingerprint(config_dir: Path) -> str:
+    """The content of every config file: a cached composition is valid while this is unchanged."""
+    digest = hashlib.sha256()
+    for path in sorted(config_dir.rglob("*.yaml")):
+        digest.update(str(path.relative_to(config_dir)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+# Hydra re-reads and re-parses every YAML file on each compose (~0.5 s); tests and the bundle
+# generator compose hundreds of times. Compositions are kept unresolved (interpolations such as
+# ${abspath:...} and ${oc.env:...} resolve when read), so a cached one is what Hydra would return.
+_composed: dict[tuple[str, str, tuple[str, ...]], DictConfig] = {}
+
+
 def compose_config(overrides: Sequence[str] = (), config_dir: Path | str | None = None) -> DictConfig:
-    """Compose conf/config.yaml outside @hydra.main (tests, run_pipeline, IDE sessions)."""
+    """Compose conf/config.yaml outside @hydra.main (tests, run_pipeline, IDE sessions).
+
+    Every call returns its own copy: callers add keys under open_dict.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir or CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    directory = Path(config_dir or CONF_DIR)
+    key = (str(directory), _fingerprint(directory), tuple(overrides))
+    if key not in _composed:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
+            _composed[key] = compose(config_name="config", overrides=list(overrides))
+    return copy.deepcopy(_composed[key])
 
 
 # metrics whose range is not [0, 1]: kappa can be negative; lift (lift_at_<k>) has no upper bound

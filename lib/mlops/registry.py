@@ -82,6 +82,21 @@ def skops_trusted_types(model: Any) -> list[str]:
     return needed
 
 
+# What loading and serving a logged model needs (MLflow adds itself), pinned to this environment.
+SERVING_PACKAGES = ("numpy", "pandas", "scikit-learn", "scipy", "skops")
+
+
+def serving_requirements() -> list[str]:
+    """The pip requirements a logged model declares.
+
+    Declared, not inferred: MLflow's inference re-imports the model in a subprocess (~4.5 s of
+    every training run) and records whatever that process happens to import (pytest, under tests).
+    """
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in SERVING_PACKAGES]
+
+
 def log_sklearn_model(model: Any, *, input_example: Any, predict_fn: str = "predict_proba") -> Any:
     """Log in skops format (safe to load) with signature and example; returns the ModelInfo."""
     import mlflow
@@ -96,6 +111,7 @@ def log_sklearn_model(model: Any, *, input_example: Any, predict_fn: str = "pred
         signature=signature,
         input_example=input_example,
         pyfunc_predict_fn=predict_fn,
+        pip_requirements=serving_requirements(),
     )
 
 
