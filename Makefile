@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # extra pytest arguments for `make unit` / `make integration`, e.g. PYTEST_ARGS="--junitxml=unit.xml"
 PYTEST_ARGS ?=
 
-.PHONY: install train pipeline test unit integration clean bundle-validate bundle-deploy bundle-run
+.PHONY: install train pipeline test unit integration benchmark clean bundle-validate bundle-deploy bundle-run
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest integration_tests $(PYTEST_ARGS)
+
+# the data stages at 100k/1M/10M synthetic lines against a pandas reference (docs/performance.md);
+# BENCHMARK_ARGS="--real /path/to/online_retail_2009_2011_combined.csv.gz" adds the real file
+BENCHMARK_ARGS ?=
+benchmark: $(STAMP)
+	$(BIN)/python scripts/benchmark.py $(BENCHMARK_ARGS)
 
 clean:
 	rm -rf .local

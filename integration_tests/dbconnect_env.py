@@ -31,6 +31,11 @@ def venv_dir() -> Path:
     return cache_root / f"dbconnect-py{sys.version_info.major}{sys.version_info.minor}-{key[:12]}"
 
 
+def _installs_this_checkout(python: Path) -> bool:
+    found = subprocess.run([str(python), "-c", "import mlops; print(mlops.__file__)"], capture_output=True, text=True)
+    return found.returncode == 0 and Path(found.stdout.strip()).resolve().is_relative_to(REPO / "lib")
+
+
 def ensure() -> Path:
     """The environment's python, building it first if needed (under a lock: one builder at a time)."""
     venv = venv_dir()
@@ -39,6 +44,10 @@ def ensure() -> Path:
     with open(venv.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a build in progress
         if (venv / ".ready").is_file():
+            if not _installs_this_checkout(python):
+                # the cache is shared by checkouts; the editable project install is not
+                subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                                "--no-deps", "-e", str(REPO)], check=True, capture_output=True, timeout=600)
             return python
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
         install = subprocess.run(

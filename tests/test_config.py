@@ -169,3 +169,10 @@ def test_lineage_prefers_the_commit_the_bundle_passes(monkeypatch):
     monkeypatch.setenv("GIT_COMMIT", "from-ci")
     assert git_commit(compose_config(["lineage.git_commit=0123abc"])) == "0123abc"
     assert git_commit(compose_config([])) == "from-ci"
+
+
+@pytest.mark.parametrize("env", options("env"))
+def test_only_envs_that_can_cache_dataframes_ask_for_it(env):
+    # jobs run on serverless compute, which refuses df.persist(); local Spark and Spark Connect servers do not
+    cfg = compose_config([f"env={env}"])
+    assert cfg.env.spark.persist is (cfg.env.spark.mode != "databricks")

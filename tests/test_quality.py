@@ -54,3 +54,12 @@ def test_malformed_suites_are_config_errors(spark, entry):
     df = spark.createDataFrame([(1,)], "x int")
     with pytest.raises(ConfigError):
         validate(df, [entry], table="t")
+
+
+@pytest.mark.parametrize("persist", [True, False])
+def test_validation_caches_what_it_checks_only_where_the_env_allows(spark, persist):
+    # serverless compute refuses DataFrame caching, so Databricks envs validate without it
+    df = spark.createDataFrame([("1", 2.0)], "customer_id string, price double")
+    validate(df, SUITE, table="t", persist=persist)
+    assert df.is_cached is persist
+    df.unpersist()

@@ -336,3 +336,14 @@ def test_a_registry_failure_is_not_mistaken_for_a_missing_champion(world, monkey
     monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", denied)
     with pytest.raises(MlflowException, match="EXECUTE"):
         alias_version("local.clv.clv_repurchase_de", "champion")
+
+
+def test_a_relative_storage_root_from_the_command_line_gets_an_absolute_artifact_location(tmp_path, monkeypatch):
+    # `env.storage_root=runs/x` on the command line bypasses the ${abspath:} of the env file
+    monkeypatch.chdir(tmp_path)
+    cfg = local_config(Path("relative-root"), "use_case.experiment=/relative-root-experiment")
+    with mlflow_uris_restored():
+        experiment_id = configure_mlflow(cfg)
+        location = mlflow.get_experiment(experiment_id).artifact_location
+    assert urlparse(location).scheme == "file"
+    assert Path(urlparse(location).path) == tmp_path / "relative-root" / "mlflow" / "artifacts" / "relative-root-experiment"

@@ -61,3 +61,25 @@ def test_write_returns_version_and_row_count(ctx, spark):
     assert ctx.write("train", rows(spark, 4)) == (0, 4)
     assert ctx.write("train", rows(spark, 2)) == (1, 2)
     assert ctx.input_versions("train", "test") == {"train": 1, "test": None}
+
+
+def test_a_stage_writes_without_caching_where_the_env_forbids_it(ctx, spark, monkeypatch):
+    # what serverless compute does with DataFrame cache calls: refuse them
+    def refused(self, *args, **kwargs):
+        raise PySparkException("[NOT_SUPPORTED_WITH_SERVERLESS] PERSIST TABLE is not supported on serverless compute")
+
+    for method in ("cache", "persist", "unpersist"):
+        monkeypatch.setattr(type(rows(spark, 1)), method, refused)  # the classic DataFrame, not the base class
+    with open_dict(ctx.cfg):
+        ctx.cfg.env.spark.persist = False
+    (version, count), = ctx.write_all({"train": rows(spark, 4)}).values()
+    assert count == 4
+
+
+def test_a_stage_caches_a_reused_frame_only_where_the_env_allows(ctx, spark):
+    cached = ctx.cache(rows(spark, 3))
+    assert cached.is_cached and cached.count() == 3
+    cached.unpersist()
+    with open_dict(ctx.cfg):
+        ctx.cfg.env.spark.persist = False
+    assert not ctx.cache(rows(spark, 3)).is_cached

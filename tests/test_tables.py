@@ -178,3 +178,44 @@ def test_versioned_catalog_refuses_a_second_writer_of_the_same_version(spark, mo
         assertDataFrameEqual(store.read(name), numbers(spark, 2))
     finally:
         spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.{schema} CASCADE")
+
+
+def test_delta_writes_never_collect_the_table_to_the_driver(spark, tmp_path, monkeypatch):
+    # the Spark executors write the rows; the driver only streams files into the Delta commit,
+    # so a 10M-line extract needs no driver memory of its size
+    import datetime as dt
+    import decimal
+
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = ("customer_id string not null, day date, at timestamp, value decimal(18,2), n int not null, "
+              "score double")
+    rows = [("a", dt.date(2011, 1, 31), dt.datetime(2011, 1, 31, 12, 5), decimal.Decimal("1.25"), 1, 0.5),
+            ("b", None, None, None, 2, None)]
+    df = spark.createDataFrame(rows, schema)
+    expected_schema = to_arrow_schema(df.schema, timezone="UTC")
+
+    def collected(self, *args, **kwargs):
+        raise AssertionError("the table was collected to the driver")
+
+    for method in ("toArrow", "toPandas", "collect", "toLocalIterator"):
+        monkeypatch.setattr(type(df), method, collected)  # the classic DataFrame, not the base class
+    store = DeltaPathTableStore(spark, tmp_path / "warehouse")
+    NAME = name_in(store)
+    assert store.overwrite(NAME, df) == 0
+    assert store.replace_dates(NAME, df.where("day is not null"), "day", [dt.date(2011, 1, 31)]) == 1
+    monkeypatch.undo()
+    table = DeltaTable(str(store.path(NAME)))
+    assert table.to_pyarrow_table().schema.equals(expected_schema), table.to_pyarrow_table().schema
+    assertDataFrameEqual(store.read(NAME), df)
+    assert sorted(p.name for p in (tmp_path / "warehouse").rglob("*") if "staging" in p.name) == []
+
+
+def test_a_failing_query_leaves_no_staged_files(spark, tmp_path):
+    store = DeltaPathTableStore(spark, tmp_path / "warehouse")
+    NAME = name_in(store)
+    store.overwrite(NAME, numbers(spark, 3))
+    broken = numbers(spark, 3).select(F.when(F.col("id") == 2, F.raise_error(F.lit("boom"))).alias("id"))
+    with pytest.raises(PySparkException, match="boom"):
+        store.overwrite(NAME, broken)
+    assert [p for p in (tmp_path / "warehouse").rglob("*") if "staging" in str(p)] == []

@@ -58,9 +58,13 @@ def build_suite(entries: list[dict[str, Any]], name: str):
     return gx.ExpectationSuite(name=name, expectations=expectations)
 
 
-@lru_cache(maxsize=1)
-def _batch_definition():
-    """One ephemeral GX context per process: building it costs seconds, validating it does not."""
+@lru_cache(maxsize=2)
+def _batch_definition(persist: bool = True):
+    """One ephemeral GX context per process: building it costs seconds, validating it does not.
+
+    With `persist` GX caches the DataFrame it checks, so the write that follows reads the cache
+    instead of recomputing; serverless compute refuses caching, hence the switch.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -68,7 +72,7 @@ def _batch_definition():
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = context.data_sources.add_spark(name="pipeline").add_dataframe_asset(name="table")
+    asset = context.data_sources.add_spark(name="pipeline", persist=persist).add_dataframe_asset(name="table")
     return asset.add_batch_definition_whole_dataframe("whole_table")
 
 
@@ -84,13 +88,13 @@ def _describe(result) -> dict[str, Any]:
     return {"expectation": config.type, "kwargs": kwargs, "result": details, "hint": hint}
 
 
-def validate(df: "DataFrame", entries: list[dict[str, Any]], *, table: str) -> None:
+def validate(df: "DataFrame", entries: list[dict[str, Any]], *, table: str, persist: bool = True) -> None:
     """Raise DataQualityError naming every broken expectation; return quietly when all hold."""
     if not entries:
         log.debug("no data contract configured for %s", table)
         return
     suite = build_suite(entries, name=table)
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": df})
+    batch = _batch_definition(persist).get_batch(batch_parameters={"dataframe": df})
     if batch.validate(suite, result_format=_CHECK_FORMAT).success:
         log.info("data contract of %s holds (%d expectations)", table, len(entries))
         return

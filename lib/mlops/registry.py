@@ -56,7 +56,8 @@ def configure_mlflow(cfg: DictConfig) -> str:
     if experiment is None:
         artifact_location = None
         if settings.artifact_root:
-            artifact_dir = Path(settings.artifact_root) / name.strip("/")
+            # resolved: a storage root given relative on the command line skips the env's ${abspath:}
+            artifact_dir = (Path(settings.artifact_root) / name.strip("/")).resolve()
             artifact_dir.mkdir(parents=True, exist_ok=True)
             artifact_location = artifact_dir.as_uri()
         experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location)

@@ -164,6 +164,16 @@ class RunContext:
         tables = make_table_store(cfg.env, spark)
         return cls(cfg=cfg, spark=spark, tables=tables, feature_store=make_feature_store(cfg.env, spark, tables))
 
+    @property
+    def persist(self) -> bool:
+        """Whether this env's Spark may cache DataFrames (serverless compute may not)."""
+        return bool(self.cfg.env.spark.get("persist", True))
+
+    def cache(self, df: "DataFrame") -> "DataFrame":
+        """Keep a frame that several actions read (a count, then the contract and the write), so
+        it is computed once; where the env forbids caching it is computed per action instead."""
+        return df.persist() if self.persist else df
+
     def table_name(self, key: str) -> TableName:
         try:
             table = self.cfg.use_case.tables[key]
@@ -232,7 +242,8 @@ class RunContext:
                                   where="RunContext.write_all(feature_tables=...)",
                                   fix="build the spec from ctx.table_name(key) and do not combine it with replace_dates")
         for key, df in outputs.items():
-            validate(df, self.suite(key) + (extra_expectations or {}).get(key, []), table=str(names[key]))
+            validate(df, self.suite(key) + (extra_expectations or {}).get(key, []), table=str(names[key]),
+                     persist=self.persist)
         for key, spec in feature_tables.items():
             self.feature_store.ensure_table(spec, outputs[key].schema)
         before = {key: self.tables.version(name) for key, name in names.items()}
@@ -253,7 +264,7 @@ class RunContext:
                 self.tables.restore(names[key], before[key])
             raise
         finally:
-            for df in outputs.values():
+            for df in outputs.values() if self.persist else ():
                 df.unpersist()  # validation caches what it checks; the write has used it
         return written
 

@@ -1,10 +1,13 @@
 """Tables by validated name, read and atomically overwritten through one interface, two worlds."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -107,18 +110,42 @@ class DeltaPathTableStore:
             return self.spark.createDataFrame(empty)
         return self.spark.read.parquet(*files)
 
+    @contextlib.contextmanager
+    def _staged(self, df: "DataFrame") -> Iterator["pa.RecordBatchReader"]:
+        """The result written by Spark's executors to a staging folder, streamed back batch by batch.
+
+        Collecting it instead (`toArrow`) would hold the whole table in driver memory, which
+        ends a 10M-line extract. Spark finishes the query before the first Delta byte is
+        written, so a failing query still leaves the table untouched; the folder always goes.
+        """
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        staging = self.root / "_staging" / uuid.uuid4().hex
+        try:
+            df.write.parquet(str(staging))
+            # Spark's parquet types (INT96 timestamps, optional keys) back to what Spark declared
+            schema = to_arrow_schema(df.schema, timezone="UTC")
+            batches = (pa.Table.from_batches([batch]).cast(schema).to_batches()
+                       for batch in ds.dataset(str(staging), format="parquet").to_batches())
+            yield pa.RecordBatchReader.from_batches(schema, (b for table in batches for b in table))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):  # another write may be staging beside this one
+                staging.parent.rmdir()
+
     def overwrite(self, name: TableName, df: "DataFrame") -> int:
-        # The whole result is computed before the first byte is written: a failing query
-        # leaves the table untouched.
-        return self.overwrite_arrow(name, df.toArrow())
+        with self._staged(df) as data:
+            return self.overwrite_arrow(name, data)
 
     def replace_dates(self, name: TableName, df: "DataFrame", column: str, dates: Sequence[dt.date]) -> int:
         if not self.exists(name):
             return self.overwrite(name, df)
         from deltalake import write_deltalake
 
-        write_deltalake(str(self.path(name)), df.toArrow(), mode="overwrite",
-                        predicate=date_predicate(column, dates))
+        with self._staged(df) as data:
+            write_deltalake(str(self.path(name)), data, mode="overwrite", predicate=date_predicate(column, dates))
         return self._table(name).version()
 
     def overwrite_arrow(self, name: TableName, data: "pa.Table | pa.RecordBatchReader") -> int:
@@ -137,8 +164,6 @@ class DeltaPathTableStore:
 
     def restore(self, name: TableName, version: int | None) -> None:
         if version is None:
-            import shutil
-
             shutil.rmtree(self.path(name), ignore_errors=True)
         elif self.exists(name):
             self._table(name).restore(version)

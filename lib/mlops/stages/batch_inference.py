@@ -128,6 +128,7 @@ def batch_inference(ctx: RunContext) -> StageResult:
     if missing:
         raise ConfigError(f"champion version {version.version} needs features {missing}", where="model.features",
                           fix="re-train with the current feature function, or promote a matching version")
+    features = ctx.cache(features)  # counted, checked, scored and written: computed once
     population = features.count()
     predictions = predictions_frame(features, model, name=name, version=version.version, scored_at=ctx.started_at,
                                     threshold=cfg.model.inference.threshold)

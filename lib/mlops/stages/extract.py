@@ -43,7 +43,7 @@ def extract(ctx: RunContext) -> StageResult:
     use_case = ctx.cfg.use_case
     source = describe_source(use_case.source)
     raw = read_source(ctx.spark, use_case.source)
-    validate(raw, ctx.suite("source"), table=source)
+    validate(raw, ctx.suite("source"), table=source, persist=ctx.persist)
 
     canonical = raw.select(*(F.col(f"`{column}`").alias(name) for name, column in use_case.source.columns.items()))
     clean_fn = instantiate(use_case.cleaning.fn)
