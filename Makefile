@@ -22,11 +22,10 @@ train: $(STAMP)
 pipeline: $(STAMP)
 	$(BIN)/python scripts/run_pipeline.py model=repurchase country=DE
 
-# three xdist workers, one Spark session each (on two cores: much of the suite waits on JVMs, servers
-# and subprocesses); a module stays whole on one worker (scenario modules run in order), and the
-# modules reading the shared DE pipelines share one (tests/conftest.py)
+# two xdist workers, one Spark session each; a module stays whole on one worker (scenario modules run in
+# order), and the modules reading the shared DE pipelines share one (tests/conftest.py)
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 3 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
