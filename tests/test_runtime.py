@@ -72,7 +72,7 @@ def test_a_stage_writes_without_caching_where_the_env_forbids_it(ctx, spark, mon
         monkeypatch.setattr(type(rows(spark, 1)), method, refused)  # the classic DataFrame, not the base class
     with open_dict(ctx.cfg):
         ctx.cfg.env.spark.persist = False
-    (version, count), = ctx.write_all({"train": rows(spark, 4)}).values()
+    (_, count), = ctx.write_all({"train": rows(spark, 4)}).values()
     assert count == 4
 
 
