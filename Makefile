@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # extra pytest arguments for `make unit` / `make integration`, e.g. PYTEST_ARGS="--junitxml=unit.xml"
 PYTEST_ARGS ?=
 
-.PHONY: install train pipeline test unit integration benchmark clean bundle-validate bundle-deploy bundle-run
+.PHONY: install train pipeline test unit integration benchmark quality clean bundle-validate bundle-deploy bundle-run
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ integration: $(STAMP)
 BENCHMARK_ARGS ?=
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py $(BENCHMARK_ARGS)
+
+# both models out of time on the full Online Retail II file against BG/NBD (docs/model_quality.md), e.g.
+# make quality DATA=../shared/data/online_retail_2009_2011_combined.csv.gz
+quality: $(STAMP)
+	$(if $(DATA),,$(error DATA is required: the Online Retail II csv.gz, all countries))
+	$(BIN)/python scripts/model_quality.py --data $(DATA) $(QUALITY_ARGS)
 
 clean:
 	rm -rf .local

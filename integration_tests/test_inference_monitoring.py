@@ -55,6 +55,10 @@ def test_monitoring_has_drift_for_every_date_and_performance_once_horizons_pass(
     assert performance["value"].between(0.3, 1.0).all()
     assert sorted(monitoring.loc[monitoring["metric"] == "prediction_psi", "scoring_date"]) == BACKFILL
     assert (monitoring.loc[monitoring["metric"] == "feature_psi"].groupby("scoring_date").size() > 10).all()
+    # the season's base rate is a model input, but one value per date: no drift is computed for it
+    skipped = set(ctx.cfg.model.monitoring.skip_drift)
+    assert "repurchase_rate_last_year_ahead" in set(results["train"].details["features"]) & skipped
+    assert not skipped & set(monitoring.loc[monitoring["metric"] == "feature_psi", "subject"])
     assert isinstance(results["monitor"].details["retrain_required"], bool)
     print(f"\n{ctx.cfg.model.name} realised:", performance[["scoring_date", "metric", "value", "rows"]].to_string(index=False))
 

@@ -6,8 +6,6 @@ The benchmark's Spark/pandas ratio only means something if both compute the same
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,24 +15,15 @@ from pyspark.sql import functions as F
 from clv.features import compute_features_repurchase_fn
 from mlops.calendar import monthly_dates
 from mlops.sources import read_source
+from tests.conftest import load_script, local_config
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "lib" / "clv" / "data" / "online_retail_de_fr.csv.gz"
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("benchmark_script", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def both(spark):
-    from tests.conftest import local_config
-
-    benchmark = _benchmark_module()
+    benchmark = load_script("benchmark")
     cfg = local_config(REPO / ".local" / "unused", "country=DE", "use_case.source.kind=csv",
                        f"use_case.source.path={SAMPLE}")
     raw = read_source(spark, cfg.use_case.source)
@@ -67,6 +56,6 @@ def test_the_comparison_sees_a_changed_value_and_a_missing_row(both):
 @pytest.mark.parametrize(("text", "lines", "name"), [("100k", 100_000, "100k"), ("1M", 1_000_000, "1M"),
                                                      ("2.5m", 2_500_000, "2500k"), ("10M", 10_000_000, "10M")])
 def test_sizes_read_as_written_and_name_their_datasets(text, lines, name):
-    benchmark = _benchmark_module()
+    benchmark = load_script("benchmark")
     assert benchmark.parse_size(text) == lines
     assert benchmark.label(lines) == name

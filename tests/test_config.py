@@ -80,10 +80,16 @@ def test_storage_root_is_absolute_and_mlflow_lives_under_it():
     ("use_case.split.test_fraction=1.0", "use_case.split.test_fraction"),
     ("seed=-1", "seed"),
     ("use_case.snapshots.end_date=2011-13-45", "use_case.snapshots.end_date"),
+    ("use_case.split.test_snapshot_date=2011-09-31", "use_case.split.test_snapshot_date"),
+    ("use_case.split.kind=random", "use_case.split.kind"),
 ])
 def test_out_of_range_values_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(compose_config([override]))
+
+
+# the repurchase estimator's depth in conf/model/repurchase.yaml (GB has no model_country override)
+SHIPPED_DEPTH = 3
 
 
 def test_model_country_specialisation_is_picked_up(tmp_path):
@@ -92,7 +98,7 @@ def test_model_country_specialisation_is_picked_up(tmp_path):
     (conf / "model_country" / "repurchase_FR.yaml").write_text(
         "# @package _global_\nmodel:\n  estimator:\n    max_depth: 5\n")
     assert compose_config(["country=FR"], config_dir=conf).model.estimator.max_depth == 5
-    assert compose_config(["country=DE"], config_dir=conf).model.estimator.max_depth == 2
+    assert compose_config(["country=GB"], config_dir=conf).model.estimator.max_depth == SHIPPED_DEPTH
 
 
 def test_a_repeated_composition_is_independent_and_sees_edited_files(tmp_path):
@@ -100,20 +106,20 @@ def test_a_repeated_composition_is_independent_and_sees_edited_files(tmp_path):
     a caller's edits must not leak into the next caller's config, and an edited file must count."""
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
-    first = compose_config(["country=FR"], config_dir=conf)
+    first = compose_config(["country=GB"], config_dir=conf)
     with open_dict(first):
         first.model.estimator.max_depth = 99
         first.added = "by the first caller"
-    second = compose_config(["country=FR"], config_dir=conf)
-    assert second.model.estimator.max_depth == 2 and "added" not in second
+    second = compose_config(["country=GB"], config_dir=conf)
+    assert second.model.estimator.max_depth == SHIPPED_DEPTH and "added" not in second
     assert second.env.storage_root == first.env.storage_root  # interpolations stay unresolved, per call
 
     model = conf / "model" / "repurchase.yaml"
-    model.write_text(model.read_text().replace("max_depth: 2", "max_depth: 3"))
-    assert compose_config(["country=FR"], config_dir=conf).model.estimator.max_depth == 3
-    (conf / "model_country" / "repurchase_FR.yaml").write_text(
+    model.write_text(model.read_text().replace(f"max_depth: {SHIPPED_DEPTH}", "max_depth: 6"))
+    assert compose_config(["country=GB"], config_dir=conf).model.estimator.max_depth == 6
+    (conf / "model_country" / "repurchase_GB.yaml").write_text(
         "# @package _global_\nmodel:\n  estimator:\n    max_depth: 7\n")
-    assert compose_config(["country=FR"], config_dir=conf).model.estimator.max_depth == 7
+    assert compose_config(["country=GB"], config_dir=conf).model.estimator.max_depth == 7
 
 
 def test_a_relative_storage_root_resolves_against_the_current_directory(tmp_path, monkeypatch):

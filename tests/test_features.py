@@ -135,3 +135,41 @@ def test_explicit_dates_must_lie_between_start_and_end(spark, transactions):
     with pytest.raises(ValueError, match="2011-03-01"):
         compute_features_repurchase_fn(transactions, "invoice_date", D(2011, 1, 1), D(2011, 2, 28),
                                        dates=[D(2011, 3, 1)])
+
+
+def test_seasonal_features_count_last_years_version_of_the_coming_horizon(spark):
+    """At 2011-09-09 with a 90-day window: what was bought on days (2010-09-09, 2010-12-08], the
+    horizon being predicted one year earlier; a purchase just outside either end does not count."""
+    rows = [
+        tx("A", "1", "P1", 1, 10.0, TS(2010, 9, 9, 12, 0)),    # 365 days before: outside
+        tx("A", "2", "P1", 2, 10.0, TS(2010, 9, 10, 12, 0)),   # 364 days before: inside
+        tx("A", "3", "P1", 1, 7.0, TS(2010, 12, 8, 12, 0)),    # 275 days before: inside
+        tx("A", "4", "P1", 1, 5.0, TS(2010, 12, 9, 12, 0)),    # 274 days before: outside
+        tx("A", "C5", "P1", -1, 7.0, TS(2010, 12, 1, 12, 0)),  # a return inside: not a purchase
+        tx("B", "6", "P1", 1, 5.0, TS(2011, 8, 1, 12, 0)),     # bought only this year
+        tx("C", "7", "P1", 1, 5.0, TS(2010, 1, 5, 12, 0)),     # known a year before, did not come back then
+    ]
+    features = compute_features_repurchase_fn(
+        spark.createDataFrame(rows, TRANSACTION_SCHEMA), "invoice_date", D(2011, 9, 9), D(2011, 9, 9),
+        windows_days=[30], seasonal_window_days=90, calendar_features=True)
+    got = {row["customer_id"]: (row["purchases_last_year_ahead"], row["revenue_last_year_ahead"],
+                                row["repurchase_rate_last_year_ahead"], row["snapshot_month"])
+           for row in features.collect()}
+    # of A and C (B was not a customer yet on 2010-09-09) only A bought in the window: a rate of 1/2 for everyone
+    assert got == {"A": (2, 27.0, 0.5, 9), "B": (0, 0.0, 0.5, 9), "C": (0, 0.0, 0.5, 9)}
+    plain = compute_features_repurchase_fn(spark.createDataFrame(rows, TRANSACTION_SCHEMA), "invoice_date",
+                                           D(2011, 9, 9), D(2011, 9, 9), windows_days=[30])
+    assert features.columns == plain.columns + ["purchases_last_year_ahead", "revenue_last_year_ahead",
+                                                "repurchase_rate_last_year_ahead", "snapshot_month"]
+
+
+def test_last_years_rate_is_missing_before_anyone_was_a_customer_for_a_year(spark, transactions):
+    features = compute_features_repurchase_fn(transactions, "invoice_date", D(2011, 2, 28), D(2011, 2, 28),
+                                              windows_days=[30], seasonal_window_days=90)
+    assert {row["repurchase_rate_last_year_ahead"] for row in features.collect()} == {None}
+
+
+def test_a_seasonal_window_longer_than_a_year_is_refused(spark, transactions):
+    with pytest.raises(ValueError, match="seasonal_window_days=400"):
+        compute_features_repurchase_fn(transactions, "invoice_date", D(2011, 1, 31), D(2011, 1, 31),
+                                       seasonal_window_days=400)

@@ -35,6 +35,25 @@ def _sum_or_zero(condition: Column, value: str | Column) -> Column:
     return F.coalesce(F.sum(F.when(condition, value)), F.lit(0))
 
 
+def _last_year_rate(purchase_days: DataFrame, snapshots: DataFrame, window_days: int) -> DataFrame:
+    """Per snapshot: of the customers who had bought by a year before it, the share who bought
+    again within `window_days` after that day (null when nobody had bought by then)."""
+    year_ago = F.date_sub(F.col("snapshot_date"), 365)
+    first_days = purchase_days.groupBy("customer_id").agg(F.min("day").alias("first_day"))
+    known = (first_days.join(snapshots, F.col("first_day") <= year_ago)
+             .groupBy("snapshot_date").agg(F.count("*").alias("known")))
+    came_back = (
+        purchase_days.join(first_days, "customer_id")
+        .join(snapshots, (F.col("first_day") <= year_ago) & (F.col("day") > year_ago)
+              & (F.col("day") <= F.date_add(year_ago, window_days)))
+        .groupBy("snapshot_date").agg(F.countDistinct("customer_id").alias("came_back"))
+    )
+    return known.join(came_back, "snapshot_date", "left").select(
+        "snapshot_date",
+        (F.coalesce(F.col("came_back"), F.lit(0)) / F.col("known")).cast("double").alias("repurchase_rate_last_year_ahead"),
+    )
+
+
 def compute_features_repurchase_fn(
     input_df: DataFrame,
     timestamp_column: str,
@@ -44,8 +63,19 @@ def compute_features_repurchase_fn(
     cadence_months: int = 1,
     windows_days: Sequence[int] = (30, 90, 180, 365),
     dates: Sequence[dt.date] | None = None,
+    seasonal_window_days: int | None = None,
+    calendar_features: bool = False,
 ) -> DataFrame:
     """Recency, frequency, monetary, tenure, trailing windows, gaps, products, basket, returns.
+
+    Seasonality, when asked for: `seasonal_window_days` adds what the customer bought in the
+    same window one year earlier (days 365-w .. 365 before the snapshot, i.e. last year's
+    version of the horizon being predicted), and how many of all customers known a year before
+    the snapshot bought in that window (`repurchase_rate_last_year_ahead`, one value per
+    snapshot: the season's base rate, which the stacked snapshots otherwise blur together);
+    `calendar_features` adds the snapshot's month. A gift retailer's pre-Christmas buyers come
+    back every autumn, which recency alone cannot see. Everything counted closed before the
+    snapshot, so no feature looks past it.
 
     A snapshot sees only transactions on or before its date (by calendar day), and the
     population of a snapshot is every customer with at least one purchase by then. Work is done
@@ -53,6 +83,8 @@ def compute_features_repurchase_fn(
     once, so cost grows with invoices x snapshots rather than lines x snapshots. `dates`, when
     given, replaces the monthly calendar (scoring several arbitrary dates in one pass).
     """
+    if seasonal_window_days is not None and not 0 < seasonal_window_days <= 365:
+        raise ValueError(f"seasonal_window_days={seasonal_window_days} must lie in (0, 365]")
     snapshots = _snapshots(input_df, start_date, end_date, cadence_months, dates)
     lines = input_df.select(
         "customer_id", "stock_code", "quantity", "revenue", "is_return", "invoice",
@@ -72,6 +104,16 @@ def compute_features_repurchase_fn(
             F.count(F.when(in_window, 1)).cast("int").alias(f"purchases_{days}d"),
             _sum_or_zero(in_window, F.col("value")).cast("double").alias(f"revenue_{days}d"),
         ]
+    seasonal = []
+    if seasonal_window_days:
+        last_year_ahead = purchase & (days_before >= 365 - seasonal_window_days) & (days_before < 365)
+        trailing += [
+            F.count(F.when(last_year_ahead, 1)).cast("int").alias("purchases_last_year_ahead"),
+            _sum_or_zero(last_year_ahead, F.col("value")).cast("double").alias("revenue_last_year_ahead"),
+        ]
+        seasonal = ["purchases_last_year_ahead", "revenue_last_year_ahead"]
+    if calendar_features:
+        seasonal.append(F.month("snapshot_date").alias("snapshot_month"))
     history = (
         invoices.join(snapshots, seen_by_snapshot)
         .groupBy(*KEYS)
@@ -111,13 +153,17 @@ def compute_features_repurchase_fn(
         .agg(F.count("*").cast("int").alias("distinct_products"))
     )
 
+    rows = history.join(gap_stats, KEYS, "left").join(products, KEYS, "left")
+    if seasonal_window_days:
+        rows = rows.join(F.broadcast(_last_year_rate(purchase_days, snapshots, seasonal_window_days)),
+                         "snapshot_date", "left")
+        seasonal.insert(2, "repurchase_rate_last_year_ahead")
+
     gap_count = F.coalesce(F.col("gap_count"), F.lit(0))
     # sample variance from running sums; clamp the rounding error that can make it -1e-12
     gap_variance = (F.col("gap_sum_sq") - F.col("gap_sum") * F.col("gap_sum") / gap_count) / (gap_count - 1)
     return (
-        history.join(gap_stats, KEYS, "left")
-        .join(products, KEYS, "left")
-        .select(
+        rows.select(
             "customer_id",
             "snapshot_date",
             F.col("days_since_last_purchase").cast("int").alias("days_since_last_purchase"),
@@ -133,6 +179,7 @@ def compute_features_repurchase_fn(
             F.when(gap_count >= 1, F.col("gap_sum") / gap_count).alias("gap_mean_days"),
             F.when(gap_count >= 2, F.sqrt(F.greatest(gap_variance, F.lit(0.0)))).alias("gap_std_days"),
             *(name for days in windows_days for name in (f"purchases_{days}d", f"revenue_{days}d")),
+            *seasonal,
         )
     )
 
@@ -146,6 +193,8 @@ def compute_features_ltv_fn(
     cadence_months: int = 1,
     windows_days: Sequence[int] = (30, 90, 180, 365),
     dates: Sequence[dt.date] | None = None,
+    seasonal_window_days: int | None = None,
+    calendar_features: bool = False,
 ) -> DataFrame:
     """The repurchase features plus value-rate features that separate big from small spenders.
 
@@ -153,7 +202,9 @@ def compute_features_ltv_fn(
     definition of recency, frequency and value.
     """
     base = compute_features_repurchase_fn(input_df, timestamp_column, start_date, end_date,
-                                          cadence_months=cadence_months, windows_days=windows_days, dates=dates)
+                                          cadence_months=cadence_months, windows_days=windows_days, dates=dates,
+                                          seasonal_window_days=seasonal_window_days,
+                                          calendar_features=calendar_features)
     longest = max(windows_days)
     return base.select(
         "*",

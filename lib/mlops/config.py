@@ -58,6 +58,7 @@ def compose_config(overrides: Sequence[str] = (), config_dir: Path | str | None 
 
 # metrics whose range is not [0, 1]: kappa can be negative; lift (lift_at_<k>) has no upper bound
 SIGNED_METRICS = frozenset({"qwk"})
+SPLIT_KINDS = ("customer", "time")
 
 
 def _between(cfg: DictConfig, key: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
@@ -98,6 +99,13 @@ def validate_config(cfg: DictConfig) -> None:
         value = cfg.use_case.snapshots.get(date_key)
         if value is not None:
             parse_date(value, f"use_case.snapshots.{date_key}")
+    kind = OmegaConf.select(cfg, "use_case.split.kind")
+    if kind is not None and kind not in SPLIT_KINDS:
+        raise ConfigError(f"use_case.split.kind={kind!r} is not a split", where="config key use_case.split.kind",
+                          fix=f"one of {list(SPLIT_KINDS)}")
+    test_date = OmegaConf.select(cfg, "use_case.split.test_snapshot_date")
+    if test_date is not None:
+        parse_date(test_date, "use_case.split.test_snapshot_date")
 
 
 def _check_names_match_model_and_country(cfg: DictConfig) -> None:

@@ -1,4 +1,4 @@
-"""Stage split: labelled features -> `train` and `test`, by customer, sampled outside prod."""
+"""Stage split: labelled features -> `train` and `test`, by customer or out of time, sampled outside prod."""
 from __future__ import annotations
 
 import logging
@@ -6,9 +6,10 @@ import logging
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from mlops.config import parse_date
 from mlops.feature_store import FeatureLookupSpec, FeatureTableSpec
 from mlops.runtime import RunContext, StageResult
-from mlops.splitting import assign_split, sample_entities
+from mlops.splitting import assign_split, assign_time_split, sample_entities
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,29 @@ def labelled_snapshots(ctx: RunContext, keys: list[str]) -> DataFrame:
     return training_set.load_df().select(*keys, *feature_columns, *label_columns)
 
 
+def assign(df: DataFrame, cfg) -> DataFrame:
+    """The configured split of the (sampled) labelled snapshots into `train` and `test`
+    (use_case.split.kind is checked with the rest of the config, before any work)."""
+    spec, keys = cfg.use_case.split, list(cfg.use_case.key_columns)
+    if str(spec.get("kind") or "customer") == "customer":
+        log.info("sampling %.0f%% of customers (env %s), %.0f%% of them for test",
+                 100 * cfg.env.sample_fraction, cfg.env.name, 100 * spec.test_fraction)
+        return assign_split(df, keys[0], spec.test_fraction, cfg.seed)
+    test_date = spec.get("test_snapshot_date")
+    test_date = parse_date(test_date, "use_case.split.test_snapshot_date") if test_date else None
+    log.info("sampling %.0f%% of customers (env %s); out of time: test on snapshot %s, train on snapshots "
+             "whose %d-day horizon closes by then", 100 * cfg.env.sample_fraction, cfg.env.name,
+             test_date or "(latest)", cfg.model.horizon_days)
+    return assign_time_split(df, keys[1], test_date, horizon_days=int(cfg.model.horizon_days))
+
+
 def split(ctx: RunContext) -> StageResult:
     cfg = ctx.cfg
     keys = list(cfg.use_case.key_columns)
     entity = keys[0]
     labelled = labelled_snapshots(ctx, keys)
     sampled = sample_entities(labelled, entity, cfg.env.sample_fraction, cfg.seed)
-    assigned = assign_split(sampled, entity, cfg.use_case.split.test_fraction, cfg.seed)
-    log.info("sampling %.0f%% of customers (env %s), %.0f%% of them for test",
-             100 * cfg.env.sample_fraction, cfg.env.name, 100 * cfg.use_case.split.test_fraction)
+    assigned = assign(sampled, cfg)
     written = ctx.write_all({
         part: assigned.where(F.col("split") == part).drop("split") for part in ("train", "test")
     })

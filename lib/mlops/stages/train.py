@@ -95,7 +95,8 @@ def train(ctx: RunContext) -> StageResult:
         mlflow.log_metrics(metrics)
         # what monitoring compares scoring-time data with: training feature and score distributions
         train_score = target.score(estimator.predict_proba(X_train), estimator.classes_)
-        mlflow.log_dict({"features": profile(X_train), "score": profile(pd.DataFrame({"score": train_score}))},
+        drifting = [column for column in columns if column not in set(cfg.model.monitoring.get("skip_drift") or [])]
+        mlflow.log_dict({"features": profile(X_train[drifting]), "score": profile(pd.DataFrame({"score": train_score}))},
                         "config/training_profile.json")
         model_info = log_sklearn_model(estimator, input_example=X_train.head(5))
         mlflow.set_tag("model_uri", model_info.model_uri)

@@ -1,0 +1,96 @@
+"""The model-quality evaluation's own logic: where validation sits, how a variant is chosen, and
+what a population's figures are computed on."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from tests.conftest import load_script
+
+@pytest.fixture(scope="module")
+def quality():
+    return load_script("model_quality")
+
+
+@pytest.mark.parametrize(("cutoff", "expected"), [("2011-09-09", "2011-06-09"), ("2011-06-09", "2011-03-09"),
+                                                   ("2011-05-31", "2011-02-28")])
+def test_validation_is_the_latest_snapshot_whose_horizon_closes_by_the_cutoff(quality, cutoff, expected):
+    day = quality.validation_date(dt.date.fromisoformat(cutoff), 90)
+    assert day.isoformat() == expected
+    assert day + dt.timedelta(days=90) <= dt.date.fromisoformat(cutoff)
+
+
+def _entry(variant: str, date: str, auc: float, validation_for: list[str]) -> dict:
+    return {"training": "pooled", "model": "repurchase", "variant": variant, "date": date,
+            "validation_for": validation_for, "metrics": {"model": {"all": {"roc_auc": auc}}}}
+
+
+def test_a_variant_is_chosen_on_its_validation_snapshot_never_on_the_test(quality):
+    results = {"runs": [
+        # "deep" is best on the test snapshot, "default" on the validation snapshot: validation decides
+        _entry("default", "2011-09-09", 0.80, []), _entry("deep", "2011-09-09", 0.90, []),
+        _entry("default", "2011-06-09", 0.83, ["2011-09-09"]), _entry("deep", "2011-06-09", 0.82, ["2011-09-09"]),
+    ]}
+    choice = quality.choose_variants(results, [dt.date(2011, 9, 9)])["pooled"]["repurchase"]["2011-09-09"]
+    assert choice == {"validation_date": "2011-06-09", "validation": {"default": 0.83, "deep": 0.82},
+                      "chosen": "default"}
+
+
+def test_a_tie_on_validation_keeps_the_shipped_config(quality):
+    results = {"runs": [_entry("deep", "2011-06-09", 0.82, ["2011-09-09"]),
+                        _entry("default", "2011-06-09", 0.82, ["2011-09-09"])]}
+    chosen = quality.choose_variants(results, [dt.date(2011, 9, 9)])["pooled"]["repurchase"]["2011-09-09"]["chosen"]
+    assert chosen == "default"
+
+
+def test_population_figures_are_computed_on_that_population_only(quality):
+    rng = np.random.default_rng(0)
+    n = 400
+    country = np.where(np.arange(n) < 300, "United Kingdom", np.where(np.arange(n) < 350, "Germany", "France"))
+    y = rng.integers(0, 2, n)
+    # informative for the UK, reversed for everyone else: pooled figures would hide it
+    score = np.where(country == "United Kingdom", y * 0.6 + rng.random(n) * 0.4, (1 - y) * 0.6 + rng.random(n) * 0.4)
+    frame = pd.DataFrame({"customer_id": np.arange(n).astype(str), "country": country, "y": y, "model": score,
+                          "heuristic": -score})
+    scored = quality.Scored("repurchase", "default", "2011-09-09", frame)
+    figures = quality.population_metrics(scored, "model", resamples=50, seed=1)
+    for population, rows in [("United Kingdom", country == "United Kingdom"), ("Germany", country == "Germany"),
+                             ("all except UK", country != "United Kingdom"), ("all", np.ones(n, dtype=bool))]:
+        values = figures[population]
+        assert values["customers"] == rows.sum()
+        assert values["roc_auc"] == pytest.approx(roc_auc_score(y[rows], score[rows]))
+        assert values["roc_auc_ci_low"] <= values["roc_auc"] <= values["roc_auc_ci_high"]
+    assert figures["United Kingdom"]["roc_auc"] > 0.9 and figures["all except UK"]["roc_auc"] < 0.1
+    # a ranking heuristic gets no Brier score: it is not a probability
+    assert "brier" not in quality.population_metrics(scored, "heuristic", resamples=0, seed=1)["all"]
+
+
+def test_an_empty_population_reports_no_figures(quality):
+    frame = pd.DataFrame({"customer_id": ["1", "2", "3"], "country": ["Germany", "France", "Germany"],
+                          "y": [0, 1, 1], "model": [0.2, 0.7, 0.6]})
+    figures = quality.population_metrics(quality.Scored("repurchase", "default", "d", frame), "model", 0, 0)
+    assert figures["United Kingdom"]["customers"] == 0 and "roc_auc" not in figures["United Kingdom"]
+    assert math.isnan(figures["United Kingdom"]["positive_share"])
+    assert "—" in "".join(quality.population_table(
+        {"metrics": {"model": figures}}, "repurchase"))
+
+
+def test_a_later_report_part_replaces_only_its_own_runs(quality):
+    first = {"cutoffs": ["2011-09-09"], "seconds": {"total": 60.0}, "runs": [
+        _entry("default", "2011-06-09", 0.80, ["2011-09-09"]),
+        {**_entry("default", "2011-06-09", 0.50, ["2011-09-09"]), "model": "ltv_bucket",
+         "metrics": {"model": {"all": {"qwk": 0.50}}}}]}
+    again = {"cutoffs": ["2011-09-09"], "seconds": {"total": 30.0}, "runs": [
+        {**_entry("default", "2011-06-09", 0.60, ["2011-09-09"]), "model": "ltv_bucket",
+         "metrics": {"model": {"all": {"qwk": 0.60}}}}]}
+    merged = quality.merge_results([first, again])
+    assert [(entry["model"], entry["metrics"]["model"]["all"]) for entry in merged["runs"]] == [
+        ("repurchase", {"roc_auc": 0.80}), ("ltv_bucket", {"qwk": 0.60})]
+    assert merged["choices"]["pooled"]["ltv_bucket"]["2011-09-09"]["validation"] == {"default": 0.60}
+    with pytest.raises(ValueError, match="cannot merge"):
+        quality.merge_results([first, {**again, "cutoffs": ["2011-06-09"]}])
