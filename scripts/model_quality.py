@@ -179,11 +179,13 @@ def evaluate_variant(spark, args: argparse.Namespace, training: str, country: li
 
 
 def distinct_variants(variants: list[str], model: str, same: dict[str, list[str]]) -> list[str]:
-    """The variants whose resolved model config differs from the shipped one; the rest are noted in `same`."""
+    """The variants whose resolved model config differs from the shipped pooled one (a country's
+    model_country override plays no part); the rest are noted in `same`."""
     from omegaconf import OmegaConf
 
     def resolved(variant: str) -> dict:
-        return OmegaConf.to_container(compose_config([f"model={model}", *VARIANTS[variant]]).model, resolve=True)
+        cfg = compose_config([*ALL_COUNTRIES, f"model={model}", *VARIANTS[variant]])
+        return OmegaConf.to_container(cfg.model, resolve=True)
 
     shipped, kept = resolved("default"), []
     for variant in variants:

@@ -94,3 +94,12 @@ def test_a_later_report_part_replaces_only_its_own_runs(quality):
     assert merged["choices"]["pooled"]["ltv_bucket"]["2011-09-09"]["validation"] == {"default": 0.60}
     with pytest.raises(ValueError, match="cannot merge"):
         quality.merge_results([first, {**again, "cutoffs": ["2011-06-09"]}])
+
+
+def test_variants_equal_to_the_pooled_shipped_config_are_not_run(quality):
+    """Compared with the pooled config, not with DE's: DE's small-country override (depth 2) must
+    not make the depth-2 variant look like the shipped one."""
+    same: dict[str, list[str]] = {}
+    kept = quality.distinct_variants(list(quality.VARIANTS), "repurchase", same)
+    assert "depth 2, 50 trees" in kept and "default" in kept
+    assert same == {"repurchase": ["depth 3, 200 trees"]}
