@@ -84,3 +84,9 @@ def test_time_split_defaults_to_the_latest_snapshot_with_a_label(spark):
     assert tested == {dt.date(2011, 9, 9)}
     # 2011-08-09 + 90 days is past the test date
     assert assigned.where(F.col("split") == "train").select("snapshot_date").distinct().count() == 2
+
+
+def test_time_split_of_no_labelled_snapshots_says_what_to_change(spark):
+    with pytest.raises(ConfigError, match="no labelled snapshots") as error:
+        assign_time_split(_monthly(spark, 0, []), "snapshot_date", None, horizon_days=90)
+    assert "horizon_days" in error.value.fix
