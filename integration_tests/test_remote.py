@@ -69,14 +69,14 @@ def connect_server(tmp_path_factory):
         server.stop()
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_the_whole_pipeline_over_spark_connect_matches_the_local_run(connect_server, local_runs, tmp_path, model):
-    overrides = ["env=connect", f"env.spark.remote=sc://{LOOPBACK}:{connect_server.port}",
-                 f"env.storage_root={tmp_path}", f"model={model}", *DE_PIPELINE_OVERRIDES]
-    if model != MODELS[0]:
-        # `transactions` is per country, not per model, and lives in the server's catalog: the second
-        # model reads the first one's (run alone, it runs extract itself as a missing upstream stage)
-        overrides.append("pipeline.stages=[features,split,train,evaluate,batch_inference,monitor]")
+def connect_overrides(server, storage_root: Path, model: str) -> list[str]:
+    return ["env=connect", f"env.spark.remote=sc://{LOOPBACK}:{server.port}", f"env.storage_root={storage_root}",
+            f"model={model}", *DE_PIPELINE_OVERRIDES]
+
+
+def test_the_whole_pipeline_over_spark_connect_matches_the_local_run(connect_server, local_runs, tmp_path):
+    model = MODELS[0]
+    overrides = connect_overrides(connect_server, tmp_path, model)
     run = run_python(["scripts/run_pipeline.py", *overrides])
     print(f"{model} over Spark Connect: {run.wall_seconds:.1f} s "
           f"(local, in-process: {local_runs[model]['wall_seconds']:.1f} s)")
@@ -100,14 +100,19 @@ def dbconnect_python() -> Path:
         pytest.skip(f"cannot build the databricks-connect environment (no package index?): {error}")
 
 
-def test_databricks_connect_runs_the_stages_like_an_ide_session(dbconnect_python, connect_server, local_runs,
-                                                                 tmp_path):
+def test_databricks_connect_runs_the_other_model_like_an_ide_session(dbconnect_python, connect_server, local_runs,
+                                                                    tmp_path):
     """env.spark.mode=databricks with a Spark Connect URL: DatabricksSession.builder.remote(...),
-    the exact code path of 'Databricks Connect from your IDE', against the same server."""
-    model = "repurchase"
-    overrides = ["env=connect", "env.spark.mode=databricks", f"env.spark.remote=sc://{LOOPBACK}:{connect_server.port}",
-                 f"env.storage_root={tmp_path}", f"model={model}", *DE_PIPELINE_OVERRIDES, "env.schema=clv_dbconnect"]
-    stages = "[extract,features,split,train,evaluate,batch_inference]"
+    the exact code path of 'Databricks Connect from your IDE', against the same server.
+
+    It runs the model the plain Spark Connect client did not, on that run's server and schema:
+    `transactions` is per country, not per model, so the second model reads the first one's, as
+    on a workspace (run alone, it runs extract itself as a missing upstream stage). Together the two
+    tests cover both models over Connect and both clients, for one extract.
+    """
+    model = MODELS[1]
+    overrides = [*connect_overrides(connect_server, tmp_path, model), "env.spark.mode=databricks"]
+    stages = "[features,split,train,evaluate,batch_inference,monitor]"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PYSPARK_PYTHON", None)  # the server's Python workers are the server's concern
     started = time.perf_counter()
@@ -121,11 +126,7 @@ def test_databricks_connect_runs_the_stages_like_an_ide_session(dbconnect_python
                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert inspect.returncode == 0, inspect.stderr[-4000:]
     remote = json.loads(inspect.stdout.strip().splitlines()[-1])
-    local = local_runs[model]["snapshot"]
-    for key in ("transactions", "features", "labels", "train", "test", "scoring_features", "predictions"):
-        assert remote["tables"][key] == local["tables"][key], key
-    assert remote["champion"] == "1"
-    assert [p[:3] for p in remote["predictions"]] == [p[:3] for p in local["predictions"]]
+    assert_same_outputs(remote, local_runs[model]["snapshot"])
 
 
 # -- Standalone cluster (a job cluster's shape: separate executor JVM and Python workers) ------------
