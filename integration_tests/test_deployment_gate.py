@@ -155,16 +155,20 @@ def test_custom_gate_metrics_come_from_config(first, spark, root):
     assert (versions(ctx), champion_version(ctx), str(alias_version(name, "challenger").version)) == before
 
 
-def test_ltv_bucket_trains_and_passes_the_gate(first, spark, root):
-    ctx = context(root, spark, "model=ltv_bucket")
-    results = run(ctx, "features", "split", "train", "evaluate")
-    evaluation = results["evaluate"]
-    assert evaluation.details["verdict"]["passed"], evaluation.details["verdict"]["reasons"]
-    assert champion_version(ctx) == "1"
-    target = registry.load_run_json(results["train"].run_id, "config/target.json")
-    assert len(target["edges"]) == 2 and len(target["class_shares"]) == 4
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(evaluation.run_id, "evaluation")}
-    assert "evaluation/confusion_matrix.png" in artifacts
+def test_ltv_bucket_trains_and_passes_the_gate(first, de_pipelines):
+    """The session's shared ltv_bucket run (integration_tests/conftest.py), read, not re-run."""
+    run = de_pipelines["ltv_bucket"]
+    ltv, evaluation = run["ctx"], run["results"]["evaluate"]
+    try:
+        registry.configure_mlflow(ltv.cfg)  # that run's registry; MLflow's URI is process-wide
+        assert evaluation.details["verdict"]["passed"], evaluation.details["verdict"]["reasons"]
+        assert champion_version(ltv) == evaluation.details["version"] == "1"
+        target = registry.load_run_json(run["results"]["train"].run_id, "config/target.json")
+        assert len(target["edges"]) == 2 and len(target["class_shares"]) == 4
+        artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(evaluation.run_id, "evaluation")}
+        assert "evaluation/confusion_matrix.png" in artifacts
+    finally:
+        registry.configure_mlflow(first[0].cfg)  # the next tests read this module's world
     print("\nltv_bucket DE:", json.dumps({k: round(v, 3) for k, v in evaluation.metrics.items()}, sort_keys=True))
 
 

@@ -30,7 +30,8 @@ def evaluation(tmp_path_factory, spark):
 def _table(out: Path, name: str) -> pd.DataFrame:
     from deltalake import DeltaTable
 
-    return pd.read_parquet(DeltaTable(str(out / "world" / "warehouse" / "local" / "clv" / name)).file_uris())
+    world = out / "world" / "pooled"  # the pooled training's world
+    return pd.read_parquet(DeltaTable(str(world / "warehouse" / "local" / "clv" / name)).file_uris())
 
 
 def test_the_last_split_tests_one_snapshot_and_trains_on_closed_horizons_only(evaluation):

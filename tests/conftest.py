@@ -66,8 +66,9 @@ SHARED_WORKER_GROUPS = {
     module: "de_pipelines"  # integration_tests/conftest.py::de_pipelines, every stage of both models
     for module in ("integration_tests/test_remote.py", "integration_tests/test_bad_input.py",
                    "integration_tests/test_inference_monitoring.py", "integration_tests/test_training_path.py",
-                   # not readers: they join the group that has the spare minutes (docs/performance.md)
-                   "integration_tests/test_model_quality.py", "integration_tests/test_faults.py")
+                   "integration_tests/test_deployment_gate.py",
+                   # not a reader: it joins the group that has the spare minutes (docs/performance.md)
+                   "integration_tests/test_model_quality.py")
 }
 
 

@@ -82,6 +82,7 @@ def test_storage_root_is_absolute_and_mlflow_lives_under_it():
     ("use_case.snapshots.end_date=2011-13-45", "use_case.snapshots.end_date"),
     ("use_case.split.test_snapshot_date=2011-09-31", "use_case.split.test_snapshot_date"),
     ("use_case.split.kind=random", "use_case.split.kind"),
+    ("country.training_population=everyone", "country.training_population"),
 ])
 def test_out_of_range_values_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -173,3 +173,26 @@ def test_a_seasonal_window_longer_than_a_year_is_refused(spark, transactions):
     with pytest.raises(ValueError, match="seasonal_window_days=400"):
         compute_features_repurchase_fn(transactions, "invoice_date", D(2011, 1, 31), D(2011, 1, 31),
                                        seasonal_window_days=400)
+
+
+def test_home_country_share_counts_the_customers_purchases_placed_there_up_to_the_snapshot(spark):
+    rows = [
+        (*tx("A", "1", "P1", 1, 5.0, TS(2011, 1, 3)), "Germany"),
+        (*tx("A", "2", "P1", 1, 5.0, TS(2011, 1, 9)), "France"),
+        (*tx("A", "2", "P2", 1, 5.0, TS(2011, 1, 9)), "France"),   # one invoice of two lines: one purchase
+        (*tx("A", "C3", "P1", -1, 5.0, TS(2011, 1, 12)), "France"),  # a return is not a purchase
+        (*tx("A", "4", "P1", 1, 5.0, TS(2011, 1, 20)), "Germany"),
+        (*tx("A", "5", "P1", 1, 5.0, TS(2011, 2, 3)), "France"),    # after the January snapshot
+        (*tx("F", "6", "P1", 1, 5.0, TS(2011, 1, 5)), "France"),
+    ]
+    transactions = spark.createDataFrame(rows, TRANSACTION_SCHEMA + ", country string")
+    features = compute_features_repurchase_fn(transactions, "invoice_date", D(2011, 1, 31), D(2011, 2, 28),
+                                              windows_days=[30], home_country="Germany")
+    shares = {(row["customer_id"], row["snapshot_date"]): row["home_country_share"]
+              for row in features.select("customer_id", "snapshot_date", "home_country_share").collect()}
+    assert shares == {("A", D(2011, 1, 31)): 2 / 3, ("A", D(2011, 2, 28)): 2 / 4,
+                      ("F", D(2011, 1, 31)): 0.0, ("F", D(2011, 2, 28)): 0.0}
+    assert features.columns[-1] == "home_country_share"
+    without = compute_features_repurchase_fn(transactions, "invoice_date", D(2011, 1, 31), D(2011, 2, 28),
+                                             windows_days=[30])
+    assert without.columns == features.columns[:-1]  # a single-country model does not see it

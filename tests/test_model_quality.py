@@ -103,3 +103,39 @@ def test_variants_equal_to_the_pooled_shipped_config_are_not_run(quality):
     kept = quality.distinct_variants(list(quality.VARIANTS), "repurchase", same)
     assert "depth 2, 50 trees" in kept and "default" in kept
     assert same == {"repurchase": ["depth 3, 200 trees"]}
+
+
+def test_a_country_is_evaluated_alone_and_pooled_with_its_home_share(quality):
+    from mlops.config import compose_config
+    from mlops.population import is_pooled
+
+    trainings = quality.country_trainings(["DE"])
+    assert list(trainings) == ["DE", "DE pooled"]
+    alone, pooled = (compose_config(overrides) for overrides in trainings.values())
+    assert alone.country.code == pooled.country.code == "DE"
+    assert not is_pooled(alone) and is_pooled(pooled)
+    # DE's small-country estimator is for its ~100 customers; trained on every country's, the pooled one
+    shipped = compose_config(["country=GB", "model=repurchase"]).model.estimator
+    assert alone.model.estimator.max_depth != shipped.max_depth
+    assert sorted(quality.pooled_estimator("repurchase", trainings["DE pooled"])) == [
+        f"model.estimator.max_depth={shipped.max_depth}", f"model.estimator.max_iter={shipped.max_iter}"]
+
+
+def test_the_report_puts_a_countrys_three_trainings_side_by_side(quality):
+    def entry(training: str, date: str, auc: float) -> dict:
+        figures = {population: {"customers": 10.0, "roc_auc": auc} for population in quality.POPULATIONS}
+        return {"training": training, "model": "repurchase", "variant": "default", "date": date,
+                "validation_for": ["2011-09-09"] if date == "2011-06-09" else [],
+                "metrics": {"model": figures, "BG/NBD": figures}}
+
+    runs = [entry(training, date, auc) for training, auc in (("pooled", 0.81), ("DE", 0.79), ("DE pooled", 0.84))
+            for date in ("2011-09-09", "2011-06-09")]
+    results = {"cutoffs": ["2011-09-09"], "seconds": {"total": 60.0}, "runs": runs}
+    results["choices"] = quality.choose_variants(results, [dt.date(2011, 9, 9)])
+    results["goals"] = quality.goals(results)
+    report = quality.markdown(results)
+    section = report[report.index("### Germany: trained on its customers alone, or pooled"):]
+    alone, home, everyone = (section.index(text) for text in (
+        "| default | (shipped config) | 0.790 | 0.790 |", "`country.training_population=pooled`",
+        "| default | (shipped config) | 0.810 | 0.810 |"))
+    assert alone < home < section.index("| default | (shipped config) | 0.840 | 0.840 |") < everyone

@@ -65,6 +65,7 @@ def compute_features_repurchase_fn(
     dates: Sequence[dt.date] | None = None,
     seasonal_window_days: int | None = None,
     calendar_features: bool = False,
+    home_country: str | None = None,
 ) -> DataFrame:
     """Recency, frequency, monetary, tenure, trailing windows, gaps, products, basket, returns.
 
@@ -76,6 +77,10 @@ def compute_features_repurchase_fn(
     `calendar_features` adds the snapshot's month. A gift retailer's pre-Christmas buyers come
     back every autumn, which recency alone cannot see. Everything counted closed before the
     snapshot, so no feature looks past it.
+
+    `home_country` (a value of the `country` column) adds `home_country_share`, the share of the
+    customer's purchases up to the snapshot placed from that country: country as a feature, for a
+    model trained on several countries' customers (mlops.population, `pooled`).
 
     A snapshot sees only transactions on or before its date (by calendar day), and the
     population of a snapshot is every customer with at least one purchase by then. Work is done
@@ -89,9 +94,11 @@ def compute_features_repurchase_fn(
     lines = input_df.select(
         "customer_id", "stock_code", "quantity", "revenue", "is_return", "invoice",
         F.to_date(F.col(timestamp_column)).alias("day"),
+        *([(F.col("country") == F.lit(home_country)).cast("int").alias("at_home")] if home_country else []),
     )
     invoices = lines.groupBy("customer_id", "invoice", "is_return").agg(
         F.min("day").alias("day"), F.sum(money("revenue")).alias("value"), F.sum("quantity").alias("units"),
+        *([F.max("at_home").alias("at_home")] if home_country else []),
     )
     seen_by_snapshot = F.col("day") <= F.col("snapshot_date")
     days_before = F.datediff(F.col("snapshot_date"), F.col("day"))
@@ -125,6 +132,8 @@ def compute_features_repurchase_fn(
             _sum_or_zero(purchase, F.col("units")).cast("double").alias("units_total"),
             _sum_or_zero(~purchase, -F.col("value")).cast("double").alias("returned_value"),
             *trailing,
+            *([F.avg(F.when(purchase, F.col("at_home"))).cast("double").alias("home_country_share")]
+              if home_country else []),
         )
         .where(F.col("purchase_count") > 0)
     )
@@ -180,6 +189,7 @@ def compute_features_repurchase_fn(
             F.when(gap_count >= 2, F.sqrt(F.greatest(gap_variance, F.lit(0.0)))).alias("gap_std_days"),
             *(name for days in windows_days for name in (f"purchases_{days}d", f"revenue_{days}d")),
             *seasonal,
+            *(["home_country_share"] if home_country else []),
         )
     )
 
@@ -195,6 +205,7 @@ def compute_features_ltv_fn(
     dates: Sequence[dt.date] | None = None,
     seasonal_window_days: int | None = None,
     calendar_features: bool = False,
+    home_country: str | None = None,
 ) -> DataFrame:
     """The repurchase features plus value-rate features that separate big from small spenders.
 
@@ -204,7 +215,7 @@ def compute_features_ltv_fn(
     base = compute_features_repurchase_fn(input_df, timestamp_column, start_date, end_date,
                                           cadence_months=cadence_months, windows_days=windows_days, dates=dates,
                                           seasonal_window_days=seasonal_window_days,
-                                          calendar_features=calendar_features)
+                                          calendar_features=calendar_features, home_country=home_country)
     longest = max(windows_days)
     return base.select(
         "*",

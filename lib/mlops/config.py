@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mlops import population
 from mlops.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -106,6 +107,7 @@ def validate_config(cfg: DictConfig) -> None:
     test_date = OmegaConf.select(cfg, "use_case.split.test_snapshot_date")
     if test_date is not None:
         parse_date(test_date, "use_case.split.test_snapshot_date")
+    population.check(cfg)
 
 
 def _check_names_match_model_and_country(cfg: DictConfig) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -16,6 +15,7 @@ from mlops.calendar import monthly_dates
 from mlops.config import parse_date
 from mlops.errors import ConfigError, MissingInputError
 from mlops.models import ScoredModel
+from mlops.population import feature_function, home_rows
 from mlops.registry import alias_version, configure_mlflow, registered_model_name
 from mlops.runtime import RunContext, StageResult
 
@@ -121,9 +121,9 @@ def batch_inference(ctx: RunContext) -> StageResult:
     dates = scoring_dates(ctx, first_day, last_day)
     log.info("scoring %d date(s) %s .. %s with %s version %s", len(dates), dates[0], dates[-1], name, version.version)
 
-    compute_features_fn = instantiate(cfg.model.features.fn)
-    features = compute_features_fn(transactions, cfg.use_case.timestamp_column, dates[0], dates[-1],
-                                   dates=dates).withColumnRenamed("snapshot_date", "scoring_date")
+    features = feature_function(cfg)(transactions, cfg.use_case.timestamp_column, dates[0], dates[-1],
+                                     dates=dates).withColumnRenamed("snapshot_date", "scoring_date")
+    features = home_rows(features, cfg)  # a pooled model serves the country's own customers only
     missing = [column for column in model.features if column not in features.columns]
     if missing:
         raise ConfigError(f"champion version {version.version} needs features {missing}", where="model.features",

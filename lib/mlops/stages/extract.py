@@ -1,14 +1,13 @@
-"""Stage extract: the raw source -> the clean `transactions` table of one country."""
+"""Stage extract: the raw source -> the clean `transactions` table of one country (or every country, pooled)."""
 from __future__ import annotations
 
 import logging
 
-from hydra.utils import instantiate
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mlops.errors import DataQualityError
-
+from mlops.population import cleaning_function, is_pooled
 from mlops.quality import validate
 from mlops.runtime import RunContext, StageResult
 from mlops.sources import describe_source, read_source
@@ -46,8 +45,7 @@ def extract(ctx: RunContext) -> StageResult:
     validate(raw, ctx.suite("source"), table=source, persist=ctx.persist)
 
     canonical = raw.select(*(F.col(f"`{column}`").alias(name) for name, column in use_case.source.columns.items()))
-    clean_fn = instantiate(use_case.cleaning.fn)
-    transactions = clean_fn(canonical)
+    transactions = cleaning_function(ctx.cfg)(canonical)
 
     entity = use_case.key_columns[0]
     counts = canonical.agg(
@@ -58,7 +56,8 @@ def extract(ctx: RunContext) -> StageResult:
 
     check_transactions(ctx, transactions)
     (version, rows), = ctx.write_all({"transactions": transactions}).values()
-    log.info("kept %d of %d source rows for %s", rows, counts["rows"], ctx.cfg.country.code)
+    log.info("kept %d of %d source rows for %s%s", rows, counts["rows"], ctx.cfg.country.code,
+             " (pooled: every country's customers)" if is_pooled(ctx.cfg) else "")
     return StageResult(
         stage="extract",
         tables={"transactions": version},

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from mlops.config import parse_date
 from mlops.errors import ConfigError
 from mlops.feature_store import FeatureTableSpec
+from mlops.population import feature_function
 from mlops.runtime import RunContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def features(ctx: RunContext) -> StageResult:
     log.info("snapshots %s .. %s every %s month(s); labels need horizons ending by %s",
              start_date, end_date, use_case.snapshots.cadence_months, observed_until)
 
-    compute_features_fn = instantiate(model.features.fn)
+    compute_features_fn = feature_function(ctx.cfg)
     feature_df = compute_features_fn(transactions, use_case.timestamp_column, start_date, end_date)
     label_fn = instantiate(model.label.fn)
     label_df = label_fn(transactions, feature_df, timestamp_column=use_case.timestamp_column,

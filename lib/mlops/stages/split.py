@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 
 from mlops.config import parse_date
 from mlops.feature_store import FeatureLookupSpec, FeatureTableSpec
+from mlops.population import home_rows
 from mlops.runtime import RunContext, StageResult
 from mlops.splitting import assign_split, assign_time_split, sample_entities
 
@@ -56,7 +57,8 @@ def split(ctx: RunContext) -> StageResult:
     labelled = labelled_snapshots(ctx, keys)
     sampled = sample_entities(labelled, entity, cfg.env.sample_fraction, cfg.seed)
     assigned = assign(sampled, cfg)
-    written = ctx.write_all({
-        part: assigned.where(F.col("split") == part).drop("split") for part in ("train", "test")
-    })
+    parts = {part: assigned.where(F.col("split") == part).drop("split") for part in ("train", "test")}
+    # pooled: training learns from every country, the gate judges the country's own customers
+    parts["test"] = home_rows(parts["test"], cfg)
+    written = ctx.write_all(parts)
     return StageResult.of_writes("split", written)

@@ -13,9 +13,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mlops.drift import profile
-from mlops.errors import TrainingDataError
+from mlops.errors import ConfigError, TrainingDataError
 from mlops.lineage import git_commit
 from mlops.metrics import compute_metrics
+from mlops.population import HOME_SHARE, home_mask, is_pooled
 from mlops.registry import configure_mlflow, log_sklearn_model
 from mlops.runtime import RunContext, StageResult
 from mlops.splitting import hash_unit
@@ -58,6 +59,10 @@ def train(ctx: RunContext) -> StageResult:
     keys, label = list(cfg.use_case.key_columns), cfg.model.label.column
     train_df, test_df = ctx.read("train"), ctx.read("test")
     columns = feature_columns(train_df, keys, label, cfg.model.features.columns)
+    if is_pooled(cfg) and HOME_SHARE not in columns:
+        raise ConfigError(f"a pooled model must see {HOME_SHARE}: its drift profile and its scoring keep the "
+                          "country's own customers by it", where="model.features.columns",
+                          fix=f"add {HOME_SHARE} to the list (or leave it null), or set country.training_population=country")
     X_train, y_train_raw = to_matrix(train_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
     X_test, y_test_raw = to_matrix(test_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
     target = instantiate(cfg.model.target).fit(y_train_raw)
@@ -93,11 +98,13 @@ def train(ctx: RunContext) -> StageResult:
         metrics.update(fit_seconds=fit_seconds, **{f"train_class_share_{c}": float(np.mean(y_train == c))
                                                    for c in np.unique(y_train)})
         mlflow.log_metrics(metrics)
-        # what monitoring compares scoring-time data with: training feature and score distributions
-        train_score = target.score(estimator.predict_proba(X_train), estimator.classes_)
+        # what monitoring compares scoring-time data with: training feature and score distributions,
+        # of the customers that scoring will see (pooled: the country's own)
+        home = home_mask(X_train, cfg)
+        train_score = target.score(estimator.predict_proba(X_train[home]), estimator.classes_)
         drifting = [column for column in columns if column not in set(cfg.model.monitoring.get("skip_drift") or [])]
-        mlflow.log_dict({"features": profile(X_train[drifting]), "score": profile(pd.DataFrame({"score": train_score}))},
-                        "config/training_profile.json")
+        mlflow.log_dict({"features": profile(X_train[drifting][home]),
+                         "score": profile(pd.DataFrame({"score": train_score}))}, "config/training_profile.json")
         model_info = log_sklearn_model(estimator, input_example=X_train.head(5))
         mlflow.set_tag("model_uri", model_info.model_uri)
     log.info("run %s: %s", run.info.run_id, ", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())))
