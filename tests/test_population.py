@@ -33,6 +33,13 @@ def test_pooled_needs_a_home_country():
     assert caught.value.where == "config key country.training_population"
 
 
+def test_a_pooled_model_must_see_its_home_share():
+    with pytest.raises(ConfigError, match=HOME_SHARE) as caught:
+        validate_config(compose_config([*POOLED, "model.features.columns=[purchase_count,revenue_total]"]))
+    assert caught.value.where == "config key model.features.columns"
+    validate_config(compose_config([*POOLED, f"model.features.columns=[purchase_count,{HOME_SHARE}]"]))
+
+
 @pytest.mark.parametrize(("overrides", "kept"), [(["country=DE"], SHARES), (POOLED, [0.5, 1.0])])
 def test_home_rows_keep_customers_with_at_least_half_their_purchases_in_the_country(spark, overrides, kept):
     cfg = compose_config(overrides)

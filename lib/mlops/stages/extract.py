@@ -17,13 +17,21 @@ log = logging.getLogger(__name__)
 
 def check_transactions(ctx: RunContext, transactions: DataFrame) -> None:
     """What the per-row contract cannot see: sales dated after this run started (a clock or
-    timezone fault upstream) and a source loaded twice. Errors give counts and a few invoice
+    timezone fault upstream), a source loaded twice, and (pooled) no sales in the home country. Errors give counts and a few invoice
     numbers, never whole rows of customer data."""
     timestamp = F.col(ctx.cfg.use_case.timestamp_column)
     started_at = F.lit(ctx.started_at).cast("timestamp")
     where = str(ctx.table_name("transactions"))
     future = transactions.where(timestamp > started_at)
-    stats = transactions.agg(F.count("*").alias("rows"), F.count(F.when(timestamp > started_at, 1)).alias("future")).first()
+    home = ctx.cfg.country.source_value
+    stats = transactions.agg(F.count("*").alias("rows"), F.count(F.when(timestamp > started_at, 1)).alias("future"),
+                             F.count(F.when(F.col("country") == F.lit(home), 1)).alias("home")).first()
+    if is_pooled(ctx.cfg) and stats["rows"] and not stats["home"]:
+        # pooled keeps every country, so a misspelt country would train on the others and test on nobody
+        raise DataQualityError(f"no transactions of {home!r} among the {stats['rows']} of every country: a pooled "
+                               "population is judged and served on its home country's customers",
+                               where=f"{where} column country",
+                               fix="set country.source_value to a value of the source's country column")
     if stats["future"]:
         examples = sorted({row["invoice"] for row in future.select("invoice").limit(3).collect()})
         raise DataQualityError(f"{stats['future']} transaction(s) are dated after this run started "

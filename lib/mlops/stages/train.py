@@ -13,10 +13,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mlops.drift import profile
-from mlops.errors import ConfigError, TrainingDataError
+from mlops.errors import TrainingDataError
 from mlops.lineage import git_commit
 from mlops.metrics import compute_metrics
-from mlops.population import HOME_SHARE, home_mask, is_pooled
+from mlops.population import home_mask
 from mlops.registry import configure_mlflow, log_sklearn_model
 from mlops.runtime import RunContext, StageResult
 from mlops.splitting import hash_unit
@@ -59,10 +59,6 @@ def train(ctx: RunContext) -> StageResult:
     keys, label = list(cfg.use_case.key_columns), cfg.model.label.column
     train_df, test_df = ctx.read("train"), ctx.read("test")
     columns = feature_columns(train_df, keys, label, cfg.model.features.columns)
-    if is_pooled(cfg) and HOME_SHARE not in columns:
-        raise ConfigError(f"a pooled model must see {HOME_SHARE}: its drift profile and its scoring keep the "
-                          "country's own customers by it", where="model.features.columns",
-                          fix=f"add {HOME_SHARE} to the list (or leave it null), or set country.training_population=country")
     X_train, y_train_raw = to_matrix(train_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
     X_test, y_test_raw = to_matrix(test_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
     target = instantiate(cfg.model.target).fit(y_train_raw)
