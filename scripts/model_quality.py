@@ -382,12 +382,14 @@ def variants_table(results: dict, training: str, model: str, population: str = "
 
 COUNTRY_NAMES = {"DE": "Germany", "FR": "France", "GB": UK}
 
-# Ideas measured outside this script (pandas on the pipeline's feature tables, same cutoffs and
-# labels) that did not win, so they never became config: kept in the report with their figures.
+# Ideas that did not win, so they never became config, kept in the report with their figures (most
+# were measured outside this script, on the pipeline's feature tables with the same cutoffs and labels).
 NOT_ADOPTED = """## Tried and not adopted
 
-Measured in an exploration on the pipeline's own feature tables (pandas and scikit-learn, the same
-snapshots, labels and cutoffs as above), not by this script, so the figures are indications:
+The pooled rows come from this script (the small-estimator one with `pooled_estimator` switched
+off) and from `scripts/run_pipeline.py` on the bundled sample; the others from an exploration on
+the pipeline's own feature tables (pandas and scikit-learn, the same snapshots, labels and cutoffs
+as above), not from this script, so their figures are indications:
 
 | idea | result |
 |---|---|
@@ -489,7 +491,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cutoffs", nargs="+", default=list(CUTOFFS), help="test snapshot dates, YYYY-MM-DD")
     parser.add_argument("--models", nargs="+", default=["repurchase", "ltv_bucket"], choices=list(HEADLINE))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--country-models", nargs="*", default=["DE"],
+    parser.add_argument("--country-models", nargs="*", default=["DE", "FR"],
                         help="countries also trained on their own customers, and pooled with their home share as a "
                              "feature (country.training_population), both tested on the country's customers")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")

@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 def check_transactions(ctx: RunContext, transactions: DataFrame) -> None:
     """What the per-row contract cannot see: sales dated after this run started (a clock or
-    timezone fault upstream), a source loaded twice, and (pooled) no sales in the home country. Errors give counts and a few invoice
-    numbers, never whole rows of customer data."""
+    timezone fault upstream), a source loaded twice, and (pooled) no sales in the home country.
+    Errors give counts and a few invoice numbers, never whole rows of customer data."""
     timestamp = F.col(ctx.cfg.use_case.timestamp_column)
     started_at = F.lit(ctx.started_at).cast("timestamp")
     where = str(ctx.table_name("transactions"))
