@@ -1,9 +1,12 @@
 """The databricks-connect virtual environment the remote tests use, built once and cached.
 
-databricks-connect brings its own pyspark, so it cannot share an environment with the `local`
-extra. `python -m integration_tests.dbconnect_env` builds it ahead of time (CI starts this in the
-background while the unit tests run); the test waits for a build in progress instead of starting
-a second one.
+It is this project installed with setup.cfg's `databricks` and `dev` extras, `-e '<repo>[databricks,dev]'`:
+the Databricks dependencies are declared once, in that extra, and this is what tests them.
+databricks-connect brings its own pyspark, so it cannot share an environment with the `local` extra.
+The cache key hashes setup.cfg, so a change of the extra (or of any other requirement) builds a
+new environment. `python -m integration_tests.dbconnect_env` builds it ahead of time (CI starts this
+in the background while the unit tests run); the test waits for a build in progress instead of
+starting a second one.
 """
 from __future__ import annotations
 
@@ -15,10 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REQUIREMENTS = [
-    # 16.1.x on Python 3.11 needs these upper bounds, or its import fails
-    "databricks-connect==16.1.7", "pyarrow<20", "pandas<2.3",
-]
+EXTRAS = "databricks,dev"
 
 
 class EnvironmentUnavailable(RuntimeError):
@@ -26,7 +26,7 @@ class EnvironmentUnavailable(RuntimeError):
 
 
 def venv_dir() -> Path:
-    key = hashlib.sha256("\n".join([*REQUIREMENTS, (REPO / "setup.cfg").read_text()]).encode()).hexdigest()
+    key = hashlib.sha256("\n".join([EXTRAS, (REPO / "setup.cfg").read_text()]).encode()).hexdigest()
     cache_root = Path(os.environ.get("AC_MLOPS_CACHE", Path.home() / ".cache" / "ac-mlops"))
     return cache_root / f"dbconnect-py{sys.version_info.major}{sys.version_info.minor}-{key[:12]}"
 
@@ -45,14 +45,14 @@ def ensure() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a build in progress
         if (venv / ".ready").is_file():
             if not _installs_this_checkout(python):
-                # the cache is shared by checkouts; the editable project install is not
+                # the cache is shared by checkouts (same setup.cfg, same key); the editable install is not
                 subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                                 "--no-deps", "-e", str(REPO)], check=True, capture_output=True, timeout=600)
             return python
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
         install = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *REQUIREMENTS,
-             "-e", str(REPO)], capture_output=True, text=True, timeout=1800)
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "-e", f"{REPO}[{EXTRAS}]"], capture_output=True, text=True, timeout=1800)
         if install.returncode != 0:
             lines = install.stderr.strip().splitlines()
             raise EnvironmentUnavailable(lines[-1] if lines else f"pip exited {install.returncode}")

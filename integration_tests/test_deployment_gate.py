@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import mlflow
@@ -43,6 +42,16 @@ def champion_version(ctx: RunContext) -> str | None:
     return None if version is None else str(version.version)
 
 
+def challenger_version(ctx: RunContext) -> str | None:
+    version = alias_version(registry.registered_model_name(ctx.cfg), "challenger")
+    return None if version is None else str(version.version)
+
+
+def aliases_of(ctx: RunContext, version: str) -> list[str]:
+    """What the version holds, read from the registry (search results carry no aliases on UC)."""
+    return sorted(mlflow.MlflowClient().get_model_version(registry.registered_model_name(ctx.cfg), version).aliases)
+
+
 def versions(ctx: RunContext) -> list[str]:
     return sorted((str(v.version) for v in model_versions(registry.registered_model_name(ctx.cfg))), key=int)
 
@@ -57,8 +66,11 @@ def first(root, spark):
 def test_a_good_first_model_becomes_champion(first):
     ctx, results = first
     evaluation = results["evaluate"]
-    assert evaluation.details["verdict"]["passed"] and evaluation.details["aliases"] == ["challenger", "champion"]
+    assert evaluation.details["verdict"]["passed"] and evaluation.details["aliases_set"] == ["challenger", "champion"]
     assert champion_version(ctx) == evaluation.details["version"] == "1"
+    # MLOps Stacks' rule: the version that became champion is no challenger any more
+    assert evaluation.details["aliases"] == aliases_of(ctx, "1") == ["champion"]
+    assert evaluation.details["challenger_removed"] and challenger_version(ctx) is None
     name = registry.registered_model_name(ctx.cfg)
     assert name == "local.clv.clv_repurchase_de"
     version = mlflow.MlflowClient().get_model_version(name, "1")
@@ -78,6 +90,7 @@ def test_rerunning_evaluate_on_the_same_run_adds_no_version(first, spark, root):
     ctx, _ = first
     again = run(context(root, spark, "model=repurchase"), "evaluate")["evaluate"]
     assert again.details["version"] == "1" and versions(ctx) == ["1"] and champion_version(ctx) == "1"
+    assert again.details["aliases"] == aliases_of(ctx, "1") == ["champion"]
 
 
 def test_a_crippled_model_is_rejected_and_the_champion_stays(first, spark, root):
@@ -108,22 +121,25 @@ def test_a_crash_before_promotion_leaves_the_champion_and_a_rerun_finishes(first
         original(name, alias, version)
 
     original = registry.set_alias
-    # the module, not the `evaluate` function that mlops.stages exports under the same name
-    monkeypatch.setattr(sys.modules["mlops.stages.evaluate"], "set_alias", crash_on_champion)
+    # in mlops.registry, where promote_to_champion sets champion; evaluate sets challenger itself
+    monkeypatch.setattr(registry, "set_alias", crash_on_champion)
     with pytest.raises(RuntimeError, match="registry went away"):
         run(better, "evaluate")
-    assert champion_version(ctx) == "1"
+    # the candidate got challenger, champion was never reached: the old champion serves
+    assert champion_version(ctx) == "1" and challenger_version(ctx) == "3"
     monkeypatch.undo()
 
     finished = run(better, "evaluate")["evaluate"]
     assert finished.details["version"] == "3" and versions(ctx) == ["1", "2", "3"]
-    assert champion_version(ctx) == "3"
+    assert champion_version(ctx) == "3" and finished.details["challenger_removed"]
+    assert aliases_of(ctx, "3") == ["champion"] and challenger_version(ctx) is None
 
 
 def test_promote_rolls_back_and_refuses_unknown_versions(first, spark, root):
     ctx, _ = first
     rollback = run(context(root, spark, "model=repurchase", "promote.version=1"), "promote")["promote"]
     assert rollback.details["previous"] == "3" and champion_version(ctx) == "1"
+    assert not rollback.details["challenger_removed"] and aliases_of(ctx, "1") == ["champion"]
     with pytest.raises(ConfigError, match="has no version 99"):
         run(context(root, spark, "model=repurchase", "promote.version=99"), "promote")
     with pytest.raises(ConfigError, match="promote.version"):
@@ -140,6 +156,28 @@ def test_a_passing_candidate_that_does_not_beat_the_champion_is_only_challenger(
     assert champion_version(ctx) == champion_before
     challenger = alias_version(registry.registered_model_name(ctx.cfg), "challenger")
     assert str(challenger.version) == evaluation.details["version"] != champion_before
+    assert evaluation.details["aliases"] == ["challenger"] and not evaluation.details["challenger_removed"]
+
+
+def test_promote_takes_challenger_off_the_version_it_makes_champion(first, spark, root):
+    """scripts/promote.py on the challenger's version: champion moves there, challenger is deleted.
+    Then back the way it was (champion rollback, challenger moved by promote.alias=challenger)."""
+    ctx, _ = first
+    champion_before, challenger = champion_version(ctx), challenger_version(ctx)
+    assert challenger is not None and challenger != champion_before
+
+    promoted = run(context(root, spark, "model=repurchase", f"promote.version={challenger}"), "promote")["promote"]
+    assert promoted.details["challenger_removed"] and promoted.details["previous"] == champion_before
+    assert champion_version(ctx) == challenger and challenger_version(ctx) is None
+    assert aliases_of(ctx, challenger) == ["champion"]
+
+    back = run(context(root, spark, "model=repurchase", f"promote.version={champion_before}"), "promote")["promote"]
+    assert not back.details["challenger_removed"]
+    again = run(context(root, spark, "model=repurchase", f"promote.version={challenger}", "promote.alias=challenger"),
+                "promote")["promote"]
+    assert again.details["previous"] is None and not again.details["challenger_removed"]
+    assert (champion_version(ctx), challenger_version(ctx)) == (champion_before, challenger)
+    assert aliases_of(ctx, challenger) == ["challenger"] and aliases_of(ctx, champion_before) == ["champion"]
 
 
 def test_custom_gate_metrics_come_from_config(first, spark, root):
@@ -148,11 +186,10 @@ def test_custom_gate_metrics_come_from_config(first, spark, root):
     with open_dict(demanding.cfg):
         demanding.cfg.evaluation.custom_metrics = [
             {"name": "lift_at_20", "fn": {"_target_": "mlops.metrics.lift_at", "fraction": 0.2}, "min": 100.0}]
-    name = registry.registered_model_name(ctx.cfg)
-    before = (versions(ctx), champion_version(ctx), str(alias_version(name, "challenger").version))
+    before = (versions(ctx), champion_version(ctx), challenger_version(ctx))
     with pytest.raises(GateRejectedError, match=r"lift_at_20=\d+\.\d+ must be >= 100.0"):
         run(demanding, "evaluate")
-    assert (versions(ctx), champion_version(ctx), str(alias_version(name, "challenger").version)) == before
+    assert (versions(ctx), champion_version(ctx), challenger_version(ctx)) == before
 
 
 def test_ltv_bucket_trains_and_passes_the_gate(first, de_pipelines):

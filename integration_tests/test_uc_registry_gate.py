@@ -61,10 +61,14 @@ def test_a_good_first_model_becomes_champion_in_unity_catalog(first, unity_catal
     ctx, results = first
     assert mlflow.get_registry_uri() == "databricks-uc" and registry.registered_model_name(ctx.cfg) == NAME
     evaluation = results["evaluate"]
-    assert evaluation.details["verdict"]["passed"] and evaluation.details["aliases"] == ["challenger", "champion"]
+    assert evaluation.details["verdict"]["passed"] and evaluation.details["aliases_set"] == ["challenger", "champion"]
     assert champion_version() == evaluation.details["version"] == "1"
+    # the new champion is no challenger: UC's alias API deleted that alias (MLOps Stacks' rule)
+    assert evaluation.details["aliases"] == ["champion"] and evaluation.details["challenger_removed"]
+    assert alias_version(NAME, "challenger") is None
     version = mlflow.MlflowClient().get_model_version(NAME, "1")
     assert version.tags["gate.verdict"] == "passed" and "## Gate" in version.description
+    assert version.aliases == ["champion"]
     assert version.run_id == results["train"].run_id
     assert (unity_catalog.version_storage(NAME, 1) / "MLmodel").is_file()  # UC's own copy of the model
 
@@ -87,11 +91,26 @@ def test_a_better_model_takes_over_and_promote_rolls_back(first, root, spark):
     results = run(better, "train", "evaluate")
     # registering the new run scans version 1 of another run: on UC without tags in search results
     assert results["evaluate"].details["version"] == "2" and versions() == ["1", "2"]
-    assert champion_version() == "2" and str(alias_version(NAME, "challenger").version) == "2"
+    assert champion_version() == "2" and alias_version(NAME, "challenger") is None
+    assert results["evaluate"].details["aliases"] == ["champion"] and results["evaluate"].details["challenger_removed"]
 
     rollback = run(context(root, spark, "model=repurchase", "promote.version=1"), "promote")["promote"]
     assert rollback.details["previous"] == "2" and champion_version() == "1"
-    assert str(alias_version(NAME, "challenger").version) == "2"
+    assert not rollback.details["challenger_removed"] and alias_version(NAME, "challenger") is None
+
+
+def test_promote_takes_challenger_off_the_version_it_makes_champion(first, root, spark):
+    champion_before = champion_version()
+    assert champion_before == "1" and "2" in versions()
+    moved = run(context(root, spark, "model=repurchase", "promote.version=2", "promote.alias=challenger"),
+                "promote")["promote"]
+    assert not moved.details["challenger_removed"]
+    assert str(alias_version(NAME, "challenger").version) == "2" and champion_version() == champion_before
+
+    promoted = run(context(root, spark, "model=repurchase", "promote.version=2"), "promote")["promote"]
+    assert promoted.details["challenger_removed"] and promoted.details["previous"] == champion_before
+    assert champion_version() == "2" and alias_version(NAME, "challenger") is None
+    assert mlflow.MlflowClient().get_model_version(NAME, "2").aliases == ["champion"]
 
 
 def test_the_stages_asked_unity_catalog_only_what_it_supports(first, unity_catalog):
@@ -101,5 +120,8 @@ def test_the_stages_asked_unity_catalog_only_what_it_supports(first, unity_catal
     assert {call.args["filter_string"] for call in unity_catalog.calls_to("search_model_versions")} == {f"name='{NAME}'"}
     # one version per run that passed (or was dry-run), whatever the re-runs
     assert len(unity_catalog.calls_to("create_model_version")) == len(versions()) == 2
+    # the promoted version's challenger alias, and only that alias, went through UC's delete-alias API
+    deleted = unity_catalog.calls_to("delete_registered_model_alias")
+    assert deleted and {(call.args["name"], call.args["alias"]) for call in deleted} == {(NAME, "challenger")}
     # the champion was read from UC's copy when evaluate compared against it
     assert any(call.method == "get_model_version_download_uri" for call in calls)

@@ -72,10 +72,18 @@ SHARED_WORKER_GROUPS = {
 }
 
 
+# modules collected first, in this order: the longest groups, so that each starts at once on its own
+# xdist worker instead of last, leaving one worker running alone at the end
+FIRST = ("integration_tests/test_remote.py", "integration_tests/test_rehearsal.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The remote tests first: their group is the longest, and starting it last would leave one
-    xdist worker running alone at the end."""
-    items.sort(key=lambda item: 0 if item.nodeid.startswith("integration_tests/test_remote.py") else 1)
+    """The remote tests and the bundle rehearsal first (FIRST)."""
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        return FIRST.index(module) if module in FIRST else len(FIRST)
+
+    items.sort(key=rank)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):

@@ -50,8 +50,8 @@ AUTH_ENV = ("DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET
 BUNDLE_VAR_ENV = ("BUNDLE_VAR_service_principal_id", "BUNDLE_VAR_readers_group", "BUNDLE_VAR_ml_engineers_group")
 SHARED_TARGETS = {"staging", "prod", "test"}
 VARIABLE_GROUP = "ac-mlops-pipeline-{target}"
-TEST_TARGET_JOBS = ("clv_model_training_job", "clv_batch_inference_job", "clv_monitoring_job")
-TEST_TARGET_PARAMS = {"model": "repurchase", "country": "DE"}
+# the nightly chain: one job of the test target, which runs every pair served there
+TEST_TARGET_JOBS = ("clv_nightly_test_job",)
 
 # `$(var)` macros, `${{ }}` template expressions, `$[ ]` runtime expressions and README `<placeholders>`
 PLACEHOLDER = re.compile(r"\$\([A-Za-z_][\w.\-]*\)|\$\{\{.*?\}\}|\$\[.*?\]|<[A-Za-z_][\w\-]*>")
@@ -498,11 +498,14 @@ def _bundle_targets() -> set[str]:
     return set(yaml.safe_load(BUNDLE_ROOT.read_text(encoding="utf-8"))["targets"])
 
 
-def _bundle_jobs() -> dict[str, dict]:
-    jobs = {}
+def _bundle_jobs(target: str) -> dict[str, dict]:
+    """The jobs a target deploys: every file's `resources.jobs`, and the jobs its `targets.<target>` adds."""
+    jobs: dict[str, dict] = {}
     for path in sorted(RESOURCES_DIR.glob("*.yml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         jobs.update(((doc.get("resources") or {}).get("jobs") or {}))
+        for key, job in ((((doc.get("targets") or {}).get(target) or {}).get("resources") or {}).get("jobs") or {}).items():
+            jobs[key] = {**jobs.get(key, {}), **job}
     return jobs
 
 
@@ -893,7 +896,8 @@ def test_bundle_steps_authenticate_from_the_variable_group(pipelines: dict[Path,
     """OAuth M2M from `$(...)` macros (secrets reach a script only through env), group named after the target."""
     bundle_steps = [(path, stage, job, step) for path, stage, job, step in _script_steps(pipelines)
                     if _commands(step).bundle_commands()]
-    assert len(bundle_steps) >= 8
+    # CI/CD: validate staging and prod, deploy staging, deploy prod; tests: deploy test, run the nightly chain
+    assert len(bundle_steps) == 6
     for path, stage, job, step in bundle_steps:
         where, env = _where(path, job, step), step.get("env") or {}
         for name in AUTH_ENV:
@@ -1121,7 +1125,7 @@ def test_tests_pipeline_triggers_on_main_and_nightly(pipelines: dict[Path, Any])
         assert schedule["branches"]["include"] == ["main"]
 
 
-def test_tests_pipeline_runs_tests_then_the_three_jobs_on_test(pipelines: dict[Path, Any]) -> None:
+def test_tests_pipeline_runs_tests_then_the_nightly_chain_on_test(pipelines: dict[Path, Any]) -> None:
     jobs = {_job_name(job): job for _, job in _jobs(pipelines[TESTS_PIPELINE])}
     local = [t for s in _steps(jobs["local_tests"]) if _script(s) is not None for t in _commands(s).make_targets()]
     assert local == ["unit", "integration"]
@@ -1132,13 +1136,11 @@ def test_tests_pipeline_runs_tests_then_the_three_jobs_on_test(pipelines: dict[P
         if _script(step) is not None:
             for command in _commands(step).bundle_commands():
                 runs.append((command[0], tuple(_commands(step).bundle_targets()), _commands(step).make_variables()))
-    assert [(sub, targets) for sub, targets, _ in runs] == [("deploy", ("test",))] + [("run", ("test",))] * 3
-    bundle_jobs = _bundle_jobs()
+    assert [(sub, targets) for sub, targets, _ in runs] == [("deploy", ("test",))] + [("run", ("test",))]
+    bundle_jobs = _bundle_jobs("test")
     assert tuple(variables.get("JOB") for _, _, variables in runs[1:]) == TEST_TARGET_JOBS
     for _, _, variables in runs[1:]:
         job_key = variables["JOB"]
-        assert job_key in bundle_jobs, f"{job_key} is not a job in resources/*.yml"
-        params = dict(pair.split("=", 1) for pair in variables.get("PARAMS", "").split(","))
-        assert params == TEST_TARGET_PARAMS
-        declared = {parameter["name"] for parameter in bundle_jobs[job_key].get("parameters") or []}
-        assert set(params) <= declared, f"{job_key} has no job parameters {set(params) - declared}"
+        assert job_key in bundle_jobs, f"{job_key} is not a job of target test in resources/*.yml"
+        assert "PARAMS" not in variables, "the chain job takes no parameters: it runs every served pair"
+        assert job_key not in _bundle_jobs("prod"), "the nightly chain loads the sample: never on prod"

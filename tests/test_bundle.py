@@ -101,7 +101,14 @@ def bundle() -> dict:
 
 
 def _jobs(doc: dict) -> dict:
-    return ((doc or {}).get("resources") or {}).get("jobs") or {}
+    """The file's jobs: those of `resources`, and those a target alone defines (a target's entry for
+    a job defined under `resources` only overrides fields of it, e.g. a schedule)."""
+    jobs = dict(((doc or {}).get("resources") or {}).get("jobs") or {})
+    for target in ((doc or {}).get("targets") or {}).values():
+        for key, job in ((target.get("resources") or {}).get("jobs") or {}).items():
+            if key not in jobs and "tasks" in job:
+                jobs[key] = job
+    return jobs
 
 
 def _training_job(doc: dict) -> dict:
@@ -225,63 +232,39 @@ def test_python_task_runs_a_script_with_hydra_overrides(path, job_key, task):
     assert task.get("environment_key"), f"{job_key}.{task['task_key']}: no environment_key"
 
 
-def _substitute(text: str, values: dict[str, str]) -> str:
-    """Replace ${...} and {{...}} references the way the CLI (deploy) and the job (run) would."""
-    def replace(match: re.Match) -> str:
-        name = match.group(1) or match.group(2)
-        assert name in values, f"unresolved reference {match.group(0)!r} in {text!r}"
-        return values[name]
-    return re.sub(r"\$\{([^}]+)\}|\{\{([^}]+)\}\}", replace, text)
+# what the Azure DevOps variable groups give a shared target (BUNDLE_VAR_*), and a developer's identity
+CI_VARIABLES = {"readers_group": "readers", "ml_engineers_group": "engineers", "service_principal_id": "sp-app-id"}
 
 
-def _deploy_values(bundle: dict, target: str) -> dict[str, str]:
-    """What `bundle deploy -t <target>` substitutes: variables, bundle fields, resource names.
+@functools.cache
+def _deployed(target: str):
+    """The target as `bundle deploy` would create it (integration_tests/rehearsal.py): every `${...}`
+    resolved, development names prefixed for the user jdoe."""
+    from integration_tests.rehearsal import load_bundle
 
-    A development target prefixes resource names (`[dev <user>] ` for experiments' last path part,
-    `dev_<user>_` for Unity Catalog names), so the values tasks receive are not the config's defaults.
-    """
-    variables = {name: (spec or {}).get("default") for name, spec in bundle["variables"].items()}
-    variables.update(bundle["targets"][target].get("variables") or {})
-    values = {f"var.{name}": str(value) for name, value in variables.items() if value is not None}
-    values.update({"bundle.target": target, "bundle.name": bundle["bundle"]["name"], "bundle.git.commit": "0123abc"})
-    development = bundle["targets"][target].get("mode") == "development"
-    for key, model in _all_resources("registered_models").items():
-        values[f"resources.registered_models.{key}.name"] = ("dev_jdoe_" if development else "") + model["name"]
-    for key, experiment in _all_resources("experiments").items():
-        name = _substitute(experiment["name"], values)
-        if development:
-            folder, _, leaf = name.rpartition("/")
-            name = f"{folder}/[dev jdoe] {leaf}"
-        values[f"resources.experiments.{key}.name"] = name
-    return values
-
-
-def _python_task_parameters(job: dict) -> list[str] | None:
-    lists = [task["spark_python_task"]["parameters"] for task in job.get("tasks") or [] if "spark_python_task" in task]
-    return lists[0] if lists else None
+    return load_bundle(PROJECT_ROOT, target, variables=CI_VARIABLES, user="jdoe@example.com", git_commit="0123abc")
 
 
 def _job_runs():
-    """(target, job key, job parameters) for the ways a job's python tasks get run: by hand with the
-    parameter defaults (every target), and by each scheduled caller's run_job_task (a shared target
-    and dev, whose name prefixes differ). Callers that pass their own parameters through are covered
-    by the caller's runs."""
-    jobs = _all_jobs()
-    callers: dict[str, list[dict]] = {key: [] for key in jobs}
-    for job in jobs.values():
-        for task in job.get("tasks") or []:
-            parameters = (task.get("run_job_task") or {}).get("job_parameters") or {}
-            if parameters and not all(str(v).startswith("{{job.parameters.") for v in parameters.values()):
-                key = re.fullmatch(r"\$\{resources\.jobs\.(\w+)\.id\}", task["run_job_task"]["job_id"]).group(1)
-                callers[key].append(parameters)
-    for job_key, job in jobs.items():
-        if _python_task_parameters(job) is None:
-            continue
-        defaults = {p["name"]: p["default"] for p in job.get("parameters") or []}
-        for target in sorted(EXPECTED_TARGETS):
-            yield target, job_key, defaults
-        for parameters in callers[job_key]:
-            for target in ("dev", "staging"):
+    """(target, job key, job parameters) for the ways a job's python tasks get run on a target: by
+    hand with the parameter defaults, and by every run_job_task of the target that calls it with
+    parameters of its own (a scheduled pair, the nightly chain). Callers that pass their own job
+    parameters through are covered by the caller's runs."""
+    for target in sorted(EXPECTED_TARGETS):
+        jobs = _deployed(target).jobs
+        callers: dict[str, list[dict]] = {key: [] for key in jobs}
+        for job in jobs.values():
+            for task in job.get("tasks") or []:
+                call = task.get("run_job_task") or {}
+                parameters = call.get("job_parameters") or {}
+                if parameters and not all(str(v).startswith("{{job.parameters.") for v in parameters.values()):
+                    callers[_deployed(target).job_ids[call["job_id"]]].append(parameters)
+        for job_key, job in jobs.items():
+            if not any("spark_python_task" in task for task in job["tasks"]):
+                continue
+            # by hand (the defaults), then each distinct caller's parameters, in a fixed order (xdist
+            # workers must collect the same test ids)
+            for parameters in [{}, *(dict(p) for p in sorted({tuple(sorted(c.items())) for c in callers[job_key]}))]:
                 yield target, job_key, parameters
 
 
@@ -319,25 +302,31 @@ def test_every_reference_resolves(bundle):
 
 
 @pytest.mark.parametrize("target, job_key, parameters", [
-    pytest.param(t, j, p, id=f"{t}:{j}:{p.get('model')}-{p.get('country')}") for t, j, p in _job_runs()
+    pytest.param(t, j, p, id=f"{t}:{j}:{p['model']}-{p['country']}" if p else f"{t}:{j}:defaults")
+    for t, j, p in _job_runs()
 ])
-def test_job_overrides_compose_with_the_real_conf(bundle, target, job_key, parameters):
+def test_job_overrides_compose_with_the_real_conf(target, job_key, parameters):
     """The exact overrides a job run passes give a valid config, naming the bundle's own model and experiment."""
+    from integration_tests.rehearsal import job_parameters, task_arguments
     from mlops.config import compose_config, validate_config
 
-    values = _deploy_values(bundle, target)
-    run_values = dict(values)
-    run_values.update({f"job.parameters.{k}": _substitute(str(v), values) for k, v in parameters.items()})
-    overrides = [_substitute(p, run_values) for p in _python_task_parameters(_all_jobs()[job_key])]
-    cfg = compose_config(overrides)
+    deployed = _deployed(target)
+    run = job_parameters(deployed, job_key, parameters)
+    python_tasks = [task["task_key"] for task in deployed.jobs[job_key]["tasks"] if "spark_python_task" in task]
+    cfg = compose_config(task_arguments(deployed, job_key, python_tasks[0], run))
     validate_config(cfg)
     assert cfg.env.name == target and cfg.env.catalog == target
-    assert cfg.model.name == run_values["job.parameters.model"]
-    assert cfg.country.code == run_values["job.parameters.country"]
-    assert cfg.use_case.registered_model == run_values["job.parameters.registered_model"]
-    assert cfg.use_case.experiment == run_values["job.parameters.experiment"]
+    # every task reads the target's source table, never the bundled sample
+    assert cfg.use_case.source.kind == "table" and cfg.use_case.source.table == deployed.variables["source_table"]
     assert cfg.lineage.git_commit == "0123abc"
-    if bundle["targets"][target].get("mode") != "development":
+    if not run:  # a job of no pair (the nightly chain's sample load)
+        return
+    assert (cfg.model.name, cfg.country.code) == (run["model"], run["country"])
+    assert cfg.use_case.registered_model == run["registered_model"]
+    assert cfg.use_case.experiment == run["experiment"]
+    if target == "dev":
+        assert "dev_jdoe_" in cfg.use_case.registered_model and "[dev jdoe] " in cfg.use_case.experiment
+    else:
         # outside development mode the bundle's names are exactly what conf/ would choose by itself
         plain = compose_config([f"env={target}", f"model={cfg.model.name}", f"country={cfg.country.code}"])
         assert cfg.use_case.registered_model == plain.use_case.registered_model
@@ -376,7 +365,8 @@ def test_a_new_country_is_config_only_and_a_stale_file_is_caught(tmp_path):
     shutil.copytree(CONF_DIR, conf)
     shutil.copytree(PROJECT_ROOT / "resources", resources)
     (conf / "country" / "IT.yaml").write_text(
-        "code: IT\nsource_value: Italy\nsuffix: it\ncurrency: GBP\ntimezone: Europe/Rome\n", encoding="utf-8")
+        "code: IT\nsource_value: Italy\nsuffix: it\ncurrency: GBP\ntimezone: Europe/Rome\nserved_on: [prod]\n",
+        encoding="utf-8")
     problems = stale_files(resources, conf)
     assert problems["clv-repurchase-classifier-IT.yml"] == "missing"
     assert problems["clv-lifetimevalue-bucket-classifier-IT.yml"] == "missing"
@@ -386,7 +376,10 @@ def test_a_new_country_is_config_only_and_a_stale_file_is_caught(tmp_path):
     assert main(["--conf", str(conf), "--resources", str(resources)]) == 0
     assert stale_files(resources, conf) == {}
     italy = yaml.safe_load((resources / "clv-repurchase-classifier-IT.yml").read_text(encoding="utf-8"))
-    assert _jobs(italy)["clv_repurchase_it_training"]["schedule"]["timezone_id"] == "Europe/Rome"
+    assert "schedule" not in _jobs(italy)["clv_repurchase_it_training"]
+    assert list(italy["targets"]) == ["prod"]
+    assert italy["targets"]["prod"]["resources"]["jobs"]["clv_repurchase_it_training"]["schedule"]["timezone_id"] \
+        == "Europe/Rome"
 
     # a hand edit is stale; a removed country's generated files are flagged, then deleted
     (conf / "country" / "IT.yaml").unlink()
@@ -454,6 +447,125 @@ def test_shared_targets_take_groups_and_identities_from_the_environment(bundle):
         text = path.read_text(encoding="utf-8")
         for match in re.findall(r"(?:group_name|principal|user_name|service_principal_name): (\S+)", text):
             assert match.startswith("${var."), f"{_rel(path)}: hard-coded principal {match}"
+
+
+# (e) sources, served pairs, the nightly chain, job environments -------------------------------------
+
+def test_every_target_names_its_own_source_table(bundle):
+    """No default: a target that forgets its source must fail to deploy, not read another target's."""
+    assert "default" not in bundle["variables"]["source_table"]
+    for name, target in bundle["targets"].items():
+        table = target["variables"]["source_table"]
+        assert table.split(".")[0] == name and len(table.split(".")) == 3, f"target {name}: {table!r}"
+
+
+def _country_config(code: str) -> dict:
+    return _load_yaml(CONF_DIR / "country" / f"{code}.yaml")
+
+
+def test_only_pairs_served_on_a_target_are_scheduled_there(bundle):
+    from mlops.bundle import configured_pairs
+
+    nightly = _load_yaml(CONF_DIR / "config.yaml")["deployment"]["nightly_target"]
+    for pair in configured_pairs():
+        doc = _load_yaml(PROJECT_ROOT / "resources" / pair.file_name)
+        assert all("schedule" not in job for job in _jobs(doc).values()), f"{pair.file_name}: scheduled everywhere"
+        scheduled = set((doc.get("targets") or {}))
+        assert scheduled == set(_country_config(pair.country)["served_on"]) - {nightly}, pair.file_name
+        assert scheduled <= set(bundle["targets"])
+        for target in scheduled:
+            jobs = doc["targets"][target]["resources"]["jobs"]
+            assert set(jobs) == {f"{pair.key}_training", f"{pair.key}_scoring"}
+            assert {job["schedule"]["pause_status"] for job in jobs.values()} == {"UNPAUSED"}
+    # the bundled sample the test target loads holds Germany and France only
+    assert "test" not in _country_config("GB")["served_on"]
+    assert {"test", "staging", "prod"} <= set(_country_config("DE")["served_on"])
+
+
+def test_the_nightly_chain_covers_every_pair_served_on_the_test_target():
+    from mlops.bundle import NIGHTLY_FILE, NIGHTLY_JOB, configured_pairs
+
+    doc = _load_yaml(PROJECT_ROOT / "resources" / NIGHTLY_FILE)
+    assert list(doc["targets"]) == ["test"] and "resources" not in doc, "the nightly job exists on test only"
+    tasks = {task["task_key"]: task for task in doc["targets"]["test"]["resources"]["jobs"][NIGHTLY_JOB]["tasks"]}
+    assert tasks["load_sample"]["spark_python_task"]["python_file"] == "../scripts/load_sample.py"
+    served = [pair for pair in configured_pairs() if "test" in pair.served_on]
+    assert {(pair.model, pair.country) for pair in served} == {
+        (model, country) for model in ("repurchase", "ltv_bucket") for country in ("DE", "FR")}
+    for pair in served:
+        train, score, monitor = (tasks[f"{step}_{pair.model}_{pair.country}"] for step in ("train", "score", "monitor"))
+        assert train["run_job_task"]["job_id"] == "${resources.jobs.clv_model_training_job.id}"
+        assert score["depends_on"] == [{"task_key": train["task_key"]}]
+        assert monitor["depends_on"] == [{"task_key": score["task_key"]}]
+        # the generic jobs with all their parameters: the pair's own registered model and experiment
+        for task in (train, score, monitor):
+            assert task["run_job_task"]["job_parameters"] == pair.job_parameters()
+
+
+def test_job_environments_come_from_the_databricks_extra():
+    """One declaration: setup.cfg's `databricks` extra, minus databricks-connect (a serverless job's runtime)."""
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(PROJECT_ROOT / "setup.cfg")
+    extra = [line.strip() for line in parser["options.extras_require"]["databricks"].splitlines() if line.strip()]
+    assert any(req.startswith("databricks-connect") for req in extra)
+    expected = ["../dist/*.whl", *(req for req in extra if not req.startswith("databricks-connect"))]
+    environments = [env for job in _all_jobs().values() for env in job.get("environments") or []]
+    assert environments and all(env["spec"]["dependencies"] == expected for env in environments)
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "-e '.[databricks,dev]'" in readme, "the README's IDE path installs the extra"
+
+
+def _conf_serving_france_on(tmp_path: Path, served_on: str) -> Path:
+    """A copy of conf/ in which France is served on other targets."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    country = conf / "country" / "FR.yaml"
+    country.write_text(country.read_text(encoding="utf-8").replace("served_on: [test, staging, prod]",
+                                                                   f"served_on: {served_on}"), encoding="utf-8")
+    return conf
+
+
+def test_a_served_target_the_bundle_lacks_is_refused(tmp_path):
+    from mlops.bundle import render_all
+    from mlops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\['qa'\] are not targets.*FR.yaml served_on"):
+        render_all(_conf_serving_france_on(tmp_path, "[test, qa]"))
+
+
+def test_serving_a_country_somewhere_else_makes_its_files_stale(tmp_path):
+    from mlops.bundle import NIGHTLY_FILE, stale_files
+
+    conf = _conf_serving_france_on(tmp_path, "[prod]")
+    assert stale_files(conf_dir=conf) == {"clv-repurchase-classifier-FR.yml": "stale",
+                                          "clv-lifetimevalue-bucket-classifier-FR.yml": "stale", NIGHTLY_FILE: "stale"}
+
+
+def test_lakehouse_monitoring_is_off_by_default_and_schema_valid_when_on(validator, tmp_path):
+    import shutil
+
+    from mlops.bundle import LAKEHOUSE_MONITORING_FILE, render_all
+
+    assert not (PROJECT_ROOT / "resources" / LAKEHOUSE_MONITORING_FILE).exists()
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    config = conf / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("    targets: []", "    targets: [prod]"),
+                      encoding="utf-8")
+    doc = yaml.safe_load(render_all(conf)[LAKEHOUSE_MONITORING_FILE])
+    _assert_valid(validator, doc, LAKEHOUSE_MONITORING_FILE)
+    monitors = doc["targets"]["prod"]["resources"]["quality_monitors"]
+    assert set(monitors) == {f"clv_{model}_{country}_predictions" for model in ("repurchase", "ltv_bucket")
+                             for country in ("de", "fr", "gb")}
+    monitor = monitors["clv_repurchase_gb_predictions"]
+    assert monitor["table_name"] == "${var.catalog}.${var.schema}.clv_repurchase_predictions_gb"
+    log = monitor["inference_log"]
+    assert (log["problem_type"], log["granularities"], log["timestamp_col"], log["model_id_col"]) == (
+        "PROBLEM_TYPE_CLASSIFICATION", ["1 day"], "scored_at", "model_version")
 
 
 # (d) the validation has teeth ----------------------------------------------------------------------

@@ -24,6 +24,8 @@ def options(group: str) -> list[str]:
 
 
 COMBINATIONS = list(itertools.product(options("env"), options("model"), options("country")))
+# what the bundle's jobs pass every task (var.source_table): envs that serve real customers refuse the sample
+TABLE_SOURCE = ["use_case.source.kind=table", "use_case.source.table=prod.clv.clv_source_transactions"]
 
 
 def targets(node, path="") -> list[tuple[str, DictConfig]]:
@@ -44,7 +46,7 @@ def test_the_groups_the_design_names_exist():
 
 @pytest.mark.parametrize(("env", "model", "country"), COMBINATIONS)
 def test_every_combination_composes_and_instantiates(env, model, country):
-    cfg = compose_config([f"env={env}", f"model={model}", f"country={country}"])
+    cfg = compose_config([f"env={env}", f"model={model}", f"country={country}", *TABLE_SOURCE])
     OmegaConf.resolve(cfg)
     validate_config(cfg)
     assert cfg.env.name == env and cfg.country.code == country
@@ -63,7 +65,28 @@ def test_sample_fraction_is_the_seed_rule_on_databricks():
     assert fractions.pop("prod") == 1.0
     assert fractions.pop("local") == 1.0  # the bundled sample is already an extract
     assert fractions.pop("connect") == 1.0  # the same sample, on a remote Spark server
+    assert fractions.pop("test") == 1.0  # the nightly chain runs on the bundled sample too
     assert set(fractions.values()) == {0.25}
+
+
+@pytest.mark.parametrize("env", options("env"))
+def test_only_envs_that_serve_no_real_customers_accept_the_bundled_sample(env):
+    cfg = compose_config([f"env={env}"])  # use_case.source.kind=bundled, the default
+    if env in ("staging", "prod"):
+        with pytest.raises(ConfigError, match=f"env {env} serves real customers.*kind=bundled") as raised:
+            validate_config(cfg)
+        assert raised.value.where == "config key use_case.source.kind" and "use_case.source.table=" in raised.value.fix
+    else:
+        validate_config(cfg)
+    validate_config(compose_config([f"env={env}", *TABLE_SOURCE]))  # a real source is fine everywhere
+
+
+def test_an_env_that_does_not_say_is_treated_as_serving_real_customers():
+    cfg = compose_config(["env=local"])
+    with open_dict(cfg):
+        del cfg.env["allow_bundled_sample"]
+    with pytest.raises(ConfigError, match="serves real customers"):
+        validate_config(cfg)
 
 
 def test_storage_root_is_absolute_and_mlflow_lives_under_it():
@@ -143,6 +166,13 @@ def test_cfg_job_and_help_work_and_write_nothing(tmp_path):
     helped = run_script("--help", cwd=tmp_path)
     assert helped.returncode == 0 and "model: ltv_bucket, repurchase" in helped.stdout
     assert list(tmp_path.iterdir()) == []  # no outputs/, .hydra/ or log files in the working directory
+
+
+def test_staging_on_the_bundled_sample_exits_with_the_config_error_before_any_work(tmp_path):
+    result = run_script("env=staging", "model=repurchase", "country=DE", cwd=tmp_path)
+    assert result.returncode == ConfigError.exit_code, result.stderr
+    assert "env staging serves real customers" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_bad_value_on_the_command_line_exits_with_a_clear_message(tmp_path):

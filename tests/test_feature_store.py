@@ -9,8 +9,6 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow
-import mlflow.sklearn
 import pytest
 from pyspark.errors import PySparkException
 from pyspark.sql import functions as F
@@ -70,22 +68,6 @@ def world(request, spark, tmp_path) -> World:
 @pytest.fixture
 def uc(spark, tmp_path) -> FakeUnityCatalog:
     return FakeUnityCatalog(spark, tmp_path / "unity_catalog")
-
-
-@pytest.fixture
-def local_mlflow(tmp_path):
-    """MLflow tracking and registry in a throwaway sqlite file, restored afterwards."""
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    experiment = mlflow.create_experiment("feature_store_test", artifact_location=(tmp_path / "artifacts").as_uri())
-    mlflow.set_experiment(experiment_id=experiment)
-    yield uri
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(before[0])
-    mlflow.set_registry_uri(before[1])
 
 
 def history(spark):
@@ -242,41 +224,6 @@ def test_a_lookup_or_label_column_missing_from_the_labels_is_a_config_error(worl
         world.store.create_training_set(labels, [lookup(name)], label="churn")
 
 
-def test_log_model_and_score_batch_round_trip(world, spark, local_mlflow):
-    from sklearn.linear_model import LogisticRegression
-
-    from mlops.registry import skops_trusted_types
-
-    name = loaded(world, spark)
-    labels = spark.createDataFrame([("A", D(2011, 1, 31), 0), ("A", D(2011, 2, 28), 1), ("A", D(2011, 3, 31), 1),
-                                    ("B", D(2011, 2, 28), 0)], LABEL_SCHEMA)
-    training_set = world.store.create_training_set(labels, [lookup(name)], label="repurchase",
-                                                   exclude_columns=list(KEYS))
-    frame = training_set.load_df().toPandas()
-    features = ["purchase_count", "revenue_total"]
-    model = LogisticRegression().fit(frame[features], frame["repurchase"])
-    uri = world.store.log_model(model, artifact_path="model", flavor=mlflow.sklearn, training_set=training_set,
-                                registered_model_name="fs_contract_model", serialization_format="skops",
-                                skops_trusted_types=skops_trusted_types(model))
-    assert uri.startswith("runs:/") and uri.endswith("/model")
-    assert mlflow.active_run() is None  # no run left open behind the caller's back
-    to_score = spark.createDataFrame([("A", D(2011, 2, 15)), ("A", D(2011, 12, 31)), ("B", D(2011, 3, 1))],
-                                     "customer_id string, snapshot_date date")
-    for model_uri in (uri, "models:/fs_contract_model/1"):
-        scored = world.store.score_batch(model_uri, to_score)
-        assert scored.columns == ["customer_id", "snapshot_date", *features, "prediction"]
-        rows = scored.orderBy("customer_id", "snapshot_date").toPandas()
-        assert rows["purchase_count"].tolist() == [1, 3, 1]  # looked up point in time, as in training
-        assert rows["prediction"].tolist() == model.predict(rows[features]).astype(float).tolist()
-        assert dict(scored.dtypes)["prediction"] == "double"
-
-
-def test_score_batch_refuses_a_frame_that_already_has_a_prediction(world, spark):
-    frame = spark.createDataFrame([("A", D(2011, 2, 15), 1.0)], "customer_id string, snapshot_date date, prediction double")
-    with pytest.raises(DataQualityError, match="already has a 'prediction' column"):
-        world.store.score_batch("runs:/nothing/model", frame)
-
-
 def test_the_local_store_adopts_a_table_written_before_feature_tables(spark, tmp_path):
     tables = DeltaPathTableStore(spark, tmp_path / "warehouse")
     store = LocalFeatureStore(spark, tables)
@@ -337,30 +284,6 @@ def test_the_adapter_passes_lookups_as_sdk_feature_lookups(uc, spark):
     assert isinstance(sdk_lookup, FakeFeatureLookup)
     assert (sdk_lookup.table_name, sdk_lookup.lookup_key, sdk_lookup.timestamp_lookup_key, sdk_lookup.feature_names) == (
         "dev.clv.f", ["customer_id"], "snapshot_date", ["purchase_count", "revenue_total"])
-
-
-def test_the_adapter_logs_and_scores_through_the_sdk(uc, spark, local_mlflow):
-    from sklearn.dummy import DummyClassifier
-
-    store = adapter(uc)
-    name = TableName.of("dev", "clv", "f")
-    store.ensure_table(FeatureTableSpec.from_key_columns(name, KEYS), history(spark).schema)
-    store.truncate_and_load(name, history(spark))
-    labels = spark.createDataFrame([("A", D(2011, 1, 31), 1), ("B", D(2011, 2, 28), 0)], LABEL_SCHEMA)
-    training_set = store.create_training_set(labels, [lookup(name)], label="repurchase", exclude_columns=list(KEYS))
-    frame = training_set.load_df().toPandas()
-    model = DummyClassifier(strategy="most_frequent").fit(frame[["purchase_count", "revenue_total"]], frame["repurchase"])
-    with mlflow.start_run() as run:
-        uri = store.log_model(model, artifact_path="model", flavor=mlflow.sklearn, training_set=training_set,
-                              serialization_format="skops", skops_trusted_types=[])
-    assert uri == f"runs:/{run.info.run_id}/model"
-    logged = uc.calls_to("log_model")[0]
-    assert logged["flavor"] is mlflow.sklearn and logged["training_set"] is training_set
-    assert logged["artifact_path"] == "model" and logged["registered_model_name"] is None
-    assert logged["serialization_format"] == "skops"   # flavor options reach flavor.save_model
-    scored = store.score_batch(uri, labels.drop("repurchase"), result_type="long")
-    assert uc.calls_to("score_batch")[0]["result_type"] == "long"
-    assert dict(scored.dtypes)["prediction"] == "bigint" and scored.count() == 2
 
 
 def test_the_adapter_builds_its_client_from_the_sdk_on_first_use(uc, spark, monkeypatch):
@@ -428,21 +351,10 @@ def test_the_unity_catalog_store_overwrites_without_overwrite_schema(spark, monk
 # --- the fake keeps the SDK's signatures and rules -------------------------------------------
 
 
-class _Unset:
-    def __repr__(self) -> str:
-        return "<unset>"
-
-
 def _signature(function) -> str:
     """`inspect.signature` without `self` and annotations, in REAL_SIGNATURES' notation."""
-    parameters = []
-    for name, parameter in inspect.signature(function).parameters.items():
-        if name == "self":
-            continue
-        default = parameter.default
-        if default is fake_fe.AWAIT_REGISTRATION_FOR_UNSET:
-            default = _Unset()
-        parameters.append(parameter.replace(annotation=inspect.Parameter.empty, default=default))
+    parameters = [parameter.replace(annotation=inspect.Parameter.empty)
+                  for name, parameter in inspect.signature(function).parameters.items() if name != "self"]
     return str(inspect.Signature(parameters))
 
 

@@ -23,14 +23,15 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import NOT_FOUND, PERMISSION_DENIED
 from mlflow.types import ColSpec, Schema
 from omegaconf import DictConfig
 from sklearn.linear_model import LogisticRegression
 
 from mlops.errors import ConfigError
 from mlops.registry import (SERVING_PACKAGES, alias_version, configure_mlflow, describe_version, load_sklearn_model,
-                            log_sklearn_model, model_versions, register_run_model, registered_model_name,
-                            set_alias, version_of_run)
+                            log_sklearn_model, model_versions, promote_to_champion, register_run_model,
+                            registered_model_name, set_alias, version_of_run)
 from tests.conftest import local_config
 from tests.fakes.uc_registry import FakeUnityCatalogRegistryStore, mlflow_uris_restored, uc_registry
 
@@ -178,6 +179,63 @@ def test_champion_and_challenger_move_between_versions(world):
     assert str(alias_version(world.name, "champion").version) == "1"
 
 
+def aliases_of(world: World, version: str | int) -> list[str]:
+    return sorted(MlflowClient().get_model_version(world.name, str(version)).aliases)
+
+
+def test_promoting_to_champion_takes_challenger_off_that_version(world):
+    """MLOps Stacks' deployment rule: the version that becomes champion is no longer a challenger."""
+    first, second = train_and_log(), train_and_log(1 - REPURCHASED)
+    v1, v2 = register(world, first), register(world, second)
+    promote_to_champion(world.name, v1.version)
+    set_alias(world.name, "challenger", v2.version)
+    assert aliases_of(world, 2) == ["challenger"]
+
+    assert promote_to_champion(world.name, v2.version) is True
+    assert str(alias_version(world.name, "champion").version) == "2"
+    assert alias_version(world.name, "challenger") is None
+    assert aliases_of(world, 2) == ["champion"] and aliases_of(world, 1) == []
+
+
+def test_promoting_to_champion_leaves_a_challenger_on_another_version(world):
+    first, second = train_and_log(), train_and_log(1 - REPURCHASED)
+    v1, v2 = register(world, first), register(world, second)
+    set_alias(world.name, "challenger", v2.version)
+
+    assert promote_to_champion(world.name, int(v1.version)) is False  # rollback takes an int version too
+    assert str(alias_version(world.name, "champion").version) == "1"
+    assert str(alias_version(world.name, "challenger").version) == "2"
+    assert aliases_of(world, 1) == ["champion"] and aliases_of(world, 2) == ["challenger"]
+
+
+def test_promoting_to_champion_without_any_challenger(world):
+    version = register(world, train_and_log())
+    assert promote_to_champion(world.name, version.version) is False
+    assert promote_to_champion(world.name, version.version) is False  # again: nothing changes, nothing fails
+    assert aliases_of(world, 1) == ["champion"] and alias_version(world.name, "challenger") is None
+
+
+def test_a_challenger_already_gone_on_delete_is_not_an_error_but_other_failures_are(world, monkeypatch):
+    """Between reading `challenger` and deleting it another job may have removed it: not found is fine;
+    a permission or server error must stop the promotion's caller."""
+    version = register(world, train_and_log())
+    set_alias(world.name, "challenger", version.version)
+
+    def gone(self, name, alias):
+        raise MlflowException(f"alias {alias} not found", error_code=NOT_FOUND)  # Databricks REST not-found code
+
+    monkeypatch.setattr(MlflowClient, "delete_registered_model_alias", gone)
+    assert promote_to_champion(world.name, version.version) is False
+    assert str(alias_version(world.name, "champion").version) == "1"
+
+    def denied(self, name, alias):
+        raise MlflowException("User does not have MANAGE on the model", error_code=PERMISSION_DENIED)
+
+    monkeypatch.setattr(MlflowClient, "delete_registered_model_alias", denied)
+    with pytest.raises(MlflowException, match="MANAGE"):
+        promote_to_champion(world.name, version.version)
+
+
 def test_describe_version_sets_the_description_and_tags(world):
     version = register(world, train_and_log())
     describe_version(world.name, version.version, "## Gate\npassed", {"gate.verdict": "passed", "gate.auc": "pass"})
@@ -305,8 +363,8 @@ def test_our_registry_calls_are_the_ones_uc_supports(uc):
         version = register(uc, logged)
         describe_version(uc.name, version.version, "card", {"gate.verdict": "passed"})
         alias_version(uc.name, "champion")
-        for alias in ("challenger", "champion"):
-            set_alias(uc.name, alias, version.version)
+        set_alias(uc.name, "challenger", version.version)
+        promote_to_champion(uc.name, version.version)
     load_sklearn_model(f"models:/{uc.name}@champion")
 
     store = uc.uc
@@ -322,6 +380,9 @@ def test_our_registry_calls_are_the_ones_uc_supports(uc):
     assert all(call.args["model_id"] is None and not call.args["source"].startswith("models:/") for call in created)
     assert [call.args["alias"] for call in store.calls_to("set_registered_model_alias")] == \
         ["challenger", "champion"] * 3
+    # the promoted version's challenger alias is deleted through UC's own alias API, each time
+    assert [(call.args["name"], call.args["alias"]) for call in store.calls_to("delete_registered_model_alias")] \
+        == [(uc.name, "challenger")] * 3
 
 
 def test_a_registry_failure_is_not_mistaken_for_a_missing_champion(world, monkeypatch):

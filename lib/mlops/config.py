@@ -96,6 +96,7 @@ def validate_config(cfg: DictConfig) -> None:
                 _between(cfg, f"model.gate.thresholds.{metric}.{side}", low, high,
                          fix=f"{metric} lies in [{low}, {high}]; e.g. model.gate.thresholds.{metric}.{side}=0.6")
     _check_names_match_model_and_country(cfg)
+    check_source_allowed(cfg)
     for date_key in ("observed_until", "start_date", "end_date"):
         value = cfg.use_case.snapshots.get(date_key)
         if value is not None:
@@ -108,6 +109,22 @@ def validate_config(cfg: DictConfig) -> None:
     if test_date is not None:
         parse_date(test_date, "use_case.split.test_snapshot_date")
     population.check(cfg)
+
+
+def bundled_sample_allowed(cfg: DictConfig) -> bool:
+    """Whether this env may use the packaged sample; an env that does not say is treated as real."""
+    return OmegaConf.select(cfg, "env.allow_bundled_sample", default=False) is True
+
+
+def check_source_allowed(cfg: DictConfig) -> None:
+    # staging and prod train what serves customers: on the packaged sample (~100 customers per
+    # country) a run would succeed and promote a model of the wrong population
+    if OmegaConf.select(cfg, "use_case.source.kind") == "bundled" and not bundled_sample_allowed(cfg):
+        raise ConfigError(f"env {cfg.env.name} serves real customers, but use_case.source.kind=bundled is the "
+                          "packaged sample (about 100 customers per country)", where="config key use_case.source.kind",
+                          fix="read the real transactions: use_case.source.kind=table use_case.source.table="
+                              "<catalog.schema.table> (the bundle's jobs pass var.source_table), or kind=csv / "
+                              "parquet with use_case.source.path")
 
 
 def _check_names_match_model_and_country(cfg: DictConfig) -> None:

@@ -1,4 +1,4 @@
-"""Feature tables with primary and timestamp keys, point-in-time training sets and batch scoring.
+"""Feature tables with primary and timestamp keys, and point-in-time training sets.
 
 One interface, two worlds (DESIGN rule 4):
 
@@ -14,18 +14,20 @@ nothing gives nulls), takes for each row the latest feature row at or before the
 and returns the labels' own columns, then the looked-up features, then the label columns.
 Looked-up features come in `feature_names` order, or, when no names are given, in alphabetical
 order (the SDK's order for "all features"): pass names to get a fixed column order.
+
+Models are neither logged nor scored through a feature store: batch scoring computes the features
+at the scoring date for every customer and scores them with the registered skops model by alias,
+whereas the Feature Engineering client's log_model / score_batch would need those scoring features
+written as a feature table first and would replace our probability outputs and target decoding with
+the flavor's plain `prediction` column.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import logging
 import operator
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,14 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The column a scored DataFrame gains; the SDK reserves the name, so an input must not have it.
-PREDICTION_COLUMN = "prediction"
-# Written next to the model by LocalFeatureStore.log_model: which lookups and columns it was trained on.
-FEATURE_SPEC_FILE = "feature_spec.json"
-# score_batch's result_type (mlflow.pyfunc.spark_udf's common names) -> (Spark type, numpy dtype)
-RESULT_TYPES = {"double": ("DoubleType", "float64"), "float": ("FloatType", "float32"),
-                "int": ("IntegerType", "int32"), "integer": ("IntegerType", "int32"), "long": ("LongType", "int64"),
-                "bigint": ("LongType", "int64"), "string": ("StringType", "str"), "boolean": ("BooleanType", "bool")}
 _FEATURE_TS = "__feature_ts"
 _RANK = "__rank"
 
@@ -114,7 +108,7 @@ class FeatureLookupSpec:
 
 
 class TrainingSet(Protocol):
-    """A labels DataFrame joined with its feature lookups; pass it to log_model with the model trained on it."""
+    """A labels DataFrame joined with its feature lookups, lazy until load_df."""
 
     def load_df(self) -> "DataFrame": ...
 
@@ -146,23 +140,6 @@ class FeatureStore(Protocol):
         label: str | Sequence[str] | None,
         exclude_columns: Sequence[str] = (),
     ) -> TrainingSet: ...
-
-    def log_model(
-        self,
-        model: Any,
-        *,
-        artifact_path: str,
-        flavor: ModuleType,
-        training_set: TrainingSet,
-        registered_model_name: str | None = None,
-        **flavor_kwargs: Any,
-    ) -> str:
-        """Log `model` with its feature lookups, so score_batch can find its features; returns the model URI."""
-        ...
-
-    def score_batch(self, model_uri: str, df: "DataFrame", *, result_type: str = "double") -> "DataFrame":
-        """`df` + the model's looked-up features + a `prediction` column."""
-        ...
 
 
 # --- checks shared by both worlds ------------------------------------------------------------
@@ -221,38 +198,13 @@ def _check_lookup_columns(df: "DataFrame", lookup: FeatureLookupSpec) -> None:
     missing = [column for column in wanted if column not in df.columns]
     if missing:
         raise ConfigError(f"lookup columns {missing} for {lookup.table} are not in the DataFrame",
-                          where="create_training_set / score_batch", fix=f"the DataFrame has {df.columns}")
+                          where="create_training_set", fix=f"the DataFrame has {df.columns}")
 
 
 def _as_list(label: str | Sequence[str] | None) -> list[str]:
     if label is None:
         return []
     return [label] if isinstance(label, str) else list(label)
-
-
-def _result_type(result_type: str) -> tuple[Any, str]:
-    """(Spark type, numpy dtype) of `prediction`; built here, not parsed, since parsing DDL needs a JVM."""
-    from pyspark.sql import types
-
-    try:
-        spark_type, dtype = RESULT_TYPES[result_type]
-    except KeyError:
-        raise ConfigError(f"unsupported result_type {result_type!r}", where="score_batch",
-                          fix=f"one of {sorted(RESULT_TYPES)}") from None
-    return getattr(types, spark_type)(), dtype
-
-
-@contextlib.contextmanager
-def _active_run() -> Iterator[Any]:
-    """The caller's MLflow run, or one of our own that we also end (the SDK would leave it open)."""
-    import mlflow
-
-    run = mlflow.active_run()
-    if run is not None:
-        yield run
-        return
-    with mlflow.start_run() as run:
-        yield run
 
 
 # --- the local world -------------------------------------------------------------------------
@@ -298,7 +250,7 @@ def _join_as_of(df: "DataFrame", lookup: _ResolvedLookup) -> "DataFrame":
 
 
 class LocalTrainingSet:
-    """A training set in the local world: lazy until load_df, with the spec that log_model stores."""
+    """A training set in the local world: lazy until load_df."""
 
     def __init__(self, df: "DataFrame", lookups: list[_ResolvedLookup], labels: list[str],
                  exclude_columns: Sequence[str]) -> None:
@@ -311,25 +263,11 @@ class LocalTrainingSet:
         added = [feature for lookup in self.lookups for feature in lookup.features]
         return [column for column in [*source, *added] if column not in self.exclude_columns] + self.labels
 
-    @property
-    def model_input_columns(self) -> list[str]:
-        return [column for column in self.output_columns if column not in self.labels]
-
     def load_df(self) -> "DataFrame":
         joined = self.df
         for lookup in self.lookups:
             joined = _join_as_of(joined, lookup)
         return joined.select(*self.output_columns)
-
-    def feature_spec(self) -> dict[str, Any]:
-        """What a logged model needs to look up its features again at scoring time (JSON-able)."""
-        return {
-            "lookups": [{"table": str(lookup.spec.table), "lookup_key": list(lookup.spec.lookup_key),
-                         "timestamp_lookup_key": lookup.spec.timestamp_lookup_key,
-                         "feature_names": list(lookup.features)} for lookup in self.lookups],
-            "labels": self.labels,
-            "input_columns": self.model_input_columns,
-        }
 
 
 class LocalFeatureStore:
@@ -439,75 +377,6 @@ class LocalFeatureStore:
         _check_labels(labels, label_names, exclude_columns)
         return LocalTrainingSet(labels, self._resolve(labels, lookups), label_names, exclude_columns)
 
-    def log_model(
-        self,
-        model: Any,
-        *,
-        artifact_path: str,
-        flavor: ModuleType,
-        training_set: TrainingSet,
-        registered_model_name: str | None = None,
-        **flavor_kwargs: Any,
-    ) -> str:
-        import mlflow
-
-        if not isinstance(training_set, LocalTrainingSet):
-            raise ConfigError("log_model needs the training set this store created", where="LocalFeatureStore.log_model",
-                              fix="pass the result of create_training_set")
-        with _active_run() as run, tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model"
-            flavor.save_model(model, str(path), **flavor_kwargs)
-            (path / FEATURE_SPEC_FILE).write_text(json.dumps(training_set.feature_spec(), indent=2))
-            mlflow.log_artifacts(str(path), artifact_path)
-            model_uri = f"runs:/{run.info.run_id}/{artifact_path}"
-        if registered_model_name:
-            mlflow.register_model(model_uri, registered_model_name)
-        log.info("logged %s with its feature lookups", model_uri)
-        return model_uri
-
-    def score_batch(self, model_uri: str, df: "DataFrame", *, result_type: str = "double") -> "DataFrame":
-        import mlflow
-        from pyspark.sql.types import StructField, StructType
-
-        if PREDICTION_COLUMN in df.columns:
-            raise DataQualityError(f"the DataFrame to score already has a {PREDICTION_COLUMN!r} column",
-                                   where="score_batch", fix="drop or rename it: the prediction goes there")
-        prediction_type, dtype = _result_type(result_type)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
-        spec = json.loads((local / FEATURE_SPEC_FILE).read_text())
-        model = mlflow.pyfunc.load_model(str(local))
-        lookups = [FeatureLookupSpec(TableName.of(*entry["table"].split(".")), tuple(entry["lookup_key"]),
-                                     entry["timestamp_lookup_key"], tuple(entry["feature_names"]))
-                   for entry in spec["lookups"]]
-        augmented = df
-        resolved = self._resolve(df, lookups)   # today's feature rows, point in time per row
-        for lookup in resolved:
-            augmented = _join_as_of(augmented, lookup)
-        augmented = augmented.select(*df.columns, *[f for lookup in resolved for f in lookup.features])
-        missing = [column for column in spec["input_columns"] if column not in augmented.columns]
-        if missing:
-            raise DataQualityError(f"the model needs columns {missing} that neither the DataFrame nor its lookups give",
-                                   where=f"score_batch {model_uri}", fix="add them to the DataFrame to score")
-        schema = StructType([*augmented.schema.fields, StructField(PREDICTION_COLUMN, prediction_type, True)])
-        return augmented.mapInPandas(_predict_batches(model, spec["input_columns"], dtype), schema)
-
-
-def _predict_batches(model: Any, input_columns: list[str], dtype: str):
-    """A mapInPandas function carrying the loaded model in its closure, so it runs on any executor."""
-
-    def predict(batches):
-        import numpy as np
-
-        for batch in batches:
-            if batch.empty:
-                yield batch.assign(**{PREDICTION_COLUMN: []})
-                continue
-            values = np.asarray(model.predict(batch[input_columns]))
-            values = values.reshape(len(batch), -1)[:, 0]  # a multi-output model: its first output
-            yield batch.assign(**{PREDICTION_COLUMN: values.astype(dtype)})
-
-    return predict
-
 
 # --- the Databricks world --------------------------------------------------------------------
 
@@ -545,7 +414,7 @@ class DatabricksFeatureStore:
     existing table that keeps its primary-key constraint, i.e. it stays a feature table.
 
     The client only creates tables (from a schema, so the data goes in through the same checked,
-    atomic load), reads their keys, builds training sets, logs and scores models.
+    atomic load), reads their keys and builds training sets.
     """
 
     def __init__(self, tables: TableStore, client: Any | None = None, *, feature_lookup: Any | None = None) -> None:
@@ -646,32 +515,6 @@ class DatabricksFeatureStore:
         return self.client.create_training_set(df=labels, feature_lookups=feature_lookups,
                                                label=label if label is None or isinstance(label, str) else label_names,
                                                exclude_columns=list(exclude_columns))
-
-    def log_model(
-        self,
-        model: Any,
-        *,
-        artifact_path: str,
-        flavor: ModuleType,
-        training_set: TrainingSet,
-        registered_model_name: str | None = None,
-        **flavor_kwargs: Any,
-    ) -> str:
-        with _active_run() as run:
-            # the SDK logs into the active run and registers runs:/<run>/<artifact_path>; that URI is
-            # the one its score_batch documents, whatever ModelInfo it returns under MLflow 2 or 3
-            self.client.log_model(model=model, artifact_path=artifact_path, flavor=flavor, training_set=training_set,
-                                  registered_model_name=registered_model_name, **flavor_kwargs)
-            model_uri = f"runs:/{run.info.run_id}/{artifact_path}"
-        log.info("logged %s with its feature lookups", model_uri)
-        return model_uri
-
-    def score_batch(self, model_uri: str, df: "DataFrame", *, result_type: str = "double") -> "DataFrame":
-        if PREDICTION_COLUMN in df.columns:
-            raise DataQualityError(f"the DataFrame to score already has a {PREDICTION_COLUMN!r} column",
-                                   where="score_batch", fix="drop or rename it: the prediction goes there")
-        _result_type(result_type)
-        return self.client.score_batch(model_uri=model_uri, df=df, result_type=result_type)
 
 
 def make_feature_store(env: DictConfig, spark: "SparkSession", tables: TableStore) -> FeatureStore:

@@ -325,6 +325,38 @@ def set_alias(name: str, alias: str, version: str | int) -> None:
     log.info("%s@%s -> version %s", name, alias, version)
 
 
+def promote_to_champion(name: str, version: str | int) -> bool:
+    """Point `champion` at `version`, then delete `challenger` if it points at that same version.
+
+    Returns True when it deleted `challenger`. This follows the MLOps Stacks deployment step
+    (deployment/model_deployment/deploy.py): a version that becomes champion is no longer a
+    challenger, so `@challenger` never names the model that is already serving. A challenger on
+    another version stays, because it is still waiting to be compared. `champion` is set first. If
+    the process crashes between the two calls, the version holds both aliases, and the next
+    promotion removes `challenger`. No version is ever left with neither.
+    A "not found" on delete means someone else removed the alias first, which is not an error.
+    Any other registry error (permission, network) is raised.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    set_alias(name, "champion", version)
+    challenger = alias_version(name, "challenger")
+    if challenger is None or str(challenger.version) != str(version):
+        log.info("%s@challenger %s: left as it is", name,
+                 "does not exist" if challenger is None else f"is version {challenger.version}")
+        return False
+    try:
+        MlflowClient().delete_registered_model_alias(name, "challenger")
+    except MlflowException as error:
+        if error.error_code not in _NOT_FOUND_CODES:
+            raise
+        log.info("%s@challenger was already gone when version %s became champion", name, version)
+        return False
+    log.info("%s@challenger deleted: version %s is champion now", name, version)
+    return True
+
+
 def describe_version(name: str, version: str | int, description: str, tags: dict[str, str]) -> None:
     """Put the model card and the gate's verdict on the version, where reviewers of the registry see them."""
     from mlflow import MlflowClient

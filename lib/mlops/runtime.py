@@ -81,7 +81,8 @@ def _databricks_spark(spark_cfg: DictConfig) -> "SparkSession":
     except ImportError:
         raise ConfigError("env is a Databricks target but databricks-connect is not installed", where=where,
                           fix="in a separate virtual environment (it cannot share one with pyspark): "
-                              "pip install 'databricks-connect==<your cluster's DBR>.*' -e . ; or use env=local") from None
+                              "pip install -e '.[databricks]' (README: Databricks Connect from your IDE); "
+                              "or use env=local") from None
     if not _databricks_configured(spark_cfg):
         raise ConfigError("Databricks Connect has no workspace to connect to", where=where,
                           fix="set env.spark.profile=<CLI profile>, or DATABRICKS_HOST plus auth variables "

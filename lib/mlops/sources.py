@@ -4,12 +4,16 @@ from __future__ import annotations
 import importlib.resources
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlops.errors import ConfigError, SourceError
+
+if TYPE_CHECKING:
+    from mlops.tables import TableName
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,17 @@ def _check_gzip(path: str, kind: str) -> None:
                               where=str(file), fix="re-export or re-download the file; it was cut off or damaged") from None
 
 
+def source_table_name(source: DictConfig) -> "TableName":
+    """use_case.source.table as a checked catalog.schema.table name (nothing in it reaches SQL unchecked)."""
+    from mlops.tables import TableName
+
+    parts = str(source.table or "").split(".")
+    if len(parts) != 3:
+        raise ConfigError(f"source table {source.table!r} is not catalog.schema.table",
+                          where="use_case.source.table", fix="e.g. use_case.source.table=main.raw.online_retail")
+    return TableName.of(*parts)
+
+
 def read_source(spark: SparkSession, source: DictConfig) -> DataFrame:
     """The raw source with every column as a string, so one contract checks CSV, Parquet and tables."""
     kind = source.kind
@@ -87,13 +102,7 @@ def read_source(spark: SparkSession, source: DictConfig) -> DataFrame:
             raise SourceError(f"cannot read {kind} source: {str(exc).splitlines()[0][:300]}",
                               where=str(source.path), fix="check the path and the file format") from None
     elif kind == "table":
-        from mlops.tables import TableName
-
-        parts = str(source.table or "").split(".")
-        if len(parts) != 3:
-            raise ConfigError(f"source table {source.table!r} is not catalog.schema.table",
-                              where="use_case.source.table", fix="e.g. use_case.source.table=main.raw.online_retail")
-        raw = spark.table(TableName.of(*parts).quoted)
+        raw = spark.table(source_table_name(source).quoted)
     else:
         raise ConfigError(f"unknown source kind {kind!r}", where="use_case.source.kind",
                           fix="one of bundled, csv, parquet, table")

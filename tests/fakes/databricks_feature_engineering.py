@@ -9,7 +9,7 @@ adapter in mlops.feature_store is tested against this. Three parts:
   wrong or missing keyword, a positional argument to a keyword-only method) fails here too. Every
   call is recorded in `FakeUnityCatalog.calls`.
 - `FakeUnityCatalog`: the workspace behind the client. Tables are real Delta tables (deltalake under
-  a local root) read by the test's real Spark session, so training sets and scores are real results.
+  a local root) read by the test's real Spark session, so training sets are real results.
 - `FakeUnityCatalogTables`: the `TableStore` the adapter gets in this world. It writes the way
   `UnityCatalogFeatureTables` does on Databricks (a Delta overwrite of the existing table with
   mergeSchema, no overwriteSchema) and enforces what Delta and Unity Catalog enforce on it: the
@@ -41,20 +41,14 @@ The SDK rules enforced, with the SDK's wording where it has one (file names are 
    "all features" the non-key columns alphabetically: training_scoring_utils.py
    `explode_feature_lookups`), then the labels; exclude_columns dropped. The table data is pinned
    when the training set is created.
-5. log_model: needs a training_set; starts an MLflow run when none is active and leaves it open;
-   registers `runs:/<run>/<artifact_path>` when asked (_training_scoring_client.py `log_model`).
-6. score_batch: `df` must not have a `prediction` column and must not be streaming; features are
-   looked up from the tables' current data; the result is df's columns + features + `prediction`.
 """
 from __future__ import annotations
 
 import copy
 import datetime
 import functools
-import json
 import operator
 import sys
-import tempfile
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +56,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from mlops.tables import DeltaPathTableStore, TableName
 
-# (callable, parameters as `inspect.signature` prints them, minus `self` and annotations;
-# `<unset>` is the SDK's sentinel default AWAIT_REGISTRATION_FOR_UNSET = object())
+# (callable, parameters as `inspect.signature` prints them, minus `self` and annotations)
 REAL_SIGNATURES: dict[str, str] = {
     "FeatureEngineeringClient.__init__": "(*, model_registry_uri=None)",
     "FeatureEngineeringClient.create_table":
@@ -77,12 +70,6 @@ REAL_SIGNATURES: dict[str, str] = {
     "FeatureEngineeringClient.create_training_set":
         "(*, df, feature_lookups=None, feature_spec=None, features=None, label, exclude_columns=None, "
         "use_spark_native_join=False, use_timeseries_filtering=False, **kwargs)",
-    "FeatureEngineeringClient.log_model":
-        "(*, model, artifact_path, flavor, training_set=None, registered_model_name=None, "
-        "await_registration_for=<unset>, infer_input_example=False, extra_pip_requirements=None, **kwargs)",
-    "FeatureEngineeringClient.score_batch":
-        "(*, model_uri, df, result_type='double', env_manager='local', params=None, "
-        "use_spark_native_join=False, **kwargs)",
     "FeatureLookup.__init__":
         "(table_name, lookup_key, *, feature_names=None, rename_outputs=None, timestamp_lookup_key=None, "
         "lookback_window=None, default_values=None, **kwargs)",
@@ -91,15 +78,9 @@ REAL_SIGNATURES: dict[str, str] = {
 
 MERGE = "merge"
 _DEFAULT_WRITE_STREAM_TRIGGER = {"processingTime": "5 seconds"}
-AWAIT_REGISTRATION_FOR_UNSET = object()
 LOCAL_METASTORE_NAMES = ("hive_metastore", "spark_catalog")
-PREDICTION_COLUMN_NAME = "prediction"
 # create_training_set kwargs the SDK knows (client.py _HINT_LOW_CARDINALITY_COLUMNS, _USE_SCALABLE_NATIVE_JOIN)
 _KNOWN_TRAINING_SET_KWARGS = ("hint_low_cardinality_columns", "use_scalable_native_join")
-_RESULT_TYPES = {"double": ("DoubleType", "float64"), "float": ("FloatType", "float32"),
-                 "int": ("IntegerType", "int32"), "long": ("LongType", "int64"),
-                 "string": ("StringType", "str"), "boolean": ("BooleanType", "bool")}
-_SPEC_FILE = "feature_spec.json"
 
 
 class FakeDeltaError(Exception):
@@ -131,15 +112,6 @@ class FakeFeatureTable:
         self.partition_columns: list[str] = []
         self.features = list(columns)
         self.tags = dict(meta.tags)
-
-
-@dataclass
-class FakeModelInfo:
-    """The part of mlflow's ModelInfo the adapter reads."""
-
-    model_uri: str
-    run_id: str
-    artifact_path: str
 
 
 class FakeUnityCatalog:
@@ -315,15 +287,6 @@ class FakeTrainingSet:
             joined = _native_as_of_join(joined, lookup)
         return joined.select(*self._output_columns())
 
-    @property
-    def feature_spec(self) -> dict[str, Any]:
-        return {
-            "lookups": [{"table_name": lookup.table_name, "lookup_key": lookup.lookup_key,
-                         "timestamp_lookup_key": lookup.timestamp_lookup_key, "features": lookup.features}
-                        for lookup in self._lookups],
-            "input_columns": [column for column in self._output_columns() if column not in self._labels],
-        }
-
 
 class FakeFeatureEngineeringClient:
     """`FeatureEngineeringClient` on a FakeUnityCatalog."""
@@ -335,13 +298,12 @@ class FakeFeatureEngineeringClient:
         if FakeFeatureEngineeringClient.default_catalog is None:
             raise RuntimeError("no FakeUnityCatalog installed: use install(monkeypatch, catalog)")
         self._uc = FakeFeatureEngineeringClient.default_catalog
-        self._model_registry_uri = model_registry_uri
         self._uc.calls.append(("__init__", {"model_registry_uri": model_registry_uri}))
 
     @classmethod
     def on(cls, catalog: FakeUnityCatalog) -> "FakeFeatureEngineeringClient":
         client = cls.__new__(cls)
-        client._uc, client._model_registry_uri = catalog, None
+        client._uc = catalog
         return client
 
     # --- helpers (not SDK API) ---
@@ -554,71 +516,6 @@ class FakeFeatureEngineeringClient:
             resolved.append(_Lookup(lookup.table_name, _as_list(lookup.lookup_key), lookup.timestamp_lookup_key,
                                     meta.primary_keys, (meta.timestamp_keys or [None])[0], features, data))
         return resolved
-
-    def log_model(self, *, model: Any, artifact_path: str, flavor: types.ModuleType,
-                  training_set: Optional[FakeTrainingSet] = None, registered_model_name: Optional[str] = None,
-                  await_registration_for: Optional[int] = AWAIT_REGISTRATION_FOR_UNSET,
-                  infer_input_example: bool = False, extra_pip_requirements: Optional[List[str]] = None,
-                  **kwargs: Any) -> FakeModelInfo:
-        import mlflow
-
-        self._record("log_model", model=model, artifact_path=artifact_path, flavor=flavor, training_set=training_set,
-                     registered_model_name=registered_model_name, await_registration_for=await_registration_for,
-                     infer_input_example=infer_input_example, extra_pip_requirements=extra_pip_requirements, **kwargs)
-        if training_set is None:
-            raise ValueError("Either 'training_set' or 'feature_spec_path' must be provided, but not both.")
-        if not isinstance(training_set, FakeTrainingSet):
-            raise TypeError("training_set must be a TrainingSet from create_training_set")
-        if mlflow.active_run() is None:
-            mlflow.start_run()   # as the SDK does: the run stays open
-        run_id = mlflow.active_run().info.run_id
-        with tempfile.TemporaryDirectory() as tmp:
-            data = Path(tmp) / "data"
-            flavor.save_model(model, str(data), **kwargs)
-            (data / _SPEC_FILE).write_text(json.dumps(training_set.feature_spec))
-            mlflow.log_artifacts(str(data), artifact_path)
-        model_uri = f"runs:/{run_id}/{artifact_path}"
-        if registered_model_name is not None:
-            if self._model_registry_uri:
-                mlflow.set_registry_uri(self._model_registry_uri)
-            extra = {} if await_registration_for is AWAIT_REGISTRATION_FOR_UNSET else {
-                "await_registration_for": await_registration_for}
-            mlflow.register_model(model_uri, registered_model_name, **extra)
-        return FakeModelInfo(model_uri, run_id, artifact_path)
-
-    def score_batch(self, *, model_uri: str, df: Any, result_type: str = "double", env_manager: str = "local",
-                    params: Optional[dict[str, Any]] = None, use_spark_native_join: bool = False,
-                    **kwargs: Any) -> Any:
-        import mlflow
-        import numpy as np
-        from pyspark.sql import types as T
-
-        self._record("score_batch", model_uri=model_uri, df=df, result_type=result_type, env_manager=env_manager,
-                     params=params, use_spark_native_join=use_spark_native_join, **kwargs)
-        if kwargs:
-            raise TypeError(f"score_batch got unexpected keyword arguments {sorted(kwargs)}")
-        if df.isStreaming:
-            raise ValueError("Streaming DataFrames are not supported.")
-        if PREDICTION_COLUMN_NAME in df.columns:
-            raise ValueError(f'FeatureEngineeringClient.score_batch returns a DataFrame with a new column '
-                             f'"{PREDICTION_COLUMN_NAME}". df already has a column with name "{PREDICTION_COLUMN_NAME}".')
-        spark_type, dtype = _RESULT_TYPES[result_type]
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
-        spec = json.loads((local / _SPEC_FILE).read_text())
-        model = mlflow.pyfunc.load_model(str(local))
-        lookups = [FakeFeatureLookup(entry["table_name"], entry["lookup_key"], feature_names=entry["features"],
-                                     timestamp_lookup_key=entry["timestamp_lookup_key"]) for entry in spec["lookups"]]
-        resolved = self._resolve(df, lookups)   # the tables' current data
-        augmented = df
-        for lookup in resolved:
-            augmented = _native_as_of_join(augmented, lookup)
-        augmented = augmented.select(*df.columns, *[f for lookup in resolved for f in lookup.features])
-        frame = augmented.toPandas()   # a fake: small data, so scoring on the driver is fine
-        predictions = np.asarray(model.predict(frame[spec["input_columns"]])) if len(frame) else np.array([])
-        frame[PREDICTION_COLUMN_NAME] = predictions.reshape(len(frame), -1)[:, 0].astype(dtype) if len(frame) else []
-        schema = T.StructType([*augmented.schema.fields,
-                               T.StructField(PREDICTION_COLUMN_NAME, getattr(T, spark_type)(), True)])
-        return self._uc.spark.createDataFrame(frame, schema)
 
 
 def install(monkeypatch: Any, catalog: FakeUnityCatalog) -> types.ModuleType:

@@ -8,6 +8,7 @@ from mlops.stages.batch_inference import batch_inference
 from mlops.stages.evaluate import evaluate
 from mlops.stages.extract import extract
 from mlops.stages.features import features
+from mlops.stages.load_sample import load_sample
 from mlops.stages.monitor import monitor
 from mlops.stages.promote import promote
 from mlops.stages.split import split
@@ -25,6 +26,7 @@ STAGES: dict[str, Callable[["RunContext"], "StageResult"]] = {
     "batch_inference": batch_inference,
     "monitor": monitor,
     "promote": promote,
+    "load_sample": load_sample,
 }
 
 # which stage makes each table: how a local run fills in missing inputs

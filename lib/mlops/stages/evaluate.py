@@ -13,8 +13,8 @@ from mlops.gate import Verdict, decide
 from mlops.lineage import git_commit
 from mlops.metrics import metric, metrics_with_ci
 from mlops.models import ScoredModel
-from mlops.registry import (alias_version, configure_mlflow, describe_version, register_run_model,
-                            registered_model_name, set_alias)
+from mlops.registry import (alias_version, configure_mlflow, describe_version, promote_to_champion,
+                            register_run_model, registered_model_name, set_alias)
 from mlops.reports import evaluation_figures, log_figure, model_card, permutation_importance_figure
 from mlops.runtime import RunContext, StageResult
 from mlops.targets import require_classes
@@ -91,7 +91,11 @@ def _champion(name: str, candidate: ScoredModel, test: pd.DataFrame) -> tuple[An
 
 
 def _plan(run_mode: str, verdict: Verdict, champion_version: Any, comparable: bool) -> tuple[bool, list[str]]:
-    """(register?, aliases to set) for the run mode and verdict; the registry is touched only after logging."""
+    """(register?, aliases to set, in order) for the run mode and verdict; the registry is touched only after logging.
+
+    `champion` comes last and is set by `promote_to_champion`, which then takes `challenger` off the
+    version again: a promoted version ends up holding `champion` only.
+    """
     if run_mode == "dry_run":
         return True, []
     if run_mode == "disabled":
@@ -140,6 +144,8 @@ def evaluate(ctx: RunContext) -> StageResult:
     register, aliases = _plan(run_mode, verdict, champion_version, champion is not None)
     action = (f"register {name} and set {', '.join(aliases) or 'no alias'}" if register
               else "nothing registered; aliases unchanged")
+    if "champion" in aliases:
+        action += " (champion then takes challenger off this version)"
     log.info("gate %s (run_mode %s): %s", "passed" if verdict.passed else "failed", run_mode, action)
 
     from pyspark.sql import functions as F
@@ -178,7 +184,7 @@ def evaluate(ctx: RunContext) -> StageResult:
             log_figure(figure, f"evaluation/{file_name}")
         _log_importance(candidate, test, y, names[0], cfg)
 
-    version = None
+    version, held, challenger_removed = None, [], False
     if register:
         version = register_run_model(name, candidate.run_id, run.data.tags["model_uri"])
         describe_version(name, version.version, card, {
@@ -187,7 +193,13 @@ def evaluate(ctx: RunContext) -> StageResult:
             **{f"gate.{check.name}": "pass" if check.passed else "fail" for check in verdict.checks},
         })
         for alias in aliases:  # champion last: a crash before it leaves the old champion serving
-            set_alias(name, alias, version.version)
+            if alias == "champion":
+                challenger_removed = promote_to_champion(name, version.version)
+            else:
+                set_alias(name, alias, version.version)
+        held = sorted(mlflow.MlflowClient().get_model_version(name, str(version.version)).aliases)
+        log.info("%s version %s holds %s%s", name, version.version, ", ".join(held) or "no alias",
+                 "; challenger removed: it is champion now" if challenger_removed else "")
     if run_mode == "enabled" and not verdict.passed:
         raise GateRejectedError(f"{name}: candidate run {candidate.run_id} failed the gate: "
                                 + "; ".join(verdict.reasons), where=f"evaluation run {evaluation_run.info.run_id}",
@@ -196,7 +208,8 @@ def evaluate(ctx: RunContext) -> StageResult:
                        metrics={f"{role}_{key}": value for role, values in scores.items() if values
                                 for key, value in values.items()},
                        details={"verdict": verdict.to_dict(), "version": None if version is None else str(version.version),
-                                "aliases": aliases, "candidate_run_id": candidate.run_id})
+                                "aliases": held, "aliases_set": aliases, "challenger_removed": challenger_removed,
+                                "candidate_run_id": candidate.run_id})
 
 
 def _log_importance(candidate: ScoredModel, test: pd.DataFrame, y: np.ndarray, metric_name: str, cfg) -> None:

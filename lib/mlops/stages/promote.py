@@ -1,10 +1,15 @@
-"""Stage promote: point `champion` (or `challenger`) at a registered version: rollback or manual promotion."""
+"""Stage promote: point `champion` (or `challenger`) at a registered version: rollback or manual promotion.
+
+`champion` goes through `promote_to_champion`: a version that becomes champion loses its
+`challenger` alias (MLOps Stacks' deployment rule); `challenger` is simply moved.
+"""
 from __future__ import annotations
 
 import logging
 
 from mlops.errors import ConfigError
-from mlops.registry import alias_version, configure_mlflow, model_versions, registered_model_name, set_alias
+from mlops.registry import (alias_version, configure_mlflow, model_versions, promote_to_champion,
+                            registered_model_name, set_alias)
 from mlops.runtime import RunContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -33,7 +38,13 @@ def promote(ctx: RunContext) -> StageResult:
         raise ConfigError(f"{name} version {wanted} was trained as {tags.get('model')} for {tags.get('country')}",
                           where="promote.version", fix="promote a version of this model and country")
     previous = alias_version(name, alias)
-    set_alias(name, alias, wanted)
-    log.info("%s@%s: version %s -> %s", name, alias, None if previous is None else previous.version, wanted)
+    challenger_removed = False
+    if alias == "champion":
+        challenger_removed = promote_to_champion(name, wanted)
+    else:
+        set_alias(name, alias, wanted)
+    log.info("%s@%s: version %s -> %s%s", name, alias, None if previous is None else previous.version, wanted,
+             "; its challenger alias removed" if challenger_removed else "")
     return StageResult(stage="promote", details={"alias": alias, "version": wanted,
-                                                 "previous": None if previous is None else str(previous.version)})
+                                                 "previous": None if previous is None else str(previous.version),
+                                                 "challenger_removed": challenger_removed})

@@ -1,0 +1,645 @@
+"""Bundle rehearsal: run the jobs of databricks.yml + resources/*.yml the way Databricks would,
+against stand-ins for the workspace, so a deployment is tested as written.
+
+What it does, in the order Databricks does it:
+- deploy time (`load_bundle`): merges databricks.yml and every included file, then the target's
+  overrides from every file (variables, `targets.<t>.resources`, keyed lists merged by key), applies
+  the target mode's presets that change names (development: `[dev <user>] ` job and experiment
+  names, `dev_<user>_` Unity Catalog names, schedules paused), resolves every `${...}` reference
+  (`var`, `bundle`, `workspace`, `resources.<kind>.<key>.<field>`, a job's `id`), checks every
+  `{{...}}` dynamic value reference against the job it is in, and checks that each
+  `spark_python_task.python_file` exists. Anything it cannot resolve is a `RehearsalError` naming
+  the file and the key.
+- run time (`Rehearsal.run_job`): job parameters (defaults, then the caller's), the task graph in
+  `depends_on` order with `run_if: ALL_SUCCESS` and condition outcomes; a `spark_python_task` runs the
+  real script in a fresh process with exactly its resolved parameters; a `condition_task` compares
+  with Databricks' operand rules (EQUAL_TO / NOT_EQUAL on strings, the others on numbers, a boolean
+  task value as "true" / "false"); a `run_job_task` runs the named job with its `job_parameters`;
+  task values a task sets (`dbutils.jobs.taskValues.set`) are read by later tasks.
+
+What stands in for the workspace, and is reported by `StandIns.replaced` (key -> (target's, stand-in)):
+- the job's Spark session: the runtime session of a job (`DATABRICKS_RUNTIME_VERSION` set, so
+  mlops.runtime takes the session the runtime built) is a Spark Connect session to a local server
+  with a Hive catalog (`SPARK_REMOTE`);
+- Unity Catalog: that server's only catalog, `spark_catalog` (bundle variables `catalog` and
+  `source_table`, overridden as `--var` would), with `env.tables.kind=versioned_catalog` (no Delta
+  on the stand-in) and `env.feature_store.kind=local` (the Feature Engineering client needs a
+  workspace);
+- MLflow in the workspace (`databricks` / `databricks-uc`): a local sqlite tracking and registry store;
+- `dbutils` of the runtime: integration_tests/databricks_runtime/dbruntime.
+
+Not emulated, on purpose: task retries (a rehearsal must see the first failure), queues and
+concurrent runs (tasks run one at a time, in a valid order), schedules, permissions, compute.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+RUNTIME_STAND_IN = Path(__file__).resolve().parent / "databricks_runtime"
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.\-\[\]]+)\}")
+_DYNAMIC = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+# lists that Databricks merges by a key field when a target overrides them (the rest are replaced)
+_LIST_KEYS = {"tasks": "task_key", "job_clusters": "job_cluster_key", "environments": "environment_key",
+              "parameters": "name", "depends_on": "task_key"}
+_NUMERIC_OPS = {"GREATER_THAN": float.__gt__, "GREATER_THAN_OR_EQUAL": float.__ge__,
+                "LESS_THAN": float.__lt__, "LESS_THAN_OR_EQUAL": float.__le__}
+
+
+class RehearsalError(Exception):
+    """The bundle cannot be deployed or run as written: what, in which file and at which key."""
+
+    def __init__(self, what: str, *, file: str, key: str) -> None:
+        self.what, self.file, self.key = what, file, key
+        super().__init__(f"{file}: {key}: {what}")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a resource was written: the file and the key path of the resource inside it."""
+
+    file: str
+    key: str
+
+    def at(self, path: str) -> "Origin":
+        return Origin(self.file, f"{self.key}{path}")
+
+
+# -- deploy time ---------------------------------------------------------------------------------------
+
+
+def _load(path: Path, root: Path) -> dict[str, Any]:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise RehearsalError(f"not YAML: {error}", file=str(path.relative_to(root)), key="(file)") from None
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """A target's override on top of the base, as the CLI merges them: mappings key by key, lists of
+    tasks / parameters / environments by their key field, everything else replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            if key in merged and isinstance(value, list) and key in _LIST_KEYS:
+                merged[key] = _merge_keyed(merged[key], value, _LIST_KEYS[key])
+            else:
+                merged[key] = _merge(merged[key], value) if key in merged else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(override)
+
+
+def _merge_keyed(base: list, override: list, key: str) -> list:
+    merged = [copy.deepcopy(item) for item in base]
+    index = {item.get(key): position for position, item in enumerate(merged) if isinstance(item, dict)}
+    for item in override:
+        if isinstance(item, dict) and item.get(key) in index:
+            merged[index[item[key]]] = _merge(merged[index[item[key]]], item)
+        else:
+            merged.append(copy.deepcopy(item))
+    return merged
+
+
+@dataclass
+class DeployedBundle:
+    """One target of the bundle, as `bundle deploy -t <target>` would create it: every `${...}` resolved."""
+
+    root: Path
+    target: str
+    variables: dict[str, Any]
+    resources: dict[str, dict[str, Any]]            # kind -> key -> resolved resource
+    origins: dict[tuple[str, str], Origin]          # (kind, key) -> where it was written
+    python_files: dict[tuple[str, str], Path]       # (job key, task key) -> the script it runs
+    job_ids: dict[str, str] = field(default_factory=dict)  # deploy-time job id -> job key
+
+    @property
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        return self.resources.get("jobs", {})
+
+    def origin(self, job_key: str, task_key: str | None = None) -> Origin:
+        origin = self.origins[("jobs", job_key)]
+        if task_key is None:
+            return origin
+        position = next(i for i, task in enumerate(self.jobs[job_key]["tasks"]) if task["task_key"] == task_key)
+        return origin.at(f".tasks[{position}]")
+
+
+def _files(root: Path, bundle: dict[str, Any]) -> list[Path]:
+    files = [root / "databricks.yml"]
+    for pattern in bundle.get("include") or []:
+        files += sorted(path for path in root.glob(pattern) if path not in files)
+    return files
+
+
+def _variables(declared: dict[str, tuple[Any, str]], target: dict[str, tuple[Any, str]], overrides: dict[str, Any],
+               target_name: str) -> dict[str, Any]:
+    """Each variable's value: --var (overrides), else the target's, else its default; none is an error,
+    as in `bundle validate` ("no value assigned to required variable")."""
+    values: dict[str, Any] = {}
+    for name, (value, file) in target.items():
+        if name not in declared:
+            raise RehearsalError(f"variable {name!r} is not declared", file=file,
+                                 key=f"targets.{target_name}.variables.{name}")
+    for name, value in overrides.items():
+        if name not in declared:
+            raise RehearsalError(f"--var {name}: no such variable", file="(command line)", key=f"var.{name}")
+    for name, (spec, file) in declared.items():
+        spec = spec if isinstance(spec, dict) else {"default": spec}
+        if name in overrides:
+            values[name] = overrides[name]
+        elif name in target:
+            value = target[name][0]
+            values[name] = value.get("default") if isinstance(value, dict) else value
+        elif "lookup" in spec:
+            raise RehearsalError(f"variable {name!r} is a lookup, which needs a workspace; give it a value",
+                                 file=file, key=f"variables.{name}")
+        elif "default" in spec:
+            values[name] = spec["default"]
+        else:
+            raise RehearsalError(f"no value for required variable {name!r} on target {target_name}", file=file,
+                                 key=f"variables.{name}")
+    return values
+
+
+def load_bundle(root: Path = REPO, target: str = "dev", *, variables: dict[str, Any] | None = None,
+                user: str = "rehearsal@example.com", git_commit: str = "rehearsal") -> DeployedBundle:
+    """The target as deployed: merged, presets applied, every `${...}` resolved and checked."""
+    root_doc = _load(root / "databricks.yml", root)
+    if target not in (root_doc.get("targets") or {}):
+        raise RehearsalError(f"no target {target!r}", file="databricks.yml", key="targets")
+    documents = {path.relative_to(root).as_posix(): (_load(path, root) if path.name != "databricks.yml" else root_doc)
+                 for path in _files(root, root_doc)}
+    declared: dict[str, tuple[Any, str]] = {}
+    target_variables: dict[str, tuple[Any, str]] = {}
+    resources: dict[str, dict[str, Any]] = {}
+    origins: dict[tuple[str, str], Origin] = {}
+    target_doc: dict[str, Any] = {}
+    for file, doc in documents.items():
+        for name, spec in (doc.get("variables") or {}).items():
+            declared[name] = (spec, file)
+        for kind, entries in (doc.get("resources") or {}).items():
+            for key, resource in (entries or {}).items():
+                if (kind, key) in origins:
+                    raise RehearsalError(f"{kind} {key!r} is also defined in {origins[(kind, key)].file}",
+                                         file=file, key=f"resources.{kind}.{key}")
+                resources.setdefault(kind, {})[key] = copy.deepcopy(resource)
+                origins[(kind, key)] = Origin(file, f"resources.{kind}.{key}")
+    for file, doc in documents.items():  # the target's overrides, from every file, after every base definition
+        override = (doc.get("targets") or {}).get(target) or {}
+        target_doc = _merge(target_doc, override)
+        target_variables.update({name: (value, file) for name, value in (override.get("variables") or {}).items()})
+        for kind, entries in (override.get("resources") or {}).items():
+            for key, resource in (entries or {}).items():
+                origins.setdefault((kind, key), Origin(file, f"targets.{target}.resources.{kind}.{key}"))
+                resources.setdefault(kind, {})[key] = _merge(resources.get(kind, {}).get(key, {}), resource)
+
+    values = _variables(declared, target_variables, variables or {}, target)
+    mode = target_doc.get("mode")
+    short_name = re.sub(r"[^a-z0-9]+", "_", user.split("@")[0].lower())
+    workspace = dict(root_doc.get("workspace") or {})
+    workspace.update(target_doc.get("workspace") or {})
+    context: dict[str, Any] = {
+        "var": values,
+        "bundle": {"name": root_doc["bundle"]["name"], "target": target, "git": {"commit": git_commit}},
+        "workspace": {"current_user": {"userName": user, "short_name": short_name}},
+    }
+    resolver = _Resolver(context, origins)
+    root_path = resolver.resolve(workspace.get("root_path", f"/Workspace/Users/{user}/.bundle/${{bundle.name}}/"
+                                                             f"${{bundle.target}}"), Origin("databricks.yml", "workspace.root_path"))
+    context["workspace"].update(root_path=root_path, file_path=f"{root_path}/files")
+    if mode == "development":
+        _development_presets(resources, short_name)
+    job_ids = {f"rehearsal-{key}": key for key in resources.get("jobs", {})}
+    context["resources"] = {kind: {key: dict(resource) for key, resource in entries.items()}
+                            for kind, entries in resources.items()}
+    for job_id, key in job_ids.items():
+        context["resources"]["jobs"][key]["id"] = job_id
+    resolved = {kind: {key: resolver.resolve(resource, origins[(kind, key)]) for key, resource in entries.items()}
+                for kind, entries in resources.items()}
+    bundle = DeployedBundle(root, target, values, resolved, origins, {}, job_ids)
+    for job_key, job in bundle.jobs.items():
+        _check_job(bundle, job_key, job)
+    return bundle
+
+
+def _development_presets(resources: dict[str, dict[str, Any]], short_name: str) -> None:
+    """What `mode: development` does to names and schedules (the CLI's ProcessTargetMode)."""
+    for job in resources.get("jobs", {}).values():
+        job["name"] = f"[dev {short_name}] {job.get('name', '')}"
+        if "schedule" in job:
+            job["schedule"] = {**job["schedule"], "pause_status": "PAUSED"}
+    for model in resources.get("registered_models", {}).values():
+        model["name"] = f"dev_{short_name}_{model['name']}"
+    for experiment in resources.get("experiments", {}).values():
+        folder, _, leaf = str(experiment["name"]).rpartition("/")
+        experiment["name"] = f"{folder}/[dev {short_name}] {leaf}"
+
+
+class _Resolver:
+    """`${...}` references against the deploy-time context; resources may reference each other."""
+
+    def __init__(self, context: dict[str, Any], origins: dict[tuple[str, str], Origin]) -> None:
+        self.context, self.origins = context, origins
+        self._resolving: set[str] = set()
+
+    def resolve(self, value: Any, origin: Origin) -> Any:
+        if isinstance(value, dict):
+            return {key: self.resolve(item, origin.at(f".{key}")) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(item, origin.at(f"[{i}]")) for i, item in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        whole = _REFERENCE.fullmatch(value)
+        if whole:  # a whole-string reference keeps the value's type (a complex variable stays a list or map)
+            return self._lookup(whole.group(1), origin)
+
+        def text(match: re.Match) -> str:
+            found = self._lookup(match.group(1), origin)
+            if isinstance(found, (dict, list)):
+                raise RehearsalError(f"${{{match.group(1)}}} is a complex value inside a string {value!r}",
+                                     file=origin.file, key=origin.key)
+            return str(found)
+
+        return _REFERENCE.sub(text, value)
+
+    def _lookup(self, reference: str, origin: Origin) -> Any:
+        path = reference.split(".")
+        node: Any = self.context
+        for depth, part in enumerate(path):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+                continue
+            raise RehearsalError(f"cannot resolve ${{{reference}}}: {self._why(path, depth)}",
+                                 file=origin.file, key=origin.key)
+        if node is None:
+            raise RehearsalError(f"${{{reference}}} has no value", file=origin.file, key=origin.key)
+        if isinstance(node, (str, dict, list)) and _REFERENCE.search(json.dumps(node)):
+            # a value that itself refers on (a resource's name built from variables): resolve it first
+            if reference in self._resolving:
+                raise RehearsalError(f"${{{reference}}} refers to itself", file=origin.file, key=origin.key)
+            self._resolving.add(reference)
+            try:
+                node = self.resolve(node, origin)
+            finally:
+                self._resolving.discard(reference)
+        return node
+
+    @staticmethod
+    def _why(path: list[str], depth: int) -> str:
+        if path[0] == "var":
+            return f"no variable {path[1]!r} is declared" if depth == 1 else "the variable has no such field"
+        if path[0] == "resources" and depth <= 2:
+            return f"no {path[1]} resource named {path[2]!r}" if depth == 2 else f"no resources of kind {path[1]!r}"
+        return f"{'.'.join(path[:depth + 1])!r} does not exist"
+
+
+def _dynamic_references(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _dynamic_references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _dynamic_references(item)
+    elif isinstance(value, str):
+        yield from _DYNAMIC.findall(value)
+
+
+def _upstream(tasks: dict[str, dict[str, Any]], task_key: str) -> set[str]:
+    seen: set[str] = set()
+    pending = [dep["task_key"] for dep in tasks[task_key].get("depends_on") or []]
+    while pending:
+        key = pending.pop()
+        if key not in seen and key in tasks:
+            seen.add(key)
+            pending += [dep["task_key"] for dep in tasks[key].get("depends_on") or []]
+    return seen
+
+
+def _check_job(bundle: DeployedBundle, job_key: str, job: dict[str, Any]) -> None:
+    """What the Jobs API and the CLI refuse: unknown dependencies, references to undefined job
+    parameters or to task values of tasks that do not run before, a missing python_file."""
+    tasks = {task["task_key"]: task for task in job.get("tasks") or []}
+    parameters = {p["name"] for p in job.get("parameters") or []}
+    origin = bundle.origins[("jobs", job_key)]
+    for position, (task_key, task) in enumerate(tasks.items()):
+        where = origin.at(f".tasks[{position}]")
+        for dependency in task.get("depends_on") or []:
+            if dependency["task_key"] not in tasks:
+                raise RehearsalError(f"depends on task {dependency['task_key']!r}, which job {job_key} does not have",
+                                     file=where.file, key=f"{where.key}.depends_on")
+        for reference in _dynamic_references(task):
+            parts = reference.split(".")
+            if parts[0] == "job" and parts[1:2] == ["parameters"] and parts[2] not in parameters:
+                raise RehearsalError(f"{{{{{reference}}}}}: job {job_key} has no parameter {parts[2]!r}",
+                                     file=where.file, key=where.key)
+            if parts[0] == "tasks" and (len(parts) != 4 or parts[2] != "values"
+                                        or parts[1] not in _upstream(tasks, task_key)):
+                raise RehearsalError(f"{{{{{reference}}}}}: task values come only from a task this one depends on",
+                                     file=where.file, key=where.key)
+        if "spark_python_task" in task:
+            python_file = task["spark_python_task"].get("python_file")
+            script = (bundle.root / Path(where.file).parent / str(python_file)).resolve()
+            if not python_file or not script.is_file():
+                raise RehearsalError(f"python_file {python_file!r} does not exist (relative to {where.file})",
+                                     file=where.file, key=f"{where.key}.spark_python_task.python_file")
+            bundle.python_files[(job_key, task_key)] = script
+        if "run_job_task" in task and task["run_job_task"].get("job_id") not in bundle.job_ids:
+            raise RehearsalError(f"run_job_task names job id {task['run_job_task'].get('job_id')!r}, not a job of "
+                                 "this bundle", file=where.file, key=f"{where.key}.run_job_task.job_id")
+
+
+# -- run time ------------------------------------------------------------------------------------------
+
+
+def job_parameters(bundle: DeployedBundle, job_key: str, given: dict[str, Any] | None = None) -> dict[str, str]:
+    """A run's job parameters: the job's defaults, then the caller's; an undefined one is refused."""
+    job = bundle.jobs[job_key]
+    defaults = {p["name"]: str(p["default"]) for p in job.get("parameters") or []}
+    unknown = sorted(set(given or {}) - set(defaults))
+    if unknown:
+        origin = bundle.origin(job_key)
+        raise RehearsalError(f"job {job_key} has no parameters {unknown}", file=origin.file,
+                             key=f"{origin.key}.parameters")
+    return {**defaults, **{key: str(value) for key, value in (given or {}).items()}}
+
+
+def task_arguments(bundle: DeployedBundle, job_key: str, task_key: str, parameters: dict[str, str],
+                   task_values: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """The command-line arguments a spark_python_task gets in a run with these job parameters."""
+    task = next(task for task in bundle.jobs[job_key]["tasks"] if task["task_key"] == task_key)
+    context = {"job": {"parameters": parameters}, "tasks": {key: {"values": values}
+                                                            for key, values in (task_values or {}).items()}}
+    return _render(task["spark_python_task"].get("parameters") or [], context, bundle.origin(job_key, task_key))
+
+
+@dataclass
+class TaskRun:
+    task_key: str
+    state: str                     # SUCCESS | FAILED | EXCLUDED | UPSTREAM_FAILED
+    seconds: float = 0.0
+    detail: str = ""               # a failure's reason, a condition's evaluation
+    outcome: str | None = None     # a condition task's "true" / "false"
+    values: dict[str, Any] = field(default_factory=dict)
+    child: "JobRun | None" = None
+
+
+@dataclass
+class JobRun:
+    job_key: str
+    parameters: dict[str, str]
+    tasks: dict[str, TaskRun] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return all(run.state in ("SUCCESS", "EXCLUDED") for run in self.tasks.values())
+
+    def failures(self) -> list[tuple[str, TaskRun]]:
+        """(job key, task run) of every failed task, down through the jobs it ran."""
+        found = []
+        for run in self.tasks.values():
+            if run.child is not None:
+                found += run.child.failures()
+            if run.state == "FAILED" and run.child is None:
+                found.append((self.job_key, run))
+        return found
+
+    def describe(self, indent: str = "") -> str:
+        lines = [f"{indent}{self.job_key} {self.parameters or ''}: {'SUCCESS' if self.succeeded else 'FAILED'} "
+                 f"in {self.seconds:.1f} s"]
+        for run in self.tasks.values():
+            extra = f" -> {run.outcome}" if run.outcome is not None else ""
+            lines.append(f"{indent}  {run.task_key:<28} {run.state:<16} {run.seconds:7.1f} s{extra}")
+            if run.child is not None:
+                lines.append(run.child.describe(indent + "    "))
+        return "\n".join(lines)
+
+
+@dataclass
+class StandIns:
+    """What the rehearsal points at instead of a workspace (see the module docstring)."""
+
+    spark_remote: str
+    mlflow_root: Path
+    catalog: str = "spark_catalog"
+
+    def variables(self, as_written: DeployedBundle) -> dict[str, str]:
+        """`--var` values: the stand-in's catalog, and the target's source table moved into it."""
+        source = str(as_written.variables["source_table"]).split(".")
+        return {"catalog": self.catalog, "source_table": ".".join([self.catalog, *source[1:]])}
+
+    def overrides(self) -> list[str]:
+        """Hydra overrides appended to every python task's own parameters."""
+        uri = f"sqlite:///{self.mlflow_root}/mlflow.db"
+        return [f"env.mlflow.tracking_uri={uri}", f"env.mlflow.registry_uri={uri}",
+                f"env.mlflow.artifact_root={self.mlflow_root}/artifacts",
+                "env.tables.kind=versioned_catalog", "env.feature_store.kind=local"]
+
+    def replaced(self, as_written: DeployedBundle) -> dict[str, tuple[Any, Any]]:
+        """key -> (the target's value, the stand-in's): everything the rehearsal does not run as written."""
+        from mlops.config import compose_config
+
+        env = compose_config([f"env={as_written.target}"]).env
+        report: dict[str, tuple[Any, Any]] = {
+            f"var.{name}": (as_written.variables[name], value) for name, value in self.variables(as_written).items()}
+        for override in self.overrides():
+            key, value = override.split("=", 1)
+            report[key] = (_select(env, key.removeprefix("env.")), value)
+        report["spark session"] = ("the job's runtime session", f"SPARK_REMOTE={self.spark_remote}")
+        return report
+
+
+def _select(env: Any, key: str) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(env, key)
+
+
+class Rehearsal:
+    """Runs a deployed bundle's jobs; every task run is kept in `runs` for the test to read."""
+
+    def __init__(self, bundle: DeployedBundle, stand_ins: StandIns, logs: Path, *, python: str = sys.executable,
+                 task_timeout: float = 900) -> None:
+        self.bundle, self.stand_ins, self.logs = bundle, stand_ins, logs
+        self.python, self.task_timeout = python, task_timeout
+        self.runs: list[JobRun] = []
+        self._run_ids = iter(range(1000, 10**9))
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def run_job(self, job_key: str, parameters: dict[str, str] | None = None) -> JobRun:
+        if job_key not in self.bundle.jobs:
+            raise RehearsalError(f"target {self.bundle.target} has no job {job_key!r}", file="resources/*.yml",
+                                 key=f"resources.jobs.{job_key}")
+        job = self.bundle.jobs[job_key]
+        run = JobRun(job_key, job_parameters(self.bundle, job_key, parameters))
+        run_id = str(next(self._run_ids))
+        started = time.perf_counter()
+        log.info("job %s %s", job_key, run.parameters)
+        for task in _in_dependency_order(job["tasks"]):
+            run.tasks[task["task_key"]] = self._run_task(job_key, job, task, run, run_id)
+        run.seconds = time.perf_counter() - started
+        self.runs.append(run)
+        return run
+
+    def _run_task(self, job_key: str, job: dict[str, Any], task: dict[str, Any], run: JobRun, run_id: str) -> TaskRun:
+        task_key = task["task_key"]
+        blocked = _blocked(task, run.tasks)
+        if blocked:
+            return TaskRun(task_key, blocked)
+        started = time.perf_counter()
+        context = {"job": {"id": self._job_id(job_key), "name": job.get("name", job_key), "run_id": run_id,
+                           "parameters": run.parameters},
+                   "task": {"name": task_key}, "tasks": {key: {"values": done.values} for key, done in run.tasks.items()}}
+        where = self.bundle.origin(job_key, task_key)
+        try:
+            if "spark_python_task" in task:
+                result = self._python_task(job_key, job, task, context)
+            elif "condition_task" in task:
+                result = _condition(task_key, _render(task["condition_task"], context, where))
+            elif "run_job_task" in task:
+                spec = _render(task["run_job_task"], context, where)
+                child = self.run_job(self.bundle.job_ids[spec["job_id"]], spec.get("job_parameters") or {})
+                result = TaskRun(task_key, "SUCCESS" if child.succeeded else "FAILED", child=child,
+                                 detail="" if child.succeeded else f"job {child.job_key} failed")
+            else:
+                raise RehearsalError(f"task type {sorted(set(task) - {'task_key', 'depends_on'})} is not rehearsed",
+                                     file=where.file, key=where.key)
+        except _DynamicReferenceError as error:
+            result = TaskRun(task_key, "FAILED", detail=str(error))
+        result.seconds = time.perf_counter() - started
+        log.info("  %s.%s: %s in %.1f s%s", job_key, task_key, result.state, result.seconds,
+                 f" ({result.detail.splitlines()[-1]})" if result.state == "FAILED" and result.detail else "")
+        return result
+
+    def _job_id(self, job_key: str) -> str:
+        return next(job_id for job_id, key in self.bundle.job_ids.items() if key == job_key)
+
+    def _python_task(self, job_key: str, job: dict[str, Any], task: dict[str, Any], context: dict) -> TaskRun:
+        task_key = task["task_key"]
+        where = self.bundle.origin(job_key, task_key)
+        arguments = task_arguments(self.bundle, job_key, task_key, context["job"]["parameters"],
+                                   {key: done["values"] for key, done in context["tasks"].items()})
+        script = self.bundle.python_files[(job_key, task_key)]
+        stem = f"{len(list(self.logs.iterdir())):03d}-{job_key}-{task_key}"
+        values_file = self.logs / f"{stem}.values.jsonl"
+        values_file.touch()
+        env = {**os.environ, **self._runtime_environment(job, task), "AC_MLOPS_TASK_VALUES": str(values_file)}
+        command = [self.python, script.name, *arguments, *self.stand_ins.overrides()]
+        (self.logs / f"{stem}.command.json").write_text(json.dumps(command, indent=1))
+        timeout = min(float(task.get("timeout_seconds") or self.task_timeout), self.task_timeout)
+        with open(self.logs / f"{stem}.log", "w", encoding="utf-8") as output:
+            try:
+                # the script's own folder as working directory, as a job runs a workspace file
+                exit_code = subprocess.run(command, cwd=script.parent, env=env, stdout=output,
+                                           stderr=subprocess.STDOUT, timeout=timeout).returncode
+            except subprocess.TimeoutExpired:
+                exit_code = None
+        values = {}
+        for line in values_file.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            values[entry["key"]] = entry["value"]
+        if exit_code == 0:
+            return TaskRun(task_key, "SUCCESS", values=values)
+        tail = "\n".join((self.logs / f"{stem}.log").read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+        reason = f"timed out after {timeout:.0f} s" if exit_code is None else f"exited {exit_code}"
+        return TaskRun(task_key, "FAILED", values=values,
+                       detail=f"job {job_key} task {task_key} ({where.file}, {where.key}) {reason}; "
+                              f"parameters {arguments}; log {self.logs / f'{stem}.log'}:\n{tail}")
+
+    def _runtime_environment(self, job: dict[str, Any], task: dict[str, Any]) -> dict[str, str]:
+        """What a serverless job's process sees: a runtime version, its Spark session, the runtime's modules."""
+        environments = {env["environment_key"]: env for env in job.get("environments") or []}
+        version = environments.get(task.get("environment_key"), {}).get("spec", {}).get("environment_version", "")
+        return {"DATABRICKS_RUNTIME_VERSION": f"client.{version}", "SPARK_REMOTE": self.stand_ins.spark_remote,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(RUNTIME_STAND_IN), os.environ.get("PYTHONPATH")])),
+                "PYTHONUNBUFFERED": "1"}
+
+
+def _in_dependency_order(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tasks after everything they depend on; among ready tasks, the order they are written in."""
+    done: set[str] = set()
+    pending = list(tasks)
+    ordered = []
+    while pending:
+        ready = [t for t in pending if all(dep["task_key"] in done for dep in t.get("depends_on") or [])]
+        if not ready:
+            raise RehearsalError(f"a dependency cycle among {[t['task_key'] for t in pending]}", file="(job)",
+                                 key="tasks")
+        ordered.append(ready[0])
+        done.add(ready[0]["task_key"])
+        pending.remove(ready[0])
+    return ordered
+
+
+def _blocked(task: dict[str, Any], finished: dict[str, TaskRun]) -> str | None:
+    """Why the task does not run under run_if ALL_SUCCESS (the only rule our jobs use), or None."""
+    run_if = task.get("run_if", "ALL_SUCCESS")
+    if run_if != "ALL_SUCCESS":
+        raise RehearsalError(f"run_if {run_if} is not rehearsed", file="(job)", key=f"tasks.{task['task_key']}")
+    for dependency in task.get("depends_on") or []:
+        upstream = finished[dependency["task_key"]]
+        if upstream.state in ("FAILED", "UPSTREAM_FAILED"):
+            return "UPSTREAM_FAILED"
+        if upstream.state == "EXCLUDED":
+            return "EXCLUDED"
+        if "outcome" in dependency and upstream.outcome != str(dependency["outcome"]):
+            return "EXCLUDED"   # the condition went the other way: this branch is not taken
+    return None
+
+
+class _DynamicReferenceError(Exception):
+    pass
+
+
+def _render(value: Any, context: dict[str, Any], where: Origin) -> Any:
+    """`{{...}}` dynamic value references replaced at run time; task values keep Databricks' text form."""
+    if isinstance(value, dict):
+        return {key: _render(item, context, where) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_render(item, context, where) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        node: Any = context
+        for part in match.group(1).split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise _DynamicReferenceError(f"{where.file}: {where.key}: {{{{{match.group(1)}}}}} has no value "
+                                             "in this run")
+            node = node[part]
+        if isinstance(node, bool):
+            return "true" if node else "false"
+        return node if isinstance(node, str) else json.dumps(node)
+
+    return _DYNAMIC.sub(replace, value)
+
+
+def _condition(task_key: str, spec: dict[str, Any]) -> TaskRun:
+    op, left, right = spec["op"], str(spec["left"]), str(spec["right"])
+    if op in ("EQUAL_TO", "NOT_EQUAL"):
+        outcome = (left == right) == (op == "EQUAL_TO")
+    elif op in _NUMERIC_OPS:
+        try:
+            outcome = _NUMERIC_OPS[op](float(left), float(right))
+        except ValueError:
+            return TaskRun(task_key, "FAILED", detail=f"{op} needs numbers: {left!r}, {right!r}")
+    else:
+        return TaskRun(task_key, "FAILED", detail=f"unknown condition operator {op!r}")
+    value = "true" if outcome else "false"
+    return TaskRun(task_key, "SUCCESS", outcome=value, detail=f"{left!r} {op} {right!r} -> {value}")

@@ -1,0 +1,274 @@
+"""The bundle's jobs, rehearsed from the YAML: the `test` target's nightly chain for both models in
+Germany and France, the retrain branch of monitoring, and a job of a pair the target does not serve.
+
+Everything runs the way Databricks would run it (integration_tests/rehearsal.py): references
+resolved from databricks.yml and resources/*.yml, each spark_python_task's real script in a fresh
+process with exactly its resolved parameters, condition and run-job tasks followed. The workspace is
+a Spark Connect server with a Hive catalog on 127.0.0.1 and a local MLflow store.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from integration_tests.rehearsal import (REPO, DeployedBundle, JobRun, Rehearsal, RehearsalError, StandIns,
+                                         load_bundle)
+from integration_tests.servers import LOOPBACK, start_connect_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.remote]
+
+TARGET = "test"
+NIGHTLY_JOB = "clv_nightly_test_job"
+TEST_PIPELINE = REPO / ".azure" / "devops-pipelines" / "ac-mlops-pipeline-tests.yml"
+PAIRS = [(model, country) for country in ("DE", "FR") for model in ("ltv_bucket", "repurchase")]
+
+
+def ci_variables() -> dict[str, str]:
+    """What the test pipeline's deploy step gives the CLI from its variable group (BUNDLE_VAR_<name>)."""
+    pipeline = yaml.safe_load(TEST_PIPELINE.read_text(encoding="utf-8"))
+    deploy = next(step for job in pipeline["jobs"] for step in job.get("steps") or []
+                  if f"make bundle-deploy TARGET={TARGET}" in str(step.get("script")))
+    return {name.removeprefix("BUNDLE_VAR_"): f"rehearsal-{name.removeprefix('BUNDLE_VAR_')}"
+            for name in deploy["env"] if name.startswith("BUNDLE_VAR_")}
+
+
+def assert_succeeded(run: JobRun) -> None:
+    if not run.succeeded:
+        details = "\n\n".join(task.detail for _, task in run.failures())
+        pytest.fail(f"{run.describe()}\n\n{details}")
+
+
+@dataclass
+class World:
+    rehearsal: Rehearsal
+    stand_ins: StandIns
+    as_written: DeployedBundle
+    remote: str
+
+    def query(self, *statements: str) -> list[list[dict]]:
+        """The rows of each SQL statement, run on the stand-in by a Spark Connect client of its own."""
+        script = ("import json, sys; from pyspark.sql import SparkSession\n"
+                  "spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()\n"
+                  "print(json.dumps([[r.asDict() for r in spark.sql(q).collect()] for q in sys.argv[2:]], default=str))")
+        result = subprocess.run([sys.executable, "-c", script, self.remote, *statements], capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def tables(self) -> dict[str, int]:
+        """table -> rows, for every table (a view over its current version) of the stand-in's schema."""
+        views = [row["viewName"] for row in self.query("SHOW VIEWS IN spark_catalog.clv")[0]]
+        counts = self.query(*(f"SELECT count(*) AS n FROM spark_catalog.clv.{view}" for view in views))
+        return {view: rows[0]["n"] for view, rows in zip(views, counts)}
+
+    def registry(self):
+        from mlflow import MlflowClient
+
+        uri = f"sqlite:///{self.stand_ins.mlflow_root}/mlflow.db"
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    root = tmp_path_factory.mktemp("rehearsal")
+    server = start_connect_server(root / "server")
+    try:
+        remote = f"sc://{LOOPBACK}:{server.port}"
+        stand_ins = StandIns(spark_remote=remote, mlflow_root=root / "mlflow")
+        as_written = load_bundle(REPO, TARGET, variables=ci_variables())
+        deployed = load_bundle(REPO, TARGET, variables={**ci_variables(), **stand_ins.variables(as_written)})
+        rehearsal = Rehearsal(deployed, stand_ins, root / "logs")
+        print("rehearsal of target test; replaced (target's value -> stand-in):")
+        for key, (theirs, ours) in stand_ins.replaced(as_written).items():
+            print(f"  {key}: {theirs!r} -> {ours!r}")
+        yield World(rehearsal, stand_ins, as_written, remote)
+    finally:
+        server.stop()
+
+
+def test_the_rehearsal_says_what_stands_in_for_the_workspace(world):
+    replaced = world.stand_ins.replaced(world.as_written)
+    assert replaced["var.catalog"] == ("test", "spark_catalog")
+    assert replaced["var.source_table"] == ("test.clv.clv_source_transactions", "spark_catalog.clv.clv_source_transactions")
+    assert replaced["env.mlflow.registry_uri"][0] == "databricks-uc"
+    assert replaced["env.tables.kind"] == ("catalog", "versioned_catalog")
+    assert replaced["env.feature_store.kind"] == ("databricks", "local")
+    # nothing else of the target's env is touched: its name, sample fraction and gate run as written
+    assert set(replaced) == {"var.catalog", "var.source_table", "env.mlflow.tracking_uri", "env.mlflow.registry_uri",
+                             "env.mlflow.artifact_root", "env.tables.kind", "env.feature_store.kind", "spark session"}
+
+
+def test_the_nightly_chain_trains_scores_and_monitors_every_served_pair(world):
+    started = time.perf_counter()
+    run = world.rehearsal.run_job(NIGHTLY_JOB)
+    print(f"{NIGHTLY_JOB} on {TARGET}: {time.perf_counter() - started:.1f} s\n{run.describe()}")
+    assert_succeeded(run)
+    assert run.tasks["load_sample"].state == "SUCCESS"
+    for model, country in PAIRS:
+        train, score, monitor = (run.tasks[f"{step}_{model}_{country}"].child for step in ("train", "score", "monitor"))
+        assert list(train.tasks) == ["extract", "features", "split", "train", "evaluate"]
+        assert list(score.tasks) == ["extract", "batch_inference"]
+        # the pair's own registered model and experiment reached every task, as the deployed names
+        assert train.parameters["registered_model"] == f"spark_catalog.clv.clv_{model}_{country.lower()}"
+        assert train.parameters["experiment"] == f"/Shared/ac-mlops/test/clv_{model}_{country.lower()}"
+        # the first night: no drift, so the condition is false and retraining is skipped
+        assert monitor.tasks["monitor"].values == {"retrain_required": False}
+        assert monitor.tasks["retrain_required"].outcome == "false"
+        assert monitor.tasks["retrain"].state == "EXCLUDED"
+        # the gate passed on the whole sample (env test: sample_fraction 1.0) and promoted a champion
+        champion = world.registry().get_model_version_by_alias(f"spark_catalog.clv.clv_{model}_{country.lower()}",
+                                                               "champion")
+        assert str(champion.version) == "1"
+    tables = world.tables()
+    assert tables["clv_source_transactions"] == 31421
+    for model, country in PAIRS:
+        suffix = country.lower()
+        assert tables[f"clv_transactions_{suffix}"] > 0
+        for table in ("features", "labels", "train", "test", "scoring_features", "predictions", "monitoring"):
+            assert tables[f"clv_{model}_{table}_{suffix}"] > 0, f"clv_{model}_{table}_{suffix}"
+        assert tables[f"clv_{model}_predictions_{suffix}"] == tables[f"clv_{model}_scoring_features_{suffix}"]
+
+
+def drift_source(world: World, day: str, price_factor: str) -> None:
+    table = world.rehearsal.bundle.variables["source_table"]
+    result = subprocess.run([sys.executable, "-m", "integration_tests.drift_source", world.remote, table, "Germany",
+                             day, price_factor], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_monitoring_starts_the_training_job_when_drift_requires_it(world):
+    """Upstream prices of Germany become 100x (a unit change): scoring dates after it drift. One
+    drifted date is not enough under MLOps Stacks' rule (2 of the last 3 dates, the latest among
+    them), so the condition is false; after a second one it is true and run_job_task retrains."""
+    runs = []
+    for day, factor in (("2011-12-16", "100"), ("2011-12-23", "1")):
+        drift_source(world, day, factor)
+        runs.append(world.rehearsal.run_job("clv_repurchase_de_scoring"))
+        print(runs[-1].describe())
+        assert_succeeded(runs[-1])
+    first, second = (run.tasks["monitor"].child for run in runs)
+    assert first.tasks["monitor"].values == {"retrain_required": False}
+    assert first.tasks["retrain_required"].outcome == "false" and first.tasks["retrain"].state == "EXCLUDED"
+    assert second.tasks["monitor"].values == {"retrain_required": True}
+    assert second.tasks["retrain_required"].outcome == "true" and second.tasks["retrain"].state == "SUCCESS"
+    retrain = second.tasks["retrain"].child
+    assert retrain.job_key == "clv_model_training_job" and retrain.parameters["model"] == "repurchase"
+    assert list(retrain.tasks) == ["extract", "features", "split", "train", "evaluate"]
+    registry = world.registry()
+    name = "spark_catalog.clv.clv_repurchase_de"
+    assert {str(v.version) for v in registry.search_model_versions(f"name='{name}'")} == {"1", "2"}
+    # what made the dates violate: the revenue features of the drifted dates, not of the first night's
+    psi, = world.query("SELECT CAST(scoring_date AS STRING) AS day, max(value) AS psi FROM "
+                       "spark_catalog.clv.clv_repurchase_monitoring_de WHERE metric = 'feature_psi' "
+                       "AND subject LIKE 'revenue%' GROUP BY scoring_date ORDER BY day")
+    by_day = {row["day"]: row["psi"] for row in psi}
+    assert by_day["2011-12-09"] <= 0.25 < min(by_day["2011-12-16"], by_day["2011-12-23"]), by_day
+
+
+def test_a_pair_the_target_does_not_serve_fails_with_the_sources_error(world):
+    """GB is not served on test (no United Kingdom rows in its sample): its unscheduled job, run by
+    hand, stops at extract with the contract's message and writes nothing."""
+    run = world.rehearsal.run_job("clv_repurchase_gb_training")
+    assert not run.succeeded
+    extract = run.tasks["train"].child.tasks["extract"]
+    assert extract.state == "FAILED" and "exited 3" in extract.detail
+    assert "no transactions left for country United Kingdom" in extract.detail
+    assert all(task.state == "UPSTREAM_FAILED" for key, task in run.tasks["train"].child.tasks.items()
+               if key != "extract")
+    assert "clv_transactions_gb" not in world.tables()
+
+
+# -- a broken bundle is caught, naming the file and the key ------------------------------------------
+
+
+@pytest.fixture
+def bundle_copy(tmp_path) -> Path:
+    """The bundle's files in a scratch folder, to break one of them (scripts/ and conf/ are linked)."""
+    shutil.copy(REPO / "databricks.yml", tmp_path / "databricks.yml")
+    shutil.copytree(REPO / "resources", tmp_path / "resources")
+    for folder in ("scripts", "conf", "lib"):
+        (tmp_path / folder).symlink_to(REPO / folder)
+    return tmp_path
+
+
+def break_training_job(root: Path, old: str, new: str) -> None:
+    path = root / "resources" / "model-workflow-resource.yml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ("env.schema=${var.schema}", "env.schema=${var.shema}",
+     "resources.jobs.clv_model_training_job.tasks[0].spark_python_task.parameters[2]",
+     "cannot resolve ${var.shema}: no variable 'shema' is declared"),
+    ("python_file: ../scripts/split.py", "python_file: ../scripts/splits.py",
+     "resources.jobs.clv_model_training_job.tasks[2].spark_python_task.python_file",
+     "python_file '../scripts/splits.py' does not exist"),
+    ("country={{job.parameters.country}}", "country={{job.parameters.land}}",
+     "resources.jobs.clv_model_training_job.tasks[0]", "job clv_model_training_job has no parameter 'land'"),
+    ("job_id: ${resources.jobs.clv_model_training_job.id}", "job_id: ${resources.jobs.clv_model_train_job.id}",
+     None, "no jobs resource named 'clv_model_train_job'"),
+], ids=["undeclared-variable", "missing-python-file", "undefined-job-parameter", "unknown-job"])
+def test_a_reference_that_cannot_resolve_fails_at_deploy_naming_file_and_key(bundle_copy, old, new, key, message):
+    if "resources.jobs.clv_model_training_job.id" in old:  # the monitoring job starts the training job
+        path = bundle_copy / "resources" / "monitoring-resource.yml"
+        path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+        file, key = "resources/monitoring-resource.yml", "resources.jobs.clv_monitoring_job.tasks[2].run_job_task.job_id"
+    else:
+        break_training_job(bundle_copy, old, new)
+        file = "resources/model-workflow-resource.yml"
+    with pytest.raises(RehearsalError) as raised:
+        load_bundle(bundle_copy, TARGET, variables=ci_variables())
+    assert (raised.value.file, raised.value.key) == (file, key)
+    assert message in raised.value.what
+
+
+def test_a_parameter_the_script_refuses_fails_the_run_naming_file_and_key(bundle_copy, tmp_path):
+    """A parameter that resolves but is wrong for the script: the task exits non-zero before any
+    Spark work, the job fails, and the report names the task's file and key and the script's error."""
+    break_training_job(bundle_copy, "use_case.source.kind=table", "use_case.source.knd=table")
+    deployed = load_bundle(bundle_copy, TARGET, variables={**ci_variables(), "catalog": "spark_catalog"})
+    stand_ins = StandIns(spark_remote=f"sc://{LOOPBACK}:1", mlflow_root=tmp_path / "mlflow")
+    run = Rehearsal(deployed, stand_ins, tmp_path / "logs").run_job("clv_model_training_job")
+    assert not run.succeeded
+    assert [task.state for task in run.tasks.values()] == ["FAILED"] + ["UPSTREAM_FAILED"] * 4
+    (job_key, failed), = run.failures()
+    assert "resources/model-workflow-resource.yml, resources.jobs.clv_model_training_job.tasks[0]" in failed.detail
+    assert "use_case.source.knd" in failed.detail and "exited 1" in failed.detail
+
+
+# -- the rehearsal's own rules -------------------------------------------------------------------------
+
+
+def test_conditions_compare_as_databricks_does():
+    from integration_tests.rehearsal import Origin, _condition, _render
+
+    assert _condition("c", {"op": "EQUAL_TO", "left": "12.0", "right": "12"}).outcome == "false"  # strings
+    assert _condition("c", {"op": "GREATER_THAN_OR_EQUAL", "left": "12.0", "right": "12"}).outcome == "true"
+    assert _condition("c", {"op": "LESS_THAN", "left": "abc", "right": "1"}).state == "FAILED"
+    # a boolean task value takes part as "true" / "false"
+    context = {"tasks": {"monitor": {"values": {"retrain_required": True}}}}
+    left = _render("{{tasks.monitor.values.retrain_required}}", context, Origin("f", "k"))
+    assert _condition("c", {"op": "EQUAL_TO", "left": left, "right": "true"}).outcome == "true"
+
+
+def test_schedules_exist_only_where_a_pair_is_served_and_the_chain_only_on_test():
+    deployed = {target: load_bundle(REPO, target, variables=ci_variables(), user="jdoe@example.com")
+                for target in ("dev", "test", "staging", "prod")}
+    for target in ("staging", "prod"):
+        assert deployed[target].jobs["clv_repurchase_gb_scoring"]["schedule"]["pause_status"] == "UNPAUSED"
+        assert NIGHTLY_JOB not in deployed[target].jobs
+    assert "schedule" not in deployed["test"].jobs["clv_repurchase_gb_scoring"]  # GB: not served on test
+    assert "schedule" not in deployed["test"].jobs["clv_repurchase_de_scoring"]  # DE: the nightly chain instead
+    assert NIGHTLY_JOB in deployed["test"].jobs
+    assert all("schedule" not in job for job in deployed["dev"].jobs.values())
+    assert deployed["dev"].jobs["clv_model_training_job"]["name"] == "[dev jdoe] dev-clv-model-training"

@@ -1,0 +1,14 @@
+"""Stage `load_sample` as a spark_python_task: the bundled sample into the source table (test target)."""
+import hydra
+from omegaconf import DictConfig
+
+from mlops.cli import run_stage
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_stage("load_sample", cfg)
+
+
+if __name__ == "__main__":
+    main()
