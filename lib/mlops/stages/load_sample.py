@@ -29,9 +29,6 @@ def _fingerprint(df: DataFrame) -> tuple:
     return row["rows"], row["hash"]
 
 
-def holds_the_same_rows(existing: DataFrame, sample: DataFrame) -> bool:
-    """Same columns and types and the same multiset of rows: then a load would change nothing."""
-    return existing.dtypes == sample.dtypes and _fingerprint(existing) == _fingerprint(sample)
 
 
 def load_sample(ctx: RunContext) -> StageResult:
@@ -48,8 +45,11 @@ def load_sample(ctx: RunContext) -> StageResult:
                           fix="load the sample only on the test target (or a dev / local env)")
     sample_source = OmegaConf.merge(source, {"kind": "bundled"})
     sample = read_source(ctx.spark, sample_source)   # ~31k lines from the wheel: cheap to recompute
-    rows, _ = _fingerprint(sample)
-    if ctx.tables.exists(name) and holds_the_same_rows(ctx.tables.read(name), sample):
+    fingerprint = _fingerprint(sample)
+    rows = fingerprint[0]
+    existing = ctx.tables.read(name) if ctx.tables.exists(name) else None
+    # the same columns, types and multiset of rows: a load would change nothing
+    if existing is not None and existing.dtypes == sample.dtypes and _fingerprint(existing) == fingerprint:
         version = ctx.tables.version(name)
         log.info("%s already holds the sample (%d rows, version %s): nothing written", name, rows, version)
         return StageResult(stage="load_sample", tables={"source": version}, rows={"source": rows},
