@@ -262,8 +262,7 @@ def nightly_job(pairs: list[Pair]) -> dict[str, Any]:
     Countries run side by side; inside a country the pairs take turns, since they share its
     `transactions` table (the generic jobs' queues would serialise them anyway).
     """
-    tasks = _chain(["load_sample"])
-    tasks[0]["spark_python_task"]["parameters"] = _task_parameters(per_pair=False)
+    tasks = [_stage_task("load_sample", None, per_pair=False)]  # no pair: the source table only
     for country in sorted({pair.country for pair in pairs}):
         after = "load_sample"
         for pair in (p for p in pairs if p.country == country):
