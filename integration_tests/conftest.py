@@ -2,7 +2,11 @@
 run of every stage per model on the DE sample that several modules read instead of re-running."""
 from __future__ import annotations
 
+import contextlib
+import shutil
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +47,23 @@ class DePipelines(dict):
         results = {result.stage: result for result in run_stages(list(config.pipeline.stages), config, context)}
         self[model] = {"ctx": context, "results": results, "wall_seconds": time.perf_counter() - started}
         return self[model]
+
+
+def copy_world(source: Path, target: Path) -> Path:
+    """A private copy of a pipeline world, its MLflow store repointed at the copy's own artifacts.
+
+    The store holds absolute artifact locations; left as they are, the copy's runs would write
+    into the original world, which other modules share.
+    """
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("locks"))
+    with contextlib.closing(sqlite3.connect(target / "mlflow" / "mlflow.db")) as store:
+        for (table,) in store.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            for column in store.execute(f"PRAGMA table_info('{table}')").fetchall():
+                if any(kind in column[2].upper() for kind in ("CHAR", "TEXT")):
+                    store.execute(f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) '
+                                  f'WHERE "{column[1]}" LIKE ?', (str(source), str(target), f"%{source}%"))
+        store.commit()
+    return target
 
 
 @pytest.fixture(scope="session")

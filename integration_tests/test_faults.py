@@ -1,8 +1,12 @@
-"""Faults: a stage killed in the middle of a table overwrite, two runs of the same stage at once,
-and a re-run after each. The last good state must stay readable and nothing may interleave."""
+"""Faults: a stage killed in the middle of a table overwrite, between the writes of a multi-table
+unit, or while it logs to MLflow; two runs of the same stage at once; and the run after each. The
+last good state must stay readable, nothing may interleave, and what a kill leaves half done is
+undone (tables) or closed (MLflow runs) by the next run."""
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
+import logging
 import os
 import signal
 import subprocess
@@ -12,9 +16,12 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
-from integration_tests.conftest import local_config
+from integration_tests.conftest import DE_PIPELINE_OVERRIDES, copy_world, local_config
 from mlops.cli import run_stages
+from mlops.journal import open_units, recover_unfinished_writes
 from mlops.runtime import RunContext
 
 pytestmark = pytest.mark.integration
@@ -133,3 +140,173 @@ def test_a_run_that_cannot_get_the_lock_in_time_exits_8_without_starting(extract
     assert result.returncode == 8, result.stderr[-3000:]
     assert "another run of clv DE has held the lock" in result.stderr and "env.lock_timeout_seconds" in result.stderr
     assert DeltaTable(str(path)).version() == 0
+
+
+# -- a kill between the writes of a unit, or while a run logs to MLflow ---------------------------
+
+# Runs a stage script that stops for good at one point of its work: the point happens, a marker
+# file appears, and the process sleeps until the test kills it. Points:
+#   commit:<table>    right after that table's write has committed, before the journal records it
+#   recorded:<key>    right after the journal has recorded the write of that table key
+#   mlflow:<function> right after the stage's first `mlflow.<function>` of an evaluation/ artifact
+STOP_AT = """
+import pathlib, runpy, sys, time
+
+marker, point = pathlib.Path(sys.argv.pop(1)), sys.argv.pop(1)
+kind, _, target = point.partition(":")
+
+def stop_after(owner, method, when):
+    original = getattr(owner, method)
+    def stopping(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if when(*args, **kwargs):
+            marker.write_text(point)
+            time.sleep(3600)
+        return result
+    setattr(owner, method, stopping)
+
+if kind == "commit":
+    from mlops import tables
+    for method in ("overwrite", "replace_dates"):
+        stop_after(tables.DeltaPathTableStore, method, lambda self, name, *rest, **named: name.table == target)
+elif kind == "recorded":
+    from mlops import journal
+    stop_after(journal.WriteUnit, "wrote", lambda self, key, version: key == target)
+elif kind == "mlflow":
+    import mlflow
+    stop_after(mlflow, target, lambda data, path, *rest, **named: str(path).startswith("evaluation/"))
+else:
+    raise SystemExit(f"unknown stop point {point}")
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def kill_at(point: str, script_name: str, overrides: list[str], tmp_path: Path) -> None:
+    """Run the script until it reaches `point`, then kill -9 it there."""
+    marker, log = tmp_path / "stopped", tmp_path / f"{script_name}.stderr"
+    with log.open("w") as stderr:  # a file, not a pipe: a full pipe would stall the script before its point
+        process = subprocess.Popen(
+            [sys.executable, "-c", STOP_AT, str(marker), point, str(REPO / "scripts" / script_name), *overrides],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if process.poll() is not None:
+            pytest.fail(f"{script_name} ended before {point}:\n{log.read_text()[-3000:]}")
+        assert time.monotonic() < deadline, f"{script_name} never reached {point}"
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+def delta_rows(spark, path: Path, version: int | None = None):
+    return spark.read.parquet(*DeltaTable(str(path), version=version).file_uris())
+
+
+@pytest.fixture
+def mlflow_state_kept(monkeypatch):
+    """This module points MLflow at private worlds; the modules after it find it as it was."""
+    from mlops import registry
+    from tests.fakes.uc_registry import mlflow_uris_restored
+
+    monkeypatch.setattr(registry, "_configured", registry._configured)
+    with mlflow_uris_restored():
+        yield
+
+
+def test_kill_9_between_the_features_and_labels_writes_is_undone_by_the_next_run(extracted, tmp_path, spark, caplog):
+    root, _, _, overrides = extracted
+    cfg = local_config(root, *overrides[1:])
+    # version 0 of both, the last unit written whole: every other month, so the killed run's
+    # monthly snapshots are other rows
+    bimonthly = local_config(root, *overrides[1:], "use_case.snapshots.cadence_months=2")
+    run_stages(["features"], bimonthly, RunContext.from_config(bimonthly, spark=spark))
+    ctx = RunContext.from_config(cfg, spark=spark)
+    features, labels = (ctx.tables.path(ctx.table_name(key)) for key in ("features", "labels"))
+
+    kill_at("commit:clv_repurchase_features_de", "features.py", overrides, tmp_path)
+    assert (DeltaTable(str(features)).version(), DeltaTable(str(labels)).version()) == (1, 0), \
+        "the kill must land between the two writes"
+    assert delta_rows(spark, features).count() > delta_rows(spark, features, 0).count()
+    [unit] = open_units(cfg)
+    assert unit.stage == "features" and unit.tables[0].written is None  # committed, not yet recorded
+
+    # the next run, of any stage, as a job would start it
+    result = subprocess.run(script("extract.py", *overrides, cwd=tmp_path), cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "WARNING" in result.stderr and "found a features run of repurchase" in result.stderr
+    assert ("restored local.clv.clv_repurchase_features_de from version 1 back to version 0 (now version 2)"
+            in result.stderr)
+    assert DeltaTable(str(features)).version() == 2 and DeltaTable(str(labels)).version() == 0
+    assertDataFrameEqual(delta_rows(spark, features), delta_rows(spark, features, 0))
+
+    with caplog.at_level(logging.WARNING, logger="mlops.journal"):
+        run_stages(["extract"], cfg, RunContext.from_config(cfg, spark=spark))
+    assert "found a" not in caplog.text, "the unit was undone twice"
+    assert DeltaTable(str(features)).version() == 2 and open_units(cfg) == []
+
+
+@pytest.fixture(scope="module")
+def world(de_pipelines) -> Path:
+    """The session's complete DE repurchase world (every table, a champion); tests copy it, never change it."""
+    return Path(de_pipelines["repurchase"]["ctx"].cfg.env.storage_root)
+
+
+def test_kill_9_between_the_scoring_features_and_predictions_writes_is_undone(world, tmp_path, spark, caplog,
+                                                                              mlflow_state_kept):
+    root = copy_world(world, tmp_path / "world")
+    cfg = local_config(root, *DE_PIPELINE_OVERRIDES)
+    ctx = RunContext.from_config(cfg, spark=spark)
+    scoring_features, predictions = (ctx.tables.path(ctx.table_name(key))
+                                     for key in ("scoring_features", "predictions"))
+    before = DeltaTable(str(scoring_features)).version(), DeltaTable(str(predictions)).version()
+    latest = ctx.read("predictions").agg(F.max("scoring_date").alias("latest")).first()["latest"]
+    new_date = latest - dt.timedelta(days=1)  # not scored yet: the killed run adds rows
+
+    kill_at("recorded:scoring_features", "batch_inference.py",
+            [f"env.storage_root={root}", "country=DE", f"scoring_date={new_date}"], tmp_path)
+    assert (DeltaTable(str(scoring_features)).version(), DeltaTable(str(predictions)).version()) == \
+        (before[0] + 1, before[1]), "the kill must land between the two writes"
+    assert delta_rows(spark, scoring_features).where(F.col("scoring_date") == new_date).count() > 0
+    [unit] = open_units(cfg)
+    assert unit.stage == "batch_inference" and unit.tables[0].written == before[0] + 1
+
+    with caplog.at_level(logging.WARNING, logger="mlops.journal"):
+        run_stages(["extract"], cfg, ctx)
+    assert (f"restored local.clv.clv_repurchase_scoring_features_de from version {before[0] + 1} back to "
+            f"version {before[0]} (now version {before[0] + 2})") in caplog.text
+    assert "predictions_de from" not in caplog.text  # never written: left alone
+    assert DeltaTable(str(predictions)).version() == before[1]
+    assertDataFrameEqual(delta_rows(spark, scoring_features), delta_rows(spark, scoring_features, before[0]))
+    assert delta_rows(spark, scoring_features).where(F.col("scoring_date") == new_date).count() == 0
+    assert recover_unfinished_writes(ctx) == [] and DeltaTable(str(scoring_features)).version() == before[0] + 2
+
+
+def test_kill_9_while_evaluate_logs_leaves_a_run_that_the_next_evaluate_marks_failed(world, tmp_path, spark, caplog,
+                                                                                    mlflow_state_kept):
+    from mlflow import MlflowClient
+
+    from mlops.registry import alias_version, configure_mlflow, registered_model_name
+
+    root = copy_world(world, tmp_path / "world")
+    cfg = local_config(root, *DE_PIPELINE_OVERRIDES)
+    experiment_id = configure_mlflow(cfg)
+    name, client = registered_model_name(cfg), MlflowClient()
+
+    def aliases() -> dict[str, str | None]:
+        return {alias: getattr(alias_version(name, alias), "version", None) for alias in ("champion", "challenger")}
+
+    aliases_before = aliases()
+    kill_at("mlflow:log_dict", "evaluate.py", [f"env.storage_root={root}", "country=DE"], tmp_path)
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
+    assert [run.data.tags["stage"] for run in running] == ["evaluate"]
+    killed = running[0].info.run_id
+    assert aliases() == aliases_before, "the killed run moved an alias"
+
+    with caplog.at_level(logging.WARNING, logger="mlops.registry"):
+        run_stages(["evaluate"], cfg, RunContext.from_config(cfg, spark=spark))
+    assert client.get_run(killed).info.status == "FAILED"
+    assert f"marked 1 evaluate run(s) of repurchase DE FAILED: {killed}" in caplog.text
+    assert client.search_runs([experiment_id], "attributes.status = 'RUNNING'") == []

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "lib"))
 
 from clv.synthetic import SyntheticSpec, customers_for_lines, write_source  # noqa: E402
 from mlops.config import compose_config  # noqa: E402
+from mlops.redact import redacted_output  # noqa: E402
 
 log = logging.getLogger("benchmark")
 
@@ -384,6 +385,7 @@ def machine() -> dict:
             "python": platform.python_version(), "pyspark": pyspark.__version__, "platform": platform.platform()}
 
 
+@redacted_output()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="*", default=["100k", "1M", "10M"], help="synthetic source lines")

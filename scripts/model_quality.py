@@ -36,6 +36,7 @@ from clv.baselines import BGNBDBaseline  # noqa: E402
 from mlops.calendar import monthly_dates  # noqa: E402
 from mlops.config import compose_config  # noqa: E402
 from mlops.metrics import compute_metrics, metrics_with_ci  # noqa: E402
+from mlops.redact import redacted_output  # noqa: E402
 
 log = logging.getLogger("model_quality")
 
@@ -500,6 +501,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@redacted_output()
 def main(argv: list[str] | None = None, spark=None) -> dict:
     """Run, then write <out>/model_quality.json and the report (--doc)."""
     args = parse_args(argv)

@@ -56,3 +56,34 @@ def test_no_country_keeps_every_country(spark):
     ], RAW_SCHEMA)
     kept = clean_transactions(raw, country=None, non_product_stock_codes=["POST"])
     assert sorted(row["country"] for row in kept.collect()) == ["France", "Germany"]
+
+
+def test_countries_match_whatever_their_case_and_spaces_and_keep_the_configured_spelling(spark):
+    raw = spark.createDataFrame([
+        ("1", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "7", "Germany"),
+        ("2", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "8", " germany "),
+        ("3", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "9", "GERMANY"),
+        ("4", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "10", "Germanyy"),
+    ], RAW_SCHEMA)
+    kept = clean_transactions(raw, country="Germany").collect()
+    assert sorted(row["invoice"] for row in kept) == ["1", "2", "3"]
+    assert {row["country"] for row in kept} == {"Germany"}
+    exact = clean_transactions(raw, country="Germany", country_match="exact").collect()
+    assert [row["invoice"] for row in exact] == ["1"]
+
+
+def test_a_pooled_population_spells_its_home_country_as_configured(spark):
+    raw = spark.createDataFrame([
+        ("1", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "7", "germany"),
+        ("2", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "8", "France"),
+    ], RAW_SCHEMA)
+    kept = clean_transactions(raw, country=None, home_country="Germany").collect()
+    assert sorted(row["country"] for row in kept) == ["France", "Germany"]
+
+
+def test_numeric_customer_ids_have_one_spelling_and_other_ids_stay_as_written(spark):
+    ids = ["012426", "12426", "12426.0", " 0012426 ", "0", "007X", "A0012"]
+    raw = spark.createDataFrame([(str(i), "A", "d", "1", "2010-12-01 08:26:00", "1.0", customer, "Germany")
+                                 for i, customer in enumerate(ids)], RAW_SCHEMA)
+    kept = {row["invoice"]: row["customer_id"] for row in clean_transactions(raw, country="Germany").collect()}
+    assert [kept[str(i)] for i in range(len(ids))] == ["12426", "12426", "12426", "12426", "0", "007X", "A0012"]

@@ -106,6 +106,21 @@ def test_storage_root_is_absolute_and_mlflow_lives_under_it():
     ("use_case.split.test_snapshot_date=2011-09-31", "use_case.split.test_snapshot_date"),
     ("use_case.split.kind=random", "use_case.split.kind"),
     ("country.training_population=everyone", "country.training_population"),
+    ("model.horizon_days=90.5", "model.horizon_days=90.5 is not a whole number"),
+    ("use_case.snapshots.cadence_months=1.5", "cadence_months=1.5 is not a whole number"),
+    ("inference.backfill.cadence_months=0", "inference.backfill.cadence_months=0 is outside"),
+    ("inference.max_days_after_data=-1", "inference.max_days_after_data"),
+    ("use_case.guards.max_history_years=0", "use_case.guards.max_history_years"),
+    ("use_case.guards.earliest_date=2009-02-30", "use_case.guards.earliest_date"),
+    ("use_case.guards.max_shrink_share=1.5", "use_case.guards.max_shrink_share"),
+    ("use_case.guards.max_price=0", "use_case.guards.max_price"),
+    ("use_case.cleaning.fn.country_match=fuzzy", "country_match='fuzzy' is not a way to match countries"),
+    ("use_case.source.timestamp_format='dd/MM/yyyy Q'", "pattern letter 'Q' is not supported"),
+    ("country.suffix='../de'", "is not a plain name"),
+    ("use_case.name=clv/x", "is not a plain name"),
+    ("use_case.experiment='../../x/clv_repurchase_de'", "is not a safe experiment name"),
+    ("use_case.experiment='Shared/x/clv_repurchase_de'", "is not a safe experiment name"),
+    ("use_case.experiment='/Shared/../clv_repurchase_de'", "is not a safe experiment name"),
 ])
 def test_out_of_range_values_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -213,3 +228,55 @@ def test_only_envs_that_can_cache_dataframes_ask_for_it(env):
     # jobs run on serverless compute, which refuses df.persist(); local Spark and Spark Connect servers do not
     cfg = compose_config([f"env={env}"])
     assert cfg.env.spark.persist is (cfg.env.spark.mode != "databricks")
+
+
+@pytest.mark.parametrize("name", ["clv_repurchase_de", "/Shared/ac-mlops/dev/clv_repurchase_de",
+                                  "/Users/someone@example.com/[dev x] clv_repurchase_de"])
+def test_plain_and_workspace_experiment_names_are_accepted(name):
+    validate_config(compose_config([f"use_case.experiment='{name}'"]))
+
+
+@pytest.mark.parametrize(("pattern", "good", "bad"), [
+    (None, ["2010-12-01 08:26:00", "2010-12-01T08:26", "2010-12-01 08:26:00.5"], ["01/12/2010 08:26", "2010-12-01"]),
+    ("dd/MM/yyyy HH:mm", ["01/12/2010 08:26", "1/12/2010 8:26"], ["2010-12-01 08:26", "01/12/2010 08:26:00"]),
+    ("yyyy-MM-dd'T'HH:mm:ss", ["2010-12-01T08:26:00"], ["2010-12-01 08:26:00"]),
+    ("d MMM yy h:mm a", ["1 Dec 10 8:26 PM"], ["1 12 10 8:26 PM"]),
+])
+def test_the_source_date_check_follows_the_timestamp_format(pattern, good, bad):
+    """The contract's regex and Spark's parser must agree on what a date is, or the advice is wrong."""
+    import re
+
+    from mlops.config import timestamp_regex
+
+    regex = re.compile(timestamp_regex(pattern))
+    assert all(regex.match(value) for value in good) and not any(regex.match(value) for value in bad)
+    cfg = compose_config([] if pattern is None else [f'use_case.source.timestamp_format="{pattern}"'])
+    checks = [entry["expect_column_values_to_match_regex"]
+              for entry in OmegaConf.to_container(cfg.use_case.quality.source, resolve=True)
+              if entry.get("expect_column_values_to_match_regex", {}).get("column") == "InvoiceDate"]
+    assert [check["regex"] for check in checks] == [timestamp_regex(pattern)]
+
+
+@pytest.mark.parametrize(("error", "meaning"), [
+    (OSError(28, "No space left on device", "/data/x"), "the disk is full"),
+    (RuntimeError("Generic LocalFileSystem error: Unable to copy data to file: No space left on device (os error 28)"),
+     "the disk is full"),
+    (PermissionError(13, "Permission denied", "/mnt/ro"), "the storage may not be written"),
+    (OSError(30, "Read-only file system", "/mnt/ro"), "the storage is read-only"),
+])
+def test_storage_faults_become_storage_errors_with_what_where_and_fix(error, meaning):
+    from mlops.errors import storage_error
+
+    wrapped = RuntimeError("the write failed")
+    wrapped.__cause__ = error
+    for raised in (error, wrapped):
+        found = storage_error(raised)
+        assert found is not None and found.exit_code == 9 and found.message.startswith(meaning)
+        assert found.fix and found.where
+
+
+def test_other_failures_are_not_storage_errors():
+    from mlops.errors import storage_error
+
+    assert storage_error(ValueError("could not convert string to float")) is None
+    assert storage_error(FileNotFoundError(2, "No such file or directory", "x")) is None

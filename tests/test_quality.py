@@ -63,3 +63,32 @@ def test_validation_caches_what_it_checks_only_where_the_env_allows(spark, persi
     validate(df, SUITE, table="t", persist=persist)
     assert df.is_cached is persist
     df.unpersist()
+
+
+@pytest.mark.parametrize(("message", "first", "cause"), [
+    ("org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error while reading file x.csv.\n"
+     "Caused by: [MALFORMED_CSV_RECORD] Malformed CSV record: 12583,Germany,2.55", "[MALFORMED_CSV_RECORD] Malformed "
+     "CSV record", "delimiter"),
+    ("[NUMERIC_VALUE_OUT_OF_RANGE.WITH_SUGGESTION] 1E+40 cannot be represented as Decimal(28, 6)",
+     "[NUMERIC_VALUE_OUT_OF_RANGE.WITH_SUGGESTION] 1E+40 cannot be represented as Decimal(28, 6)", "too large"),
+    ("something odd happened\nat line 2", "something odd happened", "could not compute"),
+])
+def test_a_spark_failure_is_shortened_to_its_innermost_error_without_the_record(message, first, cause):
+    from mlops.quality import spark_failure
+
+    error, likely = spark_failure(message)
+    assert error == first and cause in likely
+    assert "12583" not in error  # the record Spark quotes is customer data
+
+
+def test_spark_failing_during_validation_is_reported_as_such_not_as_failed_expectations(spark, tmp_path):
+    source = tmp_path / "broken.csv"
+    source.write_text("invoice,price,customer_id\n1,2.5,12583\n2")  # cut mid-line: the last line has one field
+    df = spark.read.option("header", "true").option("mode", "FAILFAST").csv(str(source))
+    suite = [{"expect_table_row_count_to_be_between": {"min_value": 1}, "hint": "the source is empty"},
+             {"expect_column_values_to_not_be_null": {"column": "price"}}]
+    with pytest.raises(DataQualityError) as caught:
+        validate(df, suite, table="csv broken.csv")
+    message = caught.value.message
+    assert "Spark failed while checking csv broken.csv" in message and "likely cause" in message
+    assert "the source is empty" not in message

@@ -83,3 +83,33 @@ def test_a_stage_caches_a_reused_frame_only_where_the_env_allows(ctx, spark):
     with open_dict(ctx.cfg):
         ctx.cfg.env.spark.persist = False
     assert not ctx.cache(rows(spark, 3)).is_cached
+
+
+def test_a_new_version_may_not_shrink_far_below_the_current_one(ctx, spark, caplog):
+    ctx.write("train", rows(spark, 10))
+    with pytest.raises(DataQualityError, match="2 rows would replace the 10 of the current version") as caught:
+        ctx.write("train", rows(spark, 2))
+    assert "use_case.guards.allow_shrink=true" in caught.value.fix
+    assert ctx.tables.version(ctx.table_name("train")) == 0
+    ctx.write("train", rows(spark, 6))  # 40% fewer: within max_shrink_share=0.5
+    with open_dict(ctx.cfg):
+        ctx.cfg.use_case.guards.allow_shrink = True
+    caplog.set_level("WARNING")
+    assert ctx.write("train", rows(spark, 1)) == (2, 1)
+    assert "allowed by use_case.guards.allow_shrink=true" in caplog.text
+
+
+def test_a_per_date_replace_is_compared_with_the_rows_of_those_dates_only(ctx, spark):
+    import datetime as dt
+
+    def dated(n: int, day: dt.date):
+        return rows(spark, n).withColumn("snapshot_date", F.lit(day))
+
+    with open_dict(ctx.cfg):
+        ctx.cfg.use_case.quality.train = []
+    first, second = dt.date(2011, 1, 31), dt.date(2011, 2, 28)
+    ctx.write("train", dated(10, first))
+    ctx.write_all({"train": dated(2, second)}, replace_dates=("snapshot_date", [second]))  # a new date: no rows before
+    with pytest.raises(DataQualityError, match="1 rows would replace the 10"):
+        ctx.write_all({"train": dated(1, first)}, replace_dates=("snapshot_date", [first]))
+    assert ctx.read("train").count() == 12

@@ -2,6 +2,9 @@
 logs, and models loaded only from the configured registry and experiment."""
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import re
 import secrets
@@ -24,6 +27,7 @@ from mlops import registry
 from mlops.config import compose_config
 from mlops.errors import ConfigError
 from mlops.models import ScoredModel
+from mlops.redact import RedactingStream, redact, redacted_config, redacted_output
 from mlops.registry import (configure_mlflow, load_sklearn_model, log_sklearn_model, model_versions,
                             register_run_model, registered_model_name, set_alias)
 from mlops.targets import BinaryTarget, target_to_dict
@@ -419,3 +423,188 @@ def test_evaluate_refuses_a_foreign_run_named_in_config(world):
     with pytest.raises(ConfigError, match="belongs to experiment"):
         evaluate(SimpleNamespace(cfg=cfg))  # type: ignore[arg-type]
     assert world.loads == [] and [str(v.version) for v in model_versions(world.name)] == ["1"]
+
+
+# ---- credentials in config never reach an output: logs, errors, MLflow artifacts ----------------------
+
+def planted() -> str:
+    """A fresh secret per test: the repository holds no token-shaped literal, and a leak is unambiguous."""
+    return secrets.token_hex(16)
+
+
+# (text with the secret at {s}, what redact makes of it)
+CREDENTIAL_SHAPES = [
+    ("sc://clv:{s}@workspace.example.com:443/", "sc://***@workspace.example.com:443/"),
+    ("git clone https://{s}@github.com/org/repo.git", "git clone https://***@github.com/org/repo.git"),
+    ("https://host/api?token={s}&page=2", "https://host/api?token=***&page=2"),
+    ("https://host/api?page=2&access_token={s}", "https://host/api?page=2&access_token=***"),
+    ("sc://workspace.example.com:443/;token={s};use_ssl=true",
+     "sc://workspace.example.com:443/;token=***;use_ssl=true"),
+    ("login with client_secret={s} failed", "login with client_secret=*** failed"),
+    ("export DATABRICKS_TOKEN={s}", "export DATABRICKS_TOKEN=***"),
+    ("  password: {s}", "  password: '***'"),  # a YAML line stays YAML
+    ('{"api_key": "{s}", "page": 2}', '{"api_key": "***", "page": 2}'),
+    ("{'spark.databricks.token': '{s}'}", "{'spark.databricks.token': '***'}"),
+    ("DefaultEndpointsProtocol=https;AccountName=x;AccountKey={s}",
+     "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=***"),
+    ("Authorization: Bearer {s}", "Authorization: Bearer ***"),
+]
+
+
+@pytest.mark.parametrize("text,expected", CREDENTIAL_SHAPES, ids=[expected for _, expected in CREDENTIAL_SHAPES])
+def test_redact_hides_each_credential_shape(text, expected):
+    secret = planted()
+    assert redact(text.replace("{s}", secret)) == expected
+    assert redact(expected) == expected  # redacting twice (a log record, then its stream) changes nothing
+
+
+INNOCENT = [
+    "token_url: https://login.microsoftonline.com/common/oauth2/token",  # names where a token comes from
+    "tokens_per_customer=12",
+    "python scripts/train.py env=connect env.spark.remote=sc://127.0.0.1:15002",
+    "secret_scope: clv",
+    "token: null",
+    "password: ${oc.env:DB_PASSWORD,null}",
+    "tracking_uri: sqlite:////tmp/root/mlflow/mlflow.db",
+    "model.horizon_days=0 is outside [1, 3660] | where: config key model.horizon_days | fix: e.g. 90",
+    "write to someone@example.com, see models:/local.clv.clv_repurchase_de@champion",
+]
+
+
+@pytest.mark.parametrize("text", INNOCENT)
+def test_redact_leaves_text_without_a_secret_as_it_is(text):
+    assert redact(text) == text
+
+
+def test_the_redacted_config_hides_secret_keys_and_values_at_any_depth():
+    secret = planted()
+    cfg = OmegaConf.create({
+        "env": {"databricks_token": secret,
+                "spark": {"remote": f"sc://workspace.example.com:443/;token={secret}",
+                          "conf": {"spark.databricks.token": secret, "spark.ui.enabled": "false"}},
+                "jobs": [{"db": {"Password": secret, "host": "db.example.com"}}, f"https://clv:{secret}@h/x"],
+                "token_url": "https://login.microsoftonline.com/common/oauth2/token",
+                "tokens_per_customer": 12, "client_secret": None, "api_key": ""},
+        "copied": "${env.databricks_token}",  # an interpolation carries the secret to an innocent key
+        "names": ["a", "b"],
+    })
+    shown = redacted_config(cfg)
+    assert secret not in str(shown)
+    assert shown == {
+        "env": {"databricks_token": "***",
+                "spark": {"remote": "sc://workspace.example.com:443/;token=***",
+                          "conf": {"spark.databricks.token": "***", "spark.ui.enabled": "false"}},
+                "jobs": [{"db": {"Password": "***", "host": "db.example.com"}}, "https://***@h/x"],
+                "token_url": "https://login.microsoftonline.com/common/oauth2/token",
+                "tokens_per_customer": 12, "client_secret": None, "api_key": ""},
+        "copied": "***",
+        "names": ["a", "b"],
+    }
+    assert cfg.env.databricks_token == secret  # the config itself still holds what the run needs
+
+
+def test_redacted_output_wraps_the_streams_of_the_moment_and_every_log_record():
+    secret = planted()
+    stdout, stderr, log_file = io.StringIO(), io.StringIO(), io.StringIO()
+    logger = logging.getLogger("tests.redacted_output")
+    logger.addHandler(file_handler := logging.StreamHandler(log_file))  # a handler that is no stream of ours
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            with pytest.raises(SystemExit) as exited, redacted_output():
+                assert isinstance(sys.stderr, RedactingStream)
+                print("remote:", f"sc://h:443/;token={secret}")
+                print("token:", secret, file=sys.stderr)  # key and value in separate writes
+                error = ConfigError(f"cannot reach https://clv:{secret}@workspace.example.com",
+                                    where="env.spark.remote")
+                logger.error("train failed: %s", error.message)
+                try:
+                    raise RuntimeError(f"password={secret}")
+                except RuntimeError:
+                    logger.exception("unexpected")
+                sys.exit(3)
+            assert (sys.stdout, sys.stderr) == (stdout, stderr)  # restored, inside the caller's redirection
+    finally:
+        logger.removeHandler(file_handler)
+    assert exited.value.code == 3
+    written = stdout.getvalue() + stderr.getvalue() + log_file.getvalue()
+    assert secret not in written
+    assert stdout.getvalue() == "remote: sc://h:443/;token=***\n" and stderr.getvalue() == "token: '***'\n"
+    assert "https://***@workspace.example.com | where: env.spark.remote" in log_file.getvalue()
+    assert "RuntimeError: password=***" in log_file.getvalue()
+
+
+@pytest.mark.parametrize("overrides,full_error,shown", [
+    (["env.spark.remote=sc://h:1/;token={s}", "foo.bar=1"], False, "token=***"),  # unquoted: the lexer echoes it
+    (["env.spark.remot=sc://clv:{s}@h:1"], False, "+env.spark.remot=sc://***@h:1"),  # a typo'd key, in the hint
+    # HYDRA_FULL_ERROR=1: Hydra re-raises, and Python prints the traceback after main has returned
+    (["env.spark.remot=sc://clv:{s}@h:1"], True, "ConfigCompositionException: Could not override"),
+], ids=["lexer error", "unknown key", "full traceback"])
+def test_hydras_own_error_output_is_redacted(tmp_path, monkeypatch, overrides, full_error, shown):
+    secret = planted()
+    if full_error:
+        monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    result = run_script("split.py", *(override.replace("{s}", secret) for override in overrides), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert shown in result.stderr and ("Traceback" in result.stderr) == full_error
+    assert secret not in result.stdout + result.stderr and "***" in result.stderr
+
+
+@pytest.mark.parametrize("flag", [["--cfg", "job"], ["--help"]])
+def test_the_printed_config_and_help_are_redacted(tmp_path, flag):
+    secret = planted()
+    result = run_script("train.py", f"+env.databricks_token={secret}",
+                        f"env.spark.remote='sc://clv:{secret}@workspace.example.com:443/;token={secret}'",
+                        *flag, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert secret not in result.stdout + result.stderr
+    assert "databricks_token: '***'" in result.stdout
+    assert "remote: sc://***@workspace.example.com:443/;token=***" in result.stdout
+
+
+@pytest.mark.parametrize("overrides,says,shown", [
+    # a config error that does not name the secret, with Hydra's debug log printing the whole config
+    (["env.spark.mode=connect", "env.spark.remote='sc://127.0.0.1:1/;token={s}'", "model.horizon_days=0",
+      "hydra.verbose=true"], "model.horizon_days=0 is outside", "remote: sc://127.0.0.1:1/;token=***"),
+    # our own message quotes the value that holds the secret
+    (["use_case.experiment='https://clv:{s}@mlflow.example.com/clv_repurchase_fr'"],
+     "where: config key use_case.experiment", "use_case.experiment='https://***@mlflow.example.com/clv_repurchase_fr'"),
+], ids=["debug log", "error message"])
+def test_a_config_error_with_a_secret_in_config_prints_no_secret(tmp_path, overrides, says, shown):
+    secret = planted()
+    result = run_script("train.py", f"env.storage_root={tmp_path}/root",
+                        *(override.replace("{s}", secret) for override in overrides), cwd=tmp_path)
+    assert result.returncode == ConfigError.exit_code, result.stderr[-3000:]
+    assert says in result.stderr and shown in result.stderr
+    assert secret not in result.stdout + result.stderr
+
+
+def test_the_resolved_config_logged_to_mlflow_holds_no_secret(tmp_path, spark):
+    """The real train stage on two tiny tables, with a secret in config the way a job parameter puts it."""
+    from pyspark.sql import functions as F
+
+    from mlops.runtime import RunContext
+    from mlops.stages.train import train
+
+    secret = planted()
+
+    def split_table(customers: range):
+        return spark.range(customers.start, customers.stop).select(
+            F.col("id").cast("string").alias("customer_id"), F.lit("2011-06-09").cast("date").alias("snapshot_date"),
+            (F.col("id") % 7).cast("double").alias("purchase_count"), (F.col("id") % 2).cast("int").alias("repurchase"))
+
+    with mlflow_uris_restored() as patch:
+        # requirements inference imports the model in a subprocess (~4 s); no part of this
+        patch.setattr(mlflow.models, "infer_pip_requirements", lambda path, flavor, fallback=None: fallback or [])
+        cfg = local_config(tmp_path / "root", f"+env.databricks_token={secret}",
+                           f"env.spark.remote='sc://clv:{secret}@workspace.example.com:443/'")
+        ctx = RunContext.from_config(cfg, spark=spark)
+        for key, customers in (("train", range(0, 40)), ("test", range(40, 60))):
+            ctx.tables.overwrite(ctx.table_name(key), split_table(customers))  # no contracts: not what is tested
+        run_id = train(ctx).run_id
+        logged = mlflow.artifacts.load_text(f"runs:/{run_id}/config/resolved_config.yaml")
+        run = mlflow.get_run(run_id)
+    assert secret not in logged
+    shown = OmegaConf.create(logged)  # still YAML
+    assert shown.env.databricks_token == "***" and shown.env.spark.remote == "sc://***@workspace.example.com:443/"
+    assert shown.model.horizon_days == cfg.model.horizon_days  # the rest as resolved
+    assert secret not in str(run.data.tags) + str(run.data.params)

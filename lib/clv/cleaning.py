@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from mlops.population import country_key
+
 TRANSACTION_COLUMNS = ("customer_id", "invoice", "stock_code", "description", "quantity", "price",
                        "revenue", "is_return", "invoice_date", "country")
 
@@ -33,10 +35,25 @@ def _parse_timestamp(column: str, timestamp_format: str | None) -> Column:
     return _try_cast(column, "TIMESTAMP")
 
 
+def customer_key(column: str | Column) -> Column:
+    """Customer ids as strings with one spelling per customer.
+
+    Ids stay strings end to end (never parsed as numbers, which would lose the difference
+    between ids that are not numbers at all); what is normalised is only how a numeric id is
+    written: surrounding whitespace, a spreadsheet's trailing `.0` and leading zeros, so that
+    `012426`, `12426` and `12426.0` are the same customer in every table.
+    """
+    value = F.trim((F.col(column) if isinstance(column, str) else column).cast("string"))
+    value = F.regexp_replace(value, r"^(\d+)\.0+$", "$1")
+    return F.regexp_replace(value, r"^0+(\d+)$", "$1")  # numeric ids only: `007X` stays as it is
+
+
 def clean_transactions(
     raw_df: DataFrame,
     *,
     country: str | None,
+    country_match: str = "casefold",
+    home_country: str | None = None,
     timestamp_format: str | None = None,
     return_invoice_prefix: str = "C",
     non_product_stock_codes: Sequence[str] = (),
@@ -44,12 +61,14 @@ def clean_transactions(
 ) -> DataFrame:
     """Clean canonical raw columns (strings) for one country (None: every country, a pooled population).
 
+    Countries are matched by `country_match` (country_key); the kept rows carry the configured
+    spelling of `country` (pooled: of `home_country`), so later comparisons need no normalising.
     Lines without a customer cannot be attributed to anyone and are dropped. Cancellations stay:
     they are returns, and the return ratio is a feature. Non-product lines (postage, fees) are
     dropped because they say nothing about what a customer buys.
     """
     trimmed = raw_df.select(
-        F.regexp_replace(F.trim(F.col("customer_id").cast("string")), r"\.0+$", "").alias("customer_id"),
+        customer_key("customer_id").alias("customer_id"),
         *(F.trim(F.col(name).cast("string")).alias(name)
           for name in ("invoice", "stock_code", "quantity", "price", "invoice_date", "country")),
         F.col("description").cast("string").alias("description"),
@@ -67,7 +86,12 @@ def clean_transactions(
     is_product = ~F.col("stock_code").isin(list(non_product_stock_codes))
     for prefix in non_product_stock_code_prefixes:
         is_product &= ~F.col("stock_code").startswith(prefix)
-    of_country = F.lit(True) if country is None else F.col("country") == F.lit(country)
+    of_country = F.lit(True) if country is None else country_key("country", country_match) == country_key(
+        F.lit(country), country_match)
+    spelt = country or home_country
+    if spelt is not None:
+        typed = typed.withColumn("country", F.when(country_key("country", country_match) == country_key(
+            F.lit(spelt), country_match), F.lit(spelt)).otherwise(F.col("country")))
     kept = typed.where(
         of_country
         & F.col("customer_id").isNotNull()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mlops.errors import PipelineError
+from mlops.errors import PipelineError, storage_error
+from mlops.journal import recover_unfinished_writes
 from mlops.runtime import RunContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,13 @@ def run_stages(stages: Sequence[str], cfg: DictConfig, ctx: RunContext | None = 
         from mlops.errors import ConfigError
 
         raise ConfigError(f"unknown stage(s) {unknown}", where="pipeline.stages", fix=f"one of {list(STAGES)}")
+    from mlops.config import validate_config
+
+    validate_config(cfg)  # before the lock: a bad name must not create folders or files first
     results = []
     with run_lock(cfg):
         ctx = ctx or RunContext.from_config(cfg)
+        recover_unfinished_writes(ctx)  # a killed run's half-written unit, undone while the lock is held
         for stage in stages:
             started = time.perf_counter()
             log.info("stage %s: %s %s %s (env %s)", stage, cfg.use_case.name, cfg.model.name, cfg.country.code,
@@ -59,7 +64,7 @@ def run_lock(cfg: DictConfig) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     timeout = float(cfg.env.get("lock_timeout_seconds") or 0)
     deadline = time.monotonic() + timeout
-    with path.open("w") as handle:
+    with path.open("a") as handle:  # "a": never truncate what another run holds
         waited = False
         while True:
             try:
@@ -89,3 +94,9 @@ def run_stage(stages: str | Sequence[str], cfg: DictConfig) -> list[StageResult]
     except PipelineError as error:
         log.error("%s failed: %s", stages, error.message)
         sys.exit(error.exit_code)
+    except Exception as error:
+        storage = storage_error(error)
+        if storage is None:
+            raise  # a bug: the traceback is the report
+        log.error("%s failed: %s", stages, storage.message)
+        sys.exit(storage.exit_code)

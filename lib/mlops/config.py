@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,11 +16,58 @@ from mlops.errors import ConfigError
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
+ISO_TIMESTAMP_REGEX = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"
+# Spark datetime pattern letters -> what each run of them matches (by run length where it matters)
+_PATTERN_PARTS = {
+    "y": lambda n: r"\d{2}" if n == 2 else r"\d{4}",
+    "M": lambda n: r"\d{1,2}" if n <= 2 else (r"[A-Za-z]{3}" if n == 3 else r"[A-Za-z]+"),
+    "L": lambda n: r"\d{1,2}",
+    "d": lambda n: r"\d{1,2}", "H": lambda n: r"\d{1,2}", "h": lambda n: r"\d{1,2}",
+    "k": lambda n: r"\d{1,2}", "K": lambda n: r"\d{1,2}",
+    "m": lambda n: r"\d{2}" if n == 2 else r"\d{1,2}", "s": lambda n: r"\d{2}" if n == 2 else r"\d{1,2}",
+    "S": lambda n: r"\d{1,9}", "a": lambda n: r"[AaPp][Mm]", "E": lambda n: r"[A-Za-z]+",
+}
+
+
+def timestamp_regex(timestamp_format: str | None) -> str:
+    """The regex the source contract checks dates with: ISO when no format is configured, else
+    the configured Spark datetime pattern, so the contract and the parser agree on what a date is."""
+    import re
+
+    if not timestamp_format:
+        return ISO_TIMESTAMP_REGEX
+    parts, text, index = [], str(timestamp_format), 0
+    while index < len(text):
+        char = text[index]
+        if char == "'":  # a quoted literal; '' is a single quote
+            end = text.find("'", index + 1)
+            end = len(text) if end < 0 else end
+            parts.append(re.escape(text[index + 1:end] or "'"))
+            index = end + 1
+            continue
+        run = len(text) - index - len(text[index:].lstrip(char))
+        if char in _PATTERN_PARTS:
+            parts.append(_PATTERN_PARTS[char](run))
+        elif char.isalpha():
+            raise ConfigError(f"use_case.source.timestamp_format={text!r}: pattern letter {char!r} is not supported",
+                              where="config key use_case.source.timestamp_format",
+                              fix="use y M d H h m s S a E letters, e.g. dd/MM/yyyy HH:mm")
+        else:
+            parts.append(re.escape(char * run))
+        index += run
+    return "^" + "".join(parts) + "$"
+
+
 def _register_resolvers() -> None:
     # `abspath` pins relative storage roots to the directory the script was started from,
     # so Spark, MLflow and deltalake all see the same absolute location.
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", lambda p: os.path.abspath(os.path.expanduser(str(p))))
+    # the source contract's date check follows use_case.source.timestamp_format
+    if not OmegaConf.has_resolver("timestamp_regex"):
+        OmegaConf.register_new_resolver("timestamp_regex", timestamp_regex)
+        OmegaConf.register_new_resolver("timestamp_pattern", lambda f: f or "ISO YYYY-MM-DD HH:MM[:SS]")
+        OmegaConf.register_new_resolver("neg", lambda value: -value)
 
 
 _register_resolvers()
@@ -63,10 +111,13 @@ SPLIT_KINDS = ("customer", "time")
 
 
 def _between(cfg: DictConfig, key: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
-             fix: str) -> None:
+             integer: bool = False, fix: str) -> None:
     value = OmegaConf.select(cfg, key)
     if value is None:
         return
+    if integer and not (isinstance(value, int) and not isinstance(value, bool)):
+        # a fractional horizon or cadence would be truncated somewhere and mean something else
+        raise ConfigError(f"{key}={value!r} is not a whole number", where=f"config key {key}", fix=fix)
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if not isinstance(value, (int, float)) or isinstance(value, bool) or too_low or too_high:
@@ -80,11 +131,18 @@ def validate_config(cfg: DictConfig) -> None:
     _between(cfg, "env.sample_fraction", 0, 1, low_open=True, fix="a share of customers in (0, 1], e.g. 0.25")
     _between(cfg, "use_case.split.test_fraction", 0, 1, low_open=True, high_open=True,
              fix="a share of customers in (0, 1), e.g. 0.3")
-    _between(cfg, "model.horizon_days", 1, 3660, fix="a horizon in days >= 1, e.g. model.horizon_days=90")
-    _between(cfg, "use_case.snapshots.cadence_months", 1, 120, fix="whole months >= 1")
+    _between(cfg, "model.horizon_days", 1, 3660, integer=True,
+             fix="a horizon in whole days >= 1, e.g. model.horizon_days=90")
+    _between(cfg, "use_case.snapshots.cadence_months", 1, 120, integer=True, fix="whole months >= 1, e.g. 1")
+    _between(cfg, "inference.backfill.cadence_months", 1, 120, integer=True,
+             fix="whole months >= 1, e.g. inference.backfill.cadence_months=1")
+    _between(cfg, "inference.max_days_after_data", 0, 366, integer=True,
+             fix="whole days >= 0, e.g. inference.max_days_after_data=7")
+    _check_guards(cfg)
+    _check_names(cfg)
+    timestamp_regex(OmegaConf.select(cfg, "use_case.source.timestamp_format"))  # its letters, before a contract needs it
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r} is not an integer", where="config key seed", fix="e.g. seed=42")
-    _between(cfg, "use_case.guards.max_duplicate_share", 0, 1, fix="a share in [0, 1], e.g. 0.1")
     _between(cfg, "model.inference.threshold", 0, 1, fix="a probability in [0, 1], e.g. 0.5")
     _between(cfg, "monitoring.psi_threshold", 0, 10, low_open=True, fix="a PSI above 0, e.g. 0.25")
     _between(cfg, "model.monitoring.min_performance", -1, 1, fix="a metric value, e.g. 0.6")
@@ -109,6 +167,45 @@ def validate_config(cfg: DictConfig) -> None:
     if test_date is not None:
         parse_date(test_date, "use_case.split.test_snapshot_date")
     population.check(cfg)
+
+
+def _check_guards(cfg: DictConfig) -> None:
+    """The plausibility guards' own settings: a typo here would switch a guard off silently."""
+    prefix = "use_case.guards"
+    _between(cfg, f"{prefix}.max_duplicate_share", 0, 1, fix="a share in [0, 1], e.g. 0.1")
+    _between(cfg, f"{prefix}.max_history_years", 1, 100, integer=True, fix="whole years, e.g. 10")
+    _between(cfg, f"{prefix}.max_leading_gap_days", 0, 36600, integer=True, fix="whole days, e.g. 120")
+    _between(cfg, f"{prefix}.leading_share", 0, 0.5, high_open=True, fix="a share in [0, 0.5), e.g. 0.01")
+    _between(cfg, f"{prefix}.max_abs_quantity", 1, 1e12, integer=True, fix="a whole number, e.g. 100000")
+    _between(cfg, f"{prefix}.max_price", 0, 1e12, low_open=True, fix="a price, e.g. 10000")
+    _between(cfg, f"{prefix}.max_shrink_share", 0, 1, fix="a share in [0, 1], e.g. 0.5")
+    earliest = OmegaConf.select(cfg, f"{prefix}.earliest_date")
+    if earliest is not None:
+        parse_date(earliest, f"{prefix}.earliest_date")
+
+
+# names that become folder, lock-file and workspace-path parts
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _check_names(cfg: DictConfig) -> None:
+    """Names that reach the disk (lock files, artifact folders, workspace paths), checked before
+    anything is created: no separators where a plain name is meant, and never `..`."""
+    for key in ("use_case.name", "country.suffix", "model.name"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not _PLAIN_NAME.fullmatch(str(value)):
+            raise ConfigError(f"{key}={value!r} is not a plain name", where=f"config key {key}",
+                              fix="letters, digits and underscores only: it names tables, files and jobs")
+    experiment = OmegaConf.select(cfg, "use_case.experiment")
+    if experiment is not None:
+        text = str(experiment)
+        segments = text.split("/")
+        bad = (".." in segments or "." in segments or "\\" in text or "\x00" in text or not segments[-1]
+               or ("/" in text and not text.startswith("/")))
+        if bad:
+            raise ConfigError(f"use_case.experiment={text!r} is not a safe experiment name", where="config key "
+                              "use_case.experiment", fix="a plain name, or an absolute workspace path such as "
+                              "/Shared/ac-mlops/dev/clv_repurchase_de, without '..' or '\\'")
 
 
 def bundled_sample_allowed(cfg: DictConfig) -> bool:

@@ -1,6 +1,8 @@
 """Pipeline errors that carry what went wrong, where, and how to fix it, plus an exit code."""
 from __future__ import annotations
 
+import errno
+
 
 class PipelineError(Exception):
     """An expected failure: reported in one clear message, never as a traceback."""
@@ -57,3 +59,45 @@ class ConcurrentRunError(PipelineError):
     """Another run of the same use case and country held the lock for too long; nothing was done."""
 
     exit_code = 8
+
+
+class StorageError(PipelineError):
+    """The storage under the pipeline failed (full, read-only, a damaged table log or tracking
+    database); the previous table versions and aliases are as they were."""
+
+    exit_code = 9
+
+
+# errno -> (what Python, Spark or deltalake say, what it means, what to do)
+_STORAGE_FAULTS = {
+    errno.ENOSPC: ("No space left on device", "the disk is full",
+                   "free space there or point env.storage_root at a larger disk, then re-run; the previous table "
+                   "versions are intact"),
+    errno.EROFS: ("Read-only file system", "the storage is read-only",
+                  "point env.storage_root at a writable folder"),
+    errno.EACCES: ("Permission denied", "the storage may not be written",
+                   "point env.storage_root at a folder this user may write, or fix its permissions"),
+    errno.EPERM: ("Operation not permitted", "the storage may not be written",
+                  "point env.storage_root at a folder this user may write, or fix its permissions"),
+}
+
+
+def storage_error(error: BaseException) -> StorageError | None:
+    """The StorageError an unexpected exception stands for, or None when it is something else.
+
+    A full or read-only disk surfaces as an OSError from Python, as text inside a deltalake or
+    Spark (Java) error otherwise; both are recognised, through the exception's causes too.
+    """
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    for exc in seen:
+        number = exc.errno if isinstance(exc, OSError) else None
+        for code, (text, meaning, fix) in _STORAGE_FAULTS.items():
+            if number == code or text in str(exc):
+                where = getattr(exc, "filename", None) or "env.storage_root"
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else text
+                return StorageError(f"{meaning}: {first}", where=str(where), fix=fix)
+    return None

@@ -19,18 +19,32 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlops.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 POPULATIONS = ("country", "pooled")
 HOME_SHARE = "home_country_share"
 # a customer belongs to the country where at least this share of their purchases was placed
 HOME_MIN_SHARE = 0.5
+
+
+COUNTRY_MATCHES = ("exact", "casefold")
+
+
+def country_key(column: "str | Column", country_match: str = "casefold") -> "Column":
+    """The value countries are compared by: as written (exact), or without case and surrounding
+    whitespace (casefold), so that `germany ` in one export is the Germany of another."""
+    from pyspark.sql import functions as F
+
+    if country_match not in COUNTRY_MATCHES:
+        raise ValueError(f"country_match={country_match!r}: one of {COUNTRY_MATCHES}")
+    value = F.col(column) if isinstance(column, str) else column
+    return F.lower(F.trim(value)) if country_match == "casefold" else value
 
 
 def training_population(cfg: DictConfig) -> str:
@@ -51,6 +65,10 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError("a pooled population needs a home country, but country.source_value is null "
                           "(null already keeps every country)", where="config key country.training_population",
                           fix="set country.source_value to the country's value in the source, or use 'country'")
+    match = OmegaConf.select(cfg, "use_case.cleaning.fn.country_match")
+    if match is not None and match not in COUNTRY_MATCHES:
+        raise ConfigError(f"use_case.cleaning.fn.country_match={match!r} is not a way to match countries",
+                          where="config key use_case.cleaning.fn.country_match", fix=f"one of {list(COUNTRY_MATCHES)}")
     columns = cfg.model.features.get("columns")
     if population == "pooled" and columns and HOME_SHARE not in columns:
         raise ConfigError(f"a pooled model must see {HOME_SHARE}: its test set, drift profile and scoring keep the "
@@ -59,10 +77,12 @@ def check(cfg: DictConfig) -> None:
 
 
 def cleaning_function(cfg: DictConfig) -> Callable[["DataFrame"], "DataFrame"]:
-    """The use case's cleaning function; pooled, it keeps every country (country=None)."""
+    """The use case's cleaning function; pooled, it keeps every country (country=None) and spells
+    the home country as configured."""
     from hydra.utils import instantiate
 
-    return instantiate(cfg.use_case.cleaning.fn, **({"country": None} if is_pooled(cfg) else {}))
+    pooled = {"country": None, "home_country": str(cfg.country.source_value)} if is_pooled(cfg) else {}
+    return instantiate(cfg.use_case.cleaning.fn, **pooled)
 
 
 def feature_function(cfg: DictConfig) -> Callable[..., "DataFrame"]:

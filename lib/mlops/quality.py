@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -83,9 +84,51 @@ def _describe(result) -> dict[str, Any]:
                           "partial_unexpected_list", "details")}
     kwargs = {key: value for key, value in config.kwargs.items() if key not in ("batch_id", "result_format")}
     hint = (config.meta or {}).get("hint", "")
-    if result.exception_info and result.exception_info.get("raised_exception"):
-        details["error"] = str(result.exception_info.get("exception_message", ""))[:300]
-    return {"expectation": config.type, "kwargs": kwargs, "result": details, "hint": hint}
+    errors = _raised(result)
+    if errors:
+        details["error"] = errors[0][:300]
+    return {"expectation": config.type, "kwargs": kwargs, "result": details, "hint": hint, "errors": errors}
+
+
+def _raised(result) -> list[str]:
+    """The exception messages of an expectation that could not be computed: GX keeps one entry,
+    or one per metric it tried, and marks each that raised."""
+    info = result.exception_info or {}
+    entries = [info] if "raised_exception" in info else [entry for entry in info.values() if isinstance(entry, dict)]
+    return [str(entry.get("exception_message") or "") for entry in entries if entry.get("raised_exception")]
+
+
+_ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_]+(?:\.[A-Z0-9_]+)?)\]\s*([^:\n]*)")
+# Spark error class -> the likely cause in the input, as a reader would fix it
+_LIKELY_CAUSES = (
+    (("MALFORMED", "CSV"), "lines that do not split into the header's columns: a delimiter other than "
+                           "use_case.source.delimiter, a quoted field with a line break inside, or a file cut off "
+                           "mid-line"),
+    (("NUMERIC_VALUE_OUT_OF_RANGE", "OVERFLOW", "DECIMAL"), "a number too large for its column type"),
+    (("UNRESOLVED_COLUMN", "FIELD_NOT_FOUND"), "a column the contract names is not in the table"),
+    (("INVALID_ATTRIBUTE_NAME_SYNTAX",), "a column name Spark cannot parse (it holds a backtick or a dot); rename the "
+                                         "column in the source"),
+    (("CAST_INVALID_INPUT", "DATETIME", "PARSE"), "a value that does not parse as its type"),
+    (("FAILED_READ_FILE", "FILE_NOT_FOUND", "PATH_NOT_FOUND"), "a source file that cannot be read completely"),
+)
+
+
+def spark_failure(message: str) -> tuple[str, str]:
+    """(Spark's error, shortened to its innermost error class and title; the likely cause).
+
+    The innermost class is the specific one (MALFORMED_CSV_RECORD under FAILED_READ_FILE). Only
+    the title is kept: Spark's message goes on to quote the offending record, customer data.
+    """
+    found = _ERROR_CLASS.findall(message)
+    if found:
+        error_class, title = found[-1]
+        first = f"[{error_class}] {title.strip()}".strip()
+    else:
+        error_class, first = "", next((line.strip() for line in message.splitlines() if line.strip()), "")[:200]
+    classes = " ".join(name for name, _ in found).upper() or message[:500].upper()
+    cause = next((text for keys, text in _LIKELY_CAUSES if any(key in classes for key in keys)),
+                 "Spark could not compute the checks on this input")
+    return first, cause
 
 
 def validate(df: "DataFrame", entries: list[dict[str, Any]], *, table: str, persist: bool = True) -> None:
@@ -100,6 +143,19 @@ def validate(df: "DataFrame", entries: list[dict[str, Any]], *, table: str, pers
         return
     outcome = batch.validate(suite, result_format=_RESULT_FORMAT)
     failures = [_describe(result) for result in outcome.results if not result.success]
+    # GX raises for a column the table lacks; that is a contract failure (the columns check says
+    # which and how to map it), not Spark failing on the rows
+    raised = [failure for failure in failures if failure["errors"]
+              and not any("does not exist" in error for error in failure["errors"])]
+    if raised:
+        # the other expectations' verdicts mean nothing when Spark could not read the rows
+        error, cause = spark_failure(raised[0]["errors"][0])
+        column = raised[0]["kwargs"].get("column")
+        raise DataQualityError(
+            f"Spark failed while checking {table} ({len(raised)} of {len(entries)} expectations could not be "
+            f"computed): {error}" + (f" (first in column {column!r})" if column else "") + f"; likely cause: {cause}",
+            where=table, fix="correct the input (or its use_case.source settings: delimiter, encoding, "
+                             "timestamp_format); nothing was written", failures=failures)
     lines = []
     for failure in failures:
         line = f"{failure['expectation']}({_short(failure['kwargs'])}) -> {_short(failure['result'])}"

@@ -52,7 +52,16 @@ def configure_mlflow(cfg: DictConfig) -> str:
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
     name = cfg.use_case.experiment
-    experiment = mlflow.get_experiment_by_name(name)
+    try:
+        experiment = mlflow.get_experiment_by_name(name)
+    except Exception as exc:  # the first call that touches the store: a damaged database shows here
+        from mlops.errors import StorageError
+
+        first = str(exc).strip().splitlines()[0][:300]
+        raise StorageError(f"the MLflow tracking store cannot be read: {first}",
+                           where=settings.tracking_uri.removeprefix("sqlite:///"),
+                           fix="restore the database from a backup, or point env.mlflow.tracking_uri at a working "
+                               "store; no run was started and no alias moved") from None
     if experiment is None:
         artifact_location = None
         if settings.artifact_root:
@@ -68,6 +77,48 @@ def configure_mlflow(cfg: DictConfig) -> str:
     global _configured
     _configured = ConfiguredRegistry(str(experiment_id), str(cfg.use_case.registered_model))
     return experiment_id
+
+
+def fail_orphaned_runs(cfg: DictConfig, stage: str) -> list[str]:
+    """Mark as FAILED this stage's runs of this model and country that are still RUNNING; return their ids.
+
+    A process that is killed never ends its MLflow run, which then shows as RUNNING for good and
+    reads as a stage still at work. Call it before the stage starts its own run. No live run of the
+    same stage, model and country can exist then: locally every stage runs under the run lock of
+    its use case and country (`cli.run_lock`); on Databricks the one job that runs this stage has
+    max_concurrent_runs=1 with a queue. That guarantee is per job, so the search is per stage:
+    a model's training job (train, evaluate) and its scoring job (monitor) may run at the same
+    time, and neither may end the other's run.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    if _configured is None:
+        raise ConfigError("no MLflow experiment is configured in this process", where="mlops.registry",
+                          fix="call configure_mlflow(cfg) first (every stage does)")
+    tags = {"stage": stage, "model": str(cfg.model.name), "country": str(cfg.country.code)}
+    if any("'" in value for value in tags.values()):
+        raise ConfigError(f"a quote in {tags} would break the MLflow search", where="model.name / country.code",
+                          fix="use plain names")
+    query = "attributes.status = 'RUNNING' and " + " and ".join(f"tags.{key} = '{value}'"
+                                                              for key, value in tags.items())
+    client = MlflowClient()
+    active = mlflow.active_run()
+    orphans: list[str] = []
+    page_token = None
+    while True:
+        page = client.search_runs([_configured.experiment_id], query, page_token=page_token)
+        orphans += [run.info.run_id for run in page if active is None or run.info.run_id != active.info.run_id]
+        page_token = page.token
+        if not page_token:
+            break
+    for run_id in orphans:
+        client.set_terminated(run_id, "FAILED")
+    if orphans:
+        log.warning("marked %d %s run(s) of %s %s FAILED: %s; they were still RUNNING, so their process ended "
+                    "without finishing them (killed?)", len(orphans), stage, cfg.model.name, cfg.country.code,
+                    ", ".join(orphans))
+    return orphans
 
 
 def skops_trusted_types(model: Any) -> list[str]:

@@ -245,9 +245,14 @@ class RunContext:
         for key, df in outputs.items():
             validate(df, self.suite(key) + (extra_expectations or {}).get(key, []), table=str(names[key]),
                      persist=self.persist)
+        self._check_shrink(names, outputs, replace_dates)
         for key, spec in feature_tables.items():
             self.feature_store.ensure_table(spec, outputs[key].schema)
         before = {key: self.tables.version(name) for key, name in names.items()}
+        from mlops.journal import begin_unit
+
+        # an exception is rolled back below; a kill is not, so the journal lets the next run do it
+        unit = begin_unit(self.cfg, names, before, self.started_at)
         written: dict[str, tuple[int | None, int]] = {}
         try:
             for key, df in outputs.items():
@@ -257,17 +262,57 @@ class RunContext:
                     version = self.feature_store.truncate_and_load(names[key], df)
                 else:
                     version = self.tables.overwrite(names[key], df)
+                if unit is not None:
+                    unit.wrote(key, version)
                 written[key] = (version, self.tables.read(names[key]).count())
                 log.info("wrote %s: version %s, %d rows", names[key], *written[key])
         except BaseException:
-            for key in written:
-                log.warning("rolling %s back to version %s", names[key], before[key])
-                self.tables.restore(names[key], before[key])
+            if unit is not None:  # also undoes a write that committed just before the exception
+                for restored in unit.roll_back(self.tables):
+                    log.warning("rolled %s", restored)
+            else:
+                for key in written:
+                    log.warning("rolling %s back to version %s", names[key], before[key])
+                    self.tables.restore(names[key], before[key])
             raise
         finally:
             for df in outputs.values() if self.persist else ():
                 df.unpersist()  # validation caches what it checks; the write has used it
+        if unit is not None:
+            unit.finish()
         return written
+
+    def _check_shrink(self, names: dict[str, TableName], outputs: dict[str, "DataFrame"],
+                      replace_dates: tuple[str, list] | None) -> None:
+        """A new version may not hold far fewer rows than the current one (for a per-date replace:
+        than the current rows of those dates). Every contract can hold on a collapsed input, e.g. a
+        source of returns only; this keeps the last good version current unless the user says so."""
+        from pyspark.sql import functions as F
+
+        from mlops.errors import DataQualityError
+
+        guards = self.cfg.use_case.get("guards") or {}
+        limit = guards.get("max_shrink_share")
+        if limit is None:
+            return
+        for key, df in outputs.items():
+            if not self.tables.exists(names[key]):
+                continue
+            current = self.tables.read(names[key])
+            if replace_dates:
+                current = current.where(F.col(replace_dates[0]).isin(list(replace_dates[1])))
+            old = current.count()
+            new = df.count() if old else 0
+            if not old or new >= (1 - float(limit)) * old:
+                continue
+            change = f"{new} rows would replace the {old} of the current version ({1 - new / old:.0%} fewer)"
+            if guards.get("allow_shrink"):
+                log.warning("%s: %s; allowed by use_case.guards.allow_shrink=true", names[key], change)
+                continue
+            raise DataQualityError(f"{change}, more than use_case.guards.max_shrink_share={float(limit):g} allows",
+                                   where=str(names[key]),
+                                   fix="check the input (a partial or filtered source?); if the smaller table is "
+                                       "right, run once with use_case.guards.allow_shrink=true; nothing was written")
 
     def suite(self, key: str) -> list[dict]:
         """The table's contract: the use case's expectations plus the model's own for that table."""

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def column(name: str) -> "F.Column":
+    """A source column by its exact name: quoted, with backticks inside doubled, since source
+    columns may hold spaces, dots or backticks that Spark would otherwise parse."""
+    return F.col("`" + str(name).replace("`", "``") + "`")
+
+
 def describe_source(source: DictConfig) -> str:
     if source.kind == "bundled":
         return f"bundled {source.bundled_package}/{source.bundled_file}"
@@ -38,7 +44,7 @@ def _read_bundled(spark: SparkSession, source: DictConfig) -> DataFrame:
                               f"{source.bundled_package}", where="use_case.source",
                               fix="reinstall the project (pip install -e .) or set use_case.source.kind")
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # the sample: UTF-8, comma-separated
         except (OSError, EOFError, ValueError) as exc:
             raise SourceError(f"cannot read bundled sample: {exc}", where=str(path),
                               fix="reinstall the project to restore the file") from None
@@ -95,7 +101,9 @@ def read_source(spark: SparkSession, source: DictConfig) -> DataFrame:
         _check_local_path(str(source.path))
         if kind == "csv" and "://" not in str(source.path) and Path(str(source.path)).exists():
             _check_gzip(str(source.path), kind)
-        reader = spark.read.option("header", "true").option("mode", "FAILFAST") if kind == "csv" else spark.read
+        reader = (spark.read.option("header", "true").option("mode", "FAILFAST")
+                  .option("encoding", source.get("encoding") or "UTF-8").option("sep", source.get("delimiter") or ",")
+                  if kind == "csv" else spark.read)
         try:
             raw = reader.csv(str(source.path)) if kind == "csv" else reader.parquet(str(source.path))
         except Exception as exc:  # Spark's AnalysisException et al.: keep the first line only
@@ -106,4 +114,4 @@ def read_source(spark: SparkSession, source: DictConfig) -> DataFrame:
     else:
         raise ConfigError(f"unknown source kind {kind!r}", where="use_case.source.kind",
                           fix="one of bundled, csv, parquet, table")
-    return raw.select(*(F.col(f"`{name}`").cast("string").alias(name) for name in raw.columns))
+    return raw.select(*(column(name).cast("string").alias(name) for name in raw.columns))

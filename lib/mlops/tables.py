@@ -98,7 +98,16 @@ class DeltaPathTableStore:
     def _table(self, name: TableName):
         from deltalake import DeltaTable
 
-        return DeltaTable(str(self.path(name)))
+        try:
+            return DeltaTable(str(self.path(name)))
+        except Exception as exc:  # deltalake's DeltaError: a damaged or half-deleted _delta_log
+            from mlops.errors import StorageError
+
+            first = str(exc).strip().splitlines()[0][:300]
+            raise StorageError(f"the Delta log of table {name} cannot be read: {first}",
+                               where=str(self.path(name) / "_delta_log"),
+                               fix="restore the table folder from a backup, or move it away and re-run the stage "
+                                   "that writes it (it is rebuilt from its inputs)") from None
 
     def read(self, name: TableName) -> "DataFrame":
         table = self._table(name)

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from mlops.calendar import monthly_dates
 from mlops.config import parse_date
-from mlops.errors import ConfigError, MissingInputError
+from mlops.errors import ConfigError, DataQualityError, MissingInputError
 from mlops.models import ScoredModel
 from mlops.population import feature_function, home_rows
 from mlops.registry import alias_version, configure_mlflow, registered_model_name
@@ -37,7 +37,12 @@ def champion_model(ctx: RunContext) -> tuple[str, Any, ScoredModel]:
 
 
 def scoring_dates(ctx: RunContext, first_day: dt.date, last_day: dt.date) -> list[dt.date]:
-    """The dates to score, from the most specific setting given; default the latest transaction day."""
+    """The dates to score, from the most specific setting given; default the latest transaction day.
+
+    Every date must lie within the observed data: before the first transaction there is nobody
+    to score, and more than inference.max_days_after_data after the last one every customer's
+    recency would be measured into a future the data has not seen.
+    """
     cfg = ctx.cfg
     backfill = cfg.inference.backfill
     if cfg.inference.scoring_dates:
@@ -45,6 +50,10 @@ def scoring_dates(ctx: RunContext, first_day: dt.date, last_day: dt.date) -> lis
     elif backfill.start or backfill.end:
         start = parse_date(backfill.start or first_day, "inference.backfill.start")
         end = parse_date(backfill.end or last_day, "inference.backfill.end")
+        if start > end:
+            raise ConfigError(f"inference.backfill.start={start} is after inference.backfill.end={end}",
+                              where="config keys inference.backfill.start / end",
+                              fix=f"set start <= end; the data runs {first_day} .. {last_day}")
         dates = monthly_dates(start, end, int(backfill.cadence_months))
     elif cfg.scoring_date:
         dates = [parse_date(cfg.scoring_date, "scoring_date")]
@@ -54,6 +63,15 @@ def scoring_dates(ctx: RunContext, first_day: dt.date, last_day: dt.date) -> lis
     if early or not dates:
         raise ConfigError(f"scoring date(s) {early or dates} come before the first transaction ({first_day})",
                           where="scoring_date / inference", fix=f"score on or after {first_day}")
+    tolerance = int(cfg.inference.max_days_after_data)
+    late = [day for day in dates if day > last_day + dt.timedelta(days=tolerance)]
+    if late:
+        raise DataQualityError(
+            f"scoring date(s) {[str(day) for day in late]} lie more than {tolerance} day(s) after the last "
+            f"transaction ({last_day}): the features would describe a future the data has not seen",
+            where="scoring_date / inference.scoring_dates / inference.backfill",
+            fix=f"score on or before {last_day + dt.timedelta(days=tolerance)}, load the newer transactions "
+                "(re-run extract), or raise inference.max_days_after_data")
     return sorted(set(dates))
 
 
@@ -130,6 +148,12 @@ def batch_inference(ctx: RunContext) -> StageResult:
                           fix="re-train with the current feature function, or promote a matching version")
     features = ctx.cache(features)  # counted, checked, scored and written: computed once
     population = features.count()
+    if population == 0:
+        # an empty population would replace the dates' predictions with nothing, and pass every contract
+        raise DataQualityError(f"no customers to score on {[str(day) for day in dates]}: the features at those "
+                               "dates have no rows", where=str(ctx.table_name("transactions")),
+                               fix="score dates that have customers with purchases before them, or re-run extract "
+                                   "on a source with this country's sales; the previous predictions are kept")
     predictions = predictions_frame(features, model, name=name, version=version.version, scored_at=ctx.started_at,
                                     threshold=cfg.model.inference.threshold)
     written = ctx.write_all(

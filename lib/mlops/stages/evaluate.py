@@ -13,8 +13,8 @@ from mlops.gate import Verdict, decide
 from mlops.lineage import git_commit
 from mlops.metrics import metric, metrics_with_ci
 from mlops.models import ScoredModel
-from mlops.registry import (alias_version, configure_mlflow, describe_version, promote_to_champion,
-                            register_run_model, registered_model_name, set_alias)
+from mlops.registry import (alias_version, configure_mlflow, describe_version, fail_orphaned_runs,
+                            promote_to_champion, register_run_model, registered_model_name, set_alias)
 from mlops.reports import evaluation_figures, log_figure, model_card, permutation_importance_figure
 from mlops.runtime import RunContext, StageResult
 from mlops.targets import require_classes
@@ -114,6 +114,7 @@ def evaluate(ctx: RunContext) -> StageResult:
     if run_mode not in RUN_MODES:
         raise ConfigError(f"evaluation.run_mode={run_mode!r}", where="evaluation.run_mode", fix=f"one of {RUN_MODES}")
     experiment_id = configure_mlflow(cfg)
+    fail_orphaned_runs(cfg, "evaluate")  # a killed evaluate left its run RUNNING
     name = registered_model_name(cfg)
     run = candidate_run(ctx, experiment_id)
     candidate = ScoredModel.from_run(run.info.run_id, run.data.tags["model_uri"])

@@ -7,7 +7,7 @@ import logging
 from hydra.utils import instantiate
 
 from mlops.config import parse_date
-from mlops.errors import ConfigError
+from mlops.errors import ConfigError, DataQualityError
 from mlops.feature_store import FeatureTableSpec
 from mlops.population import feature_function
 from mlops.runtime import RunContext, StageResult
@@ -25,7 +25,35 @@ def snapshot_window(ctx: RunContext, transactions) -> tuple[dt.date, dt.date, dt
     if start_date > end_date:
         raise ConfigError(f"snapshot start {start_date} is after snapshot end {end_date}",
                           where="use_case.snapshots", fix="set start_date <= end_date (or leave them null)")
+    check_leading_gap(ctx, transactions, start_date)
     return start_date, end_date, observed_until
+
+
+def check_leading_gap(ctx: RunContext, transactions, first_snapshot: dt.date) -> None:
+    """The first snapshot may not lie far before the bulk of the data.
+
+    A handful of early lines (a backdated correction, a year typed wrong but still plausible)
+    would otherwise add months of near-empty snapshots whose labels teach the model about
+    customers who barely existed. The bulk starts on the day by which use_case.guards.leading_share
+    of the transactions have happened.
+    """
+    from pyspark.sql import functions as F
+
+    guards = ctx.cfg.use_case.guards
+    share, limit = float(guards.leading_share), int(guards.max_leading_gap_days)
+    day = F.to_date(F.col(ctx.cfg.use_case.timestamp_column))
+    offset = transactions.agg(F.percentile_approx(F.datediff(day, F.lit("1970-01-01")), share).alias("d")).first()["d"]
+    if offset is None:
+        return
+    bulk = dt.date(1970, 1, 1) + dt.timedelta(days=int(offset))
+    gap = (bulk - first_snapshot).days
+    if gap > limit:
+        raise DataQualityError(
+            f"the first snapshot {first_snapshot} lies {gap} days before the bulk of the data (the day by which "
+            f"{share:.0%} of the transactions have happened: {bulk}), more than use_case.guards.max_leading_gap_days="
+            f"{limit}", where=f"{ctx.table_name('transactions')} column {ctx.cfg.use_case.timestamp_column}",
+            fix=f"check the earliest transactions' dates in the source; or set use_case.snapshots.start_date={bulk} "
+                "to start where the data does, or raise use_case.guards.max_leading_gap_days")
 
 
 def features(ctx: RunContext) -> StageResult:

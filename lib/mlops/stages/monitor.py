@@ -11,10 +11,10 @@ from hydra.utils import instantiate
 from pyspark.sql import functions as F
 
 from mlops.drift import drift
-from mlops.errors import MissingInputError
+from mlops.errors import DataQualityError, MissingInputError
 from mlops.lineage import git_commit
 from mlops.metrics import metric
-from mlops.registry import configure_mlflow, load_run_json
+from mlops.registry import configure_mlflow, fail_orphaned_runs, load_run_json
 from mlops.reports import log_figure, monitoring_figures
 from mlops.runtime import RunContext, StageResult
 from mlops.targets import target_from_dict
@@ -79,10 +79,17 @@ def monitor(ctx: RunContext) -> StageResult:
     predictions, features = ctx.read("predictions"), ctx.read("scoring_features")
     transactions = ctx.read("transactions")
     configure_mlflow(cfg)
+    fail_orphaned_runs(cfg, "monitor")  # a killed monitor left its run RUNNING
 
     scored = (features.join(predictions.select("customer_id", "scoring_date", "score", "run_id", "model_version"),
                             ["customer_id", "scoring_date"])
               .orderBy("scoring_date", "customer_id").limit(int(cfg.monitoring.max_rows)).toPandas())
+    if scored.empty:
+        # nothing to measure: an empty monitoring table would replace the last real one
+        raise DataQualityError(f"no predictions to monitor in {name} (none joins its scoring features)",
+                               where=f"{name} and {ctx.table_name('scoring_features')}",
+                               fix="run batch_inference for a date with customers first; the monitoring table "
+                                   "is kept as it was")
     profiles = {run_id: load_run_json(run_id, "config/training_profile.json") for run_id in scored["run_id"].unique()}
     threshold = float(cfg.monitoring.psi_threshold)
     _, _, observed_until = ctx.observed_days(transactions)

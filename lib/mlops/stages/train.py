@@ -17,7 +17,8 @@ from mlops.errors import TrainingDataError
 from mlops.lineage import git_commit
 from mlops.metrics import compute_metrics
 from mlops.population import home_mask
-from mlops.registry import configure_mlflow, log_sklearn_model
+from mlops.redact import redact_values, redacted_config
+from mlops.registry import configure_mlflow, fail_orphaned_runs, log_sklearn_model
 from mlops.runtime import RunContext, StageResult
 from mlops.splitting import hash_unit
 from mlops.targets import require_classes, target_to_dict
@@ -68,20 +69,21 @@ def train(ctx: RunContext) -> StageResult:
 
     estimator = instantiate(cfg.model.estimator)
     configure_mlflow(cfg)
+    fail_orphaned_runs(cfg, "train")  # a killed train left its run RUNNING
     input_versions = ctx.input_versions("train", "test", "features", "labels", "transactions")
     with mlflow.start_run(run_name=f"train {cfg.model.name} {cfg.country.code}") as run:
-        mlflow.set_tags({
+        mlflow.set_tags(redact_values({
             "use_case": cfg.use_case.name, "model": cfg.model.name, "country": cfg.country.code,
             "env": cfg.env.name, "stage": "train", "git_commit": git_commit(cfg),
             **{f"input.{key}.table": str(ctx.table_name(key)) for key in input_versions},
             **{f"input.{key}.version": str(version) for key, version in input_versions.items()},
-        })
-        mlflow.log_params({
+        }))
+        mlflow.log_params(redact_values({
             **_flat_params(estimator), "seed": cfg.seed, "horizon_days": cfg.model.horizon_days,
             "sample_fraction": cfg.env.sample_fraction, "train_rows": len(y_train), "test_rows": len(y_test),
             "feature_count": len(columns),
-        })
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/resolved_config.yaml")
+        }))
+        mlflow.log_text(OmegaConf.to_yaml(redacted_config(cfg)), "config/resolved_config.yaml")
         mlflow.log_dict({"features": columns, "label": label, "keys": keys}, "config/model_inputs.json")
         mlflow.log_dict(target_to_dict(target), "config/target.json")
 
