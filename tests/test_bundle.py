@@ -365,7 +365,7 @@ def test_a_new_country_is_config_only_and_a_stale_file_is_caught(tmp_path):
     shutil.copytree(CONF_DIR, conf)
     shutil.copytree(PROJECT_ROOT / "resources", resources)
     (conf / "country" / "IT.yaml").write_text(
-        "code: IT\nsource_value: Italy\nsuffix: it\ncurrency: GBP\ntimezone: Europe/Rome\nserved_on: [prod]\n",
+        "code: IT\nsource_value: Italy\nsuffix: it\ntimezone: Europe/Rome\nserved_on: [prod]\n",
         encoding="utf-8")
     problems = stale_files(resources, conf)
     assert problems["clv-repurchase-classifier-IT.yml"] == "missing"

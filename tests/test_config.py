@@ -107,6 +107,7 @@ def test_storage_root_is_absolute_and_mlflow_lives_under_it():
     ("use_case.split.kind=random", "use_case.split.kind"),
     ("country.training_population=everyone", "country.training_population"),
     ("model.horizon_days=90.5", "model.horizon_days=90.5 is not a whole number"),
+    ("evaluation.confidence=1", "evaluation.confidence=1 is outside"),
     ("use_case.snapshots.cadence_months=1.5", "cadence_months=1.5 is not a whole number"),
     ("inference.backfill.cadence_months=0", "inference.backfill.cadence_months=0 is outside"),
     ("inference.max_days_after_data=-1", "inference.max_days_after_data"),

@@ -82,3 +82,14 @@ def test_metrics_with_ci_adds_bounds_and_handles_one_class_resamples():
     assert metrics_with_ci(["accuracy"], np.array([0, 1]), np.array([0, 1]), n_resamples=0) == {"accuracy": 1.0}
     # a one-class sample has no AUC in any resample: no interval rather than a made-up one
     assert all(math.isnan(bound) for bound in bootstrap_ci(roc_auc, np.zeros(6), np.arange(6.0), n_resamples=50))
+
+
+def test_metrics_with_ci_uses_the_confidence_it_is_given():
+    """evaluation.confidence reaches the intervals, not only the model card's label."""
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 300)
+    score = y * 0.5 + rng.random(300)
+    wide = metrics_with_ci(["roc_auc"], y, score, n_resamples=200, confidence=0.95, seed=5)
+    narrow = metrics_with_ci(["roc_auc"], y, score, n_resamples=200, confidence=0.5, seed=5)
+    assert wide["roc_auc_ci_low"] < narrow["roc_auc_ci_low"] <= narrow["roc_auc"] <= narrow["roc_auc_ci_high"]
+    assert narrow["roc_auc_ci_high"] < wide["roc_auc_ci_high"]

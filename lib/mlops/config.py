@@ -144,6 +144,8 @@ def validate_config(cfg: DictConfig) -> None:
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r} is not an integer", where="config key seed", fix="e.g. seed=42")
     _between(cfg, "model.inference.threshold", 0, 1, fix="a probability in [0, 1], e.g. 0.5")
+    _between(cfg, "evaluation.confidence", 0, 1, low_open=True, high_open=True,
+             fix="the bootstrap intervals' level in (0, 1), e.g. evaluation.confidence=0.9")
     _between(cfg, "monitoring.psi_threshold", 0, 10, low_open=True, fix="a PSI above 0, e.g. 0.25")
     _between(cfg, "model.monitoring.min_performance", -1, 1, fix="a metric value, e.g. 0.6")
     for metric, bounds in (OmegaConf.select(cfg, "model.gate.thresholds") or {}).items():

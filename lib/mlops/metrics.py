@@ -136,14 +136,17 @@ def metrics_with_ci(
     *,
     groups: np.ndarray | None = None,
     n_resamples: int = 200,
+    confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, float]:
-    """{name, name_ci_low, name_ci_high} for each metric; n_resamples=0 gives point estimates only."""
+    """{name, name_ci_low, name_ci_high} for each metric (a `confidence` percentile interval);
+    n_resamples=0 gives point estimates only."""
     values = compute_metrics(names, y_true, y_pred)
     if n_resamples <= 0:
         return values
     out = dict(values)
     for name in names:
-        low, high = bootstrap_ci(METRICS[name], y_true, y_pred, groups=groups, n_resamples=n_resamples, seed=seed)
+        low, high = bootstrap_ci(METRICS[name], y_true, y_pred, groups=groups, n_resamples=n_resamples,
+                                 confidence=confidence, seed=seed)
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
     return out

@@ -59,7 +59,7 @@ def _custom_metrics(cfg) -> dict[str, tuple[Any, dict[str, float]]]:
 
 def _score(names, y, prediction, groups, cfg, custom=None) -> dict[str, float]:
     values = metrics_with_ci(names, y, prediction, groups=groups, n_resamples=int(cfg.evaluation.bootstrap_resamples),
-                             seed=int(cfg.seed))
+                             confidence=float(cfg.evaluation.confidence), seed=int(cfg.seed))
     for name, (fn, _) in (custom or {}).items():
         values[name] = float(fn(y, prediction))
     return values
