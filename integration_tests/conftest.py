@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,22 @@ def copy_world(source: Path, target: Path) -> Path:
                                   f'WHERE "{column[1]}" LIKE ?', (str(source), str(target), f"%{source}%"))
         store.commit()
     return target
+
+
+@contextlib.contextmanager
+def mlflow_state_kept() -> Iterator[None]:
+    """MLflow's tracking and registry URIs and the registry's configured experiment as they were
+    on entry: runs against private (or deliberately damaged) worlds must not leave this process
+    pointed at them for the modules after."""
+    from mlops import registry
+    from tests.fakes.uc_registry import mlflow_uris_restored
+
+    configured = registry._configured
+    try:
+        with mlflow_uris_restored():
+            yield
+    finally:
+        registry._configured = configured
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from integration_tests.conftest import copy_world
+from integration_tests.conftest import copy_world, mlflow_state_kept
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reliability.md"
@@ -519,17 +519,24 @@ def good_root(de_pipelines) -> Path:
 def outcomes(good_root, tmp_path_factory) -> dict[str, Outcome]:
     """Every case, one after the other: each compares the world before and after itself."""
     results = {}
-    for case in CASES:
-        folder = tmp_path_factory.mktemp(case.id)
-        root = case_root(case, good_root, folder)
-        results[case.id] = outcome = run_case(case, root, folder)
-        if case.check:
-            try:
-                case.check(root)
-            except Exception as error:  # noqa: BLE001 - reported by the case's own test
-                outcome.check_error = "".join(traceback.format_exception(error))
+    with mlflow_state_kept():  # copy cases point MLflow at private, even damaged, stores
+        for case in CASES:
+            results[case.id] = _run_one(case, good_root, tmp_path_factory)
     logging.getLogger().handlers.clear()  # the scripts pointed the log at their captured stderr
     return results
+
+
+def _run_one(case: Case, good_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+    """One case in its own folder and world; a failing `check` is reported by the case's own test."""
+    folder = tmp_path_factory.mktemp(case.id)
+    root = case_root(case, good_root, folder)
+    outcome = run_case(case, root, folder)
+    if case.check:
+        try:
+            case.check(root)
+        except Exception as error:  # noqa: BLE001
+            outcome.check_error = "".join(traceback.format_exception(error))
+    return outcome
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)

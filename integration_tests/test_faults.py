@@ -19,7 +19,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from integration_tests.conftest import DE_PIPELINE_OVERRIDES, copy_world, local_config
+from integration_tests.conftest import DE_PIPELINE_OVERRIDES, copy_world, local_config, mlflow_state_kept
 from mlops.cli import run_stages
 from mlops.journal import open_units, recover_unfinished_writes
 from mlops.runtime import RunContext
@@ -205,13 +205,9 @@ def delta_rows(spark, path: Path, version: int | None = None):
 
 
 @pytest.fixture
-def mlflow_state_kept(monkeypatch):
+def mlflow_state():
     """This module points MLflow at private worlds; the modules after it find it as it was."""
-    from mlops import registry
-    from tests.fakes.uc_registry import mlflow_uris_restored
-
-    monkeypatch.setattr(registry, "_configured", registry._configured)
-    with mlflow_uris_restored():
+    with mlflow_state_kept():
         yield
 
 
@@ -255,7 +251,7 @@ def world(de_pipelines) -> Path:
 
 
 def test_kill_9_between_the_scoring_features_and_predictions_writes_is_undone(world, tmp_path, spark, caplog,
-                                                                              mlflow_state_kept):
+                                                                              mlflow_state):
     root = copy_world(world, tmp_path / "world")
     cfg = local_config(root, *DE_PIPELINE_OVERRIDES)
     ctx = RunContext.from_config(cfg, spark=spark)
@@ -285,7 +281,7 @@ def test_kill_9_between_the_scoring_features_and_predictions_writes_is_undone(wo
 
 
 def test_kill_9_while_evaluate_logs_leaves_a_run_that_the_next_evaluate_marks_failed(world, tmp_path, spark, caplog,
-                                                                                    mlflow_state_kept):
+                                                                                    mlflow_state):
     from mlflow import MlflowClient
 
     from mlops.registry import alias_version, configure_mlflow, registered_model_name
