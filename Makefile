@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # extra pytest arguments for `make unit` / `make integration`, e.g. PYTEST_ARGS="--junitxml=unit.xml"
 PYTEST_ARGS ?=
 
-.PHONY: install train pipeline test unit integration benchmark quality clean bundle-validate bundle-deploy bundle-run
+.PHONY: install lint train pipeline test unit integration benchmark quality clean bundle-validate bundle-deploy bundle-run
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ pipeline: $(STAMP)
 
 # two xdist workers, one Spark session each; a module stays whole on one worker (scenario modules run in
 # order), and the modules reading the shared DE pipelines share one (tests/conftest.py)
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# lint, format and types (pyproject.toml), and resources/ as conf/ generates it; the same as the
+# pre-commit hooks. `ruff check --fix . && ruff format .` repairs most of what it reports.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m mlops.bundle --check
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
@@ -34,16 +42,18 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest integration_tests $(PYTEST_ARGS)
 
 # the data stages at 100k/1M/10M synthetic lines against a pandas reference (docs/performance.md);
-# BENCHMARK_ARGS="--real /path/to/online_retail_2009_2011_combined.csv.gz" adds the real file
+# BENCHMARK_ARGS takes Hydra overrides of conf/benchmark.yaml, e.g.
+# BENCHMARK_ARGS="benchmark.real=/path/to/online_retail_2009_2011_combined.csv.gz" adds the real file
 BENCHMARK_ARGS ?=
 benchmark: $(STAMP)
-	$(BIN)/python scripts/benchmark.py $(BENCHMARK_ARGS)
+	$(BIN)/python -m clv.studies.benchmark $(BENCHMARK_ARGS)
 
 # both models out of time on the full Online Retail II file against BG/NBD (docs/model_quality.md), e.g.
 # make quality DATA=../shared/data/online_retail_2009_2011_combined.csv.gz
+# QUALITY_ARGS takes Hydra overrides of conf/quality.yaml, e.g. QUALITY_ARGS="quality.models=[repurchase]"
 quality: $(STAMP)
 	$(if $(DATA),,$(error DATA is required: the Online Retail II csv.gz, all countries))
-	$(BIN)/python scripts/model_quality.py --data $(DATA) $(QUALITY_ARGS)
+	$(BIN)/python -m clv.studies.model_quality quality.data=$(DATA) $(QUALITY_ARGS)
 
 clean:
 	rm -rf .local

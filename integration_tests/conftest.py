@@ -1,5 +1,6 @@
 """Integration fixtures: the unit-test Spark session and config helpers, shared, and one complete
 run of every stage per model on the DE sample that several modules read instead of re-running."""
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,10 @@ def copy_world(source: Path, target: Path) -> Path:
         for (table,) in store.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
             for column in store.execute(f"PRAGMA table_info('{table}')").fetchall():
                 if any(kind in column[2].upper() for kind in ("CHAR", "TEXT")):
-                    store.execute(f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) '
-                                  f'WHERE "{column[1]}" LIKE ?', (str(source), str(target), f"%{source}%"))
+                    store.execute(
+                        f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) WHERE "{column[1]}" LIKE ?',
+                        (str(source), str(target), f"%{source}%"),
+                    )
         store.commit()
     return target
 

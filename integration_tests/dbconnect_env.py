@@ -8,6 +8,7 @@ new environment. `python -m integration_tests.dbconnect_env` builds it ahead of 
 in the background while the unit tests run); the test waits for a build in progress instead of
 starting a second one.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -46,18 +47,38 @@ def ensure() -> Path:
         if (venv / ".ready").is_file():
             if not _installs_this_checkout(python):
                 # the cache is shared by checkouts (same setup.cfg, same key); the editable install is not
-                subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                                "--no-deps", "-e", str(REPO)], check=True, capture_output=True, timeout=600)
+                subprocess.run(
+                    [
+                        str(python),
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "--no-deps",
+                        "-e",
+                        str(REPO),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=600,
+                )
             return python
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
         install = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "-e", f"{REPO}[{EXTRAS}]"], capture_output=True, text=True, timeout=1800)
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f"{REPO}[{EXTRAS}]"],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         if install.returncode != 0:
             lines = install.stderr.strip().splitlines()
             raise EnvironmentUnavailable(lines[-1] if lines else f"pip exited {install.returncode}")
-        check = subprocess.run([str(python), "-c", "import databricks.connect, mlops, pyspark; print(pyspark.__version__)"],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            [str(python), "-c", "import databricks.connect, mlops, pyspark; print(pyspark.__version__)"],
+            capture_output=True,
+            text=True,
+        )
         if check.returncode != 0:
             raise RuntimeError(f"the databricks-connect environment is broken:\n{check.stderr[-3000:]}")
         (venv / ".ready").write_text(check.stdout)

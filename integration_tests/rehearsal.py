@@ -22,8 +22,8 @@ What stands in for the workspace, and is reported by `StandIns.replaced` (key ->
   mlops.runtime takes the session the runtime built) is a Spark Connect session to a local server
   with a Hive catalog (`SPARK_REMOTE`);
 - Unity Catalog: that server's only catalog, `spark_catalog` (bundle variables `catalog` and
-  `source_table`, overridden as `--var` would), with `env.tables.kind=versioned_catalog` (no Delta
-  on the stand-in) and `env.feature_store.kind=local` (the Feature Engineering client needs a
+  `source_table`, overridden as `--var` would), with `env/tables=versioned_catalog` (no Delta
+  on the stand-in) and `env/feature_store=local` (the Feature Engineering client needs a
   workspace);
 - MLflow in the workspace (`databricks` / `databricks-uc`): a local sqlite tracking and registry store;
 - `dbutils` of the runtime: integration_tests/databricks_runtime/dbruntime.
@@ -31,6 +31,7 @@ What stands in for the workspace, and is reported by `StandIns.replaced` (key ->
 Not emulated, on purpose: task retries (a rehearsal must see the first failure), queues and
 concurrent runs (tasks run one at a time, in a valid order), schedules, permissions, compute.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,10 +57,19 @@ RUNTIME_STAND_IN = Path(__file__).resolve().parent / "databricks_runtime"
 _REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.\-\[\]]+)\}")
 _DYNAMIC = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 # lists that Databricks merges by a key field when a target overrides them (the rest are replaced)
-_LIST_KEYS = {"tasks": "task_key", "job_clusters": "job_cluster_key", "environments": "environment_key",
-              "parameters": "name", "depends_on": "task_key"}
-_NUMERIC_OPS = {"GREATER_THAN": float.__gt__, "GREATER_THAN_OR_EQUAL": float.__ge__,
-                "LESS_THAN": float.__lt__, "LESS_THAN_OR_EQUAL": float.__le__}
+_LIST_KEYS = {
+    "tasks": "task_key",
+    "job_clusters": "job_cluster_key",
+    "environments": "environment_key",
+    "parameters": "name",
+    "depends_on": "task_key",
+}
+_NUMERIC_OPS = {
+    "GREATER_THAN": float.__gt__,
+    "GREATER_THAN_OR_EQUAL": float.__ge__,
+    "LESS_THAN": float.__lt__,
+    "LESS_THAN_OR_EQUAL": float.__le__,
+}
 
 
 class RehearsalError(Exception):
@@ -77,7 +87,7 @@ class Origin:
     file: str
     key: str
 
-    def at(self, path: str) -> "Origin":
+    def at(self, path: str) -> Origin:
         return Origin(self.file, f"{self.key}{path}")
 
 
@@ -123,9 +133,9 @@ class DeployedBundle:
     root: Path
     target: str
     variables: dict[str, Any]
-    resources: dict[str, dict[str, Any]]            # kind -> key -> resolved resource
-    origins: dict[tuple[str, str], Origin]          # (kind, key) -> where it was written
-    python_files: dict[tuple[str, str], Path]       # (job key, task key) -> the script it runs
+    resources: dict[str, dict[str, Any]]  # kind -> key -> resolved resource
+    origins: dict[tuple[str, str], Origin]  # (kind, key) -> where it was written
+    python_files: dict[tuple[str, str], Path]  # (job key, task key) -> the script it runs
     job_ids: dict[str, str] = field(default_factory=dict)  # deploy-time job id -> job key
 
     @property
@@ -147,16 +157,21 @@ def _files(root: Path, bundle: dict[str, Any]) -> list[Path]:
     return files
 
 
-def _variables(declared: dict[str, tuple[Any, str]], target: dict[str, tuple[Any, str]], overrides: dict[str, Any],
-               target_name: str) -> dict[str, Any]:
+def _variables(
+    declared: dict[str, tuple[Any, str]],
+    target: dict[str, tuple[Any, str]],
+    overrides: dict[str, Any],
+    target_name: str,
+) -> dict[str, Any]:
     """Each variable's value: --var (overrides), else the target's, else its default; none is an error,
     as in `bundle validate` ("no value assigned to required variable")."""
     values: dict[str, Any] = {}
-    for name, (value, file) in target.items():
+    for name, (_, file) in target.items():
         if name not in declared:
-            raise RehearsalError(f"variable {name!r} is not declared", file=file,
-                                 key=f"targets.{target_name}.variables.{name}")
-    for name, value in overrides.items():
+            raise RehearsalError(
+                f"variable {name!r} is not declared", file=file, key=f"targets.{target_name}.variables.{name}"
+            )
+    for name in overrides:
         if name not in declared:
             raise RehearsalError(f"--var {name}: no such variable", file="(command line)", key=f"var.{name}")
     for name, (spec, file) in declared.items():
@@ -167,24 +182,36 @@ def _variables(declared: dict[str, tuple[Any, str]], target: dict[str, tuple[Any
             value = target[name][0]
             values[name] = value.get("default") if isinstance(value, dict) else value
         elif "lookup" in spec:
-            raise RehearsalError(f"variable {name!r} is a lookup, which needs a workspace; give it a value",
-                                 file=file, key=f"variables.{name}")
+            raise RehearsalError(
+                f"variable {name!r} is a lookup, which needs a workspace; give it a value",
+                file=file,
+                key=f"variables.{name}",
+            )
         elif "default" in spec:
             values[name] = spec["default"]
         else:
-            raise RehearsalError(f"no value for required variable {name!r} on target {target_name}", file=file,
-                                 key=f"variables.{name}")
+            raise RehearsalError(
+                f"no value for required variable {name!r} on target {target_name}", file=file, key=f"variables.{name}"
+            )
     return values
 
 
-def load_bundle(root: Path = REPO, target: str = "dev", *, variables: dict[str, Any] | None = None,
-                user: str = "rehearsal@example.com", git_commit: str = "rehearsal") -> DeployedBundle:
+def load_bundle(
+    root: Path = REPO,
+    target: str = "dev",
+    *,
+    variables: dict[str, Any] | None = None,
+    user: str = "rehearsal@example.com",
+    git_commit: str = "rehearsal",
+) -> DeployedBundle:
     """The target as deployed: merged, presets applied, every `${...}` resolved and checked."""
     root_doc = _load(root / "databricks.yml", root)
     if target not in (root_doc.get("targets") or {}):
         raise RehearsalError(f"no target {target!r}", file="databricks.yml", key="targets")
-    documents = {path.relative_to(root).as_posix(): (_load(path, root) if path.name != "databricks.yml" else root_doc)
-                 for path in _files(root, root_doc)}
+    documents = {
+        path.relative_to(root).as_posix(): (_load(path, root) if path.name != "databricks.yml" else root_doc)
+        for path in _files(root, root_doc)
+    }
     declared: dict[str, tuple[Any, str]] = {}
     target_variables: dict[str, tuple[Any, str]] = {}
     resources: dict[str, dict[str, Any]] = {}
@@ -196,8 +223,11 @@ def load_bundle(root: Path = REPO, target: str = "dev", *, variables: dict[str, 
         for kind, entries in (doc.get("resources") or {}).items():
             for key, resource in (entries or {}).items():
                 if (kind, key) in origins:
-                    raise RehearsalError(f"{kind} {key!r} is also defined in {origins[(kind, key)].file}",
-                                         file=file, key=f"resources.{kind}.{key}")
+                    raise RehearsalError(
+                        f"{kind} {key!r} is also defined in {origins[(kind, key)].file}",
+                        file=file,
+                        key=f"resources.{kind}.{key}",
+                    )
                 resources.setdefault(kind, {})[key] = copy.deepcopy(resource)
                 origins[(kind, key)] = Origin(file, f"resources.{kind}.{key}")
     for file, doc in documents.items():  # the target's overrides, from every file, after every base definition
@@ -220,18 +250,23 @@ def load_bundle(root: Path = REPO, target: str = "dev", *, variables: dict[str, 
         "workspace": {"current_user": {"userName": user, "short_name": short_name}},
     }
     resolver = _Resolver(context, origins)
-    root_path = resolver.resolve(workspace.get("root_path", f"/Workspace/Users/{user}/.bundle/${{bundle.name}}/"
-                                                             f"${{bundle.target}}"), Origin("databricks.yml", "workspace.root_path"))
+    root_path = resolver.resolve(
+        workspace.get("root_path", f"/Workspace/Users/{user}/.bundle/${{bundle.name}}/${{bundle.target}}"),
+        Origin("databricks.yml", "workspace.root_path"),
+    )
     context["workspace"].update(root_path=root_path, file_path=f"{root_path}/files")
     if mode == "development":
         _development_presets(resources, short_name)
     job_ids = {f"rehearsal-{key}": key for key in resources.get("jobs", {})}
-    context["resources"] = {kind: {key: dict(resource) for key, resource in entries.items()}
-                            for kind, entries in resources.items()}
+    context["resources"] = {
+        kind: {key: dict(resource) for key, resource in entries.items()} for kind, entries in resources.items()
+    }
     for job_id, key in job_ids.items():
         context["resources"]["jobs"][key]["id"] = job_id
-    resolved = {kind: {key: resolver.resolve(resource, origins[(kind, key)]) for key, resource in entries.items()}
-                for kind, entries in resources.items()}
+    resolved = {
+        kind: {key: resolver.resolve(resource, origins[(kind, key)]) for key, resource in entries.items()}
+        for kind, entries in resources.items()
+    }
     bundle = DeployedBundle(root, target, values, resolved, origins, {}, job_ids)
     for job_key, job in bundle.jobs.items():
         _check_job(bundle, job_key, job)
@@ -272,8 +307,11 @@ class _Resolver:
         def text(match: re.Match) -> str:
             found = self._lookup(match.group(1), origin)
             if isinstance(found, (dict, list)):
-                raise RehearsalError(f"${{{match.group(1)}}} is a complex value inside a string {value!r}",
-                                     file=origin.file, key=origin.key)
+                raise RehearsalError(
+                    f"${{{match.group(1)}}} is a complex value inside a string {value!r}",
+                    file=origin.file,
+                    key=origin.key,
+                )
             return str(found)
 
         return _REFERENCE.sub(text, value)
@@ -285,8 +323,9 @@ class _Resolver:
             if isinstance(node, dict) and part in node:
                 node = node[part]
                 continue
-            raise RehearsalError(f"cannot resolve ${{{reference}}}: {self._why(path, depth)}",
-                                 file=origin.file, key=origin.key)
+            raise RehearsalError(
+                f"cannot resolve ${{{reference}}}: {self._why(path, depth)}", file=origin.file, key=origin.key
+            )
         if node is None:
             raise RehearsalError(f"${{{reference}}} has no value", file=origin.file, key=origin.key)
         if isinstance(node, (str, dict, list)) and _REFERENCE.search(json.dumps(node)):
@@ -306,7 +345,7 @@ class _Resolver:
             return f"no variable {path[1]!r} is declared" if depth == 1 else "the variable has no such field"
         if path[0] == "resources" and depth <= 2:
             return f"no {path[1]} resource named {path[2]!r}" if depth == 2 else f"no resources of kind {path[1]!r}"
-        return f"{'.'.join(path[:depth + 1])!r} does not exist"
+        return f"{'.'.join(path[: depth + 1])!r} does not exist"
 
 
 def _dynamic_references(value: Any) -> Iterator[str]:
@@ -341,27 +380,41 @@ def _check_job(bundle: DeployedBundle, job_key: str, job: dict[str, Any]) -> Non
         where = origin.at(f".tasks[{position}]")
         for dependency in task.get("depends_on") or []:
             if dependency["task_key"] not in tasks:
-                raise RehearsalError(f"depends on task {dependency['task_key']!r}, which job {job_key} does not have",
-                                     file=where.file, key=f"{where.key}.depends_on")
+                raise RehearsalError(
+                    f"depends on task {dependency['task_key']!r}, which job {job_key} does not have",
+                    file=where.file,
+                    key=f"{where.key}.depends_on",
+                )
         for reference in _dynamic_references(task):
             parts = reference.split(".")
             if parts[0] == "job" and parts[1:2] == ["parameters"] and parts[2] not in parameters:
-                raise RehearsalError(f"{{{{{reference}}}}}: job {job_key} has no parameter {parts[2]!r}",
-                                     file=where.file, key=where.key)
-            if parts[0] == "tasks" and (len(parts) != 4 or parts[2] != "values"
-                                        or parts[1] not in _upstream(tasks, task_key)):
-                raise RehearsalError(f"{{{{{reference}}}}}: task values come only from a task this one depends on",
-                                     file=where.file, key=where.key)
+                raise RehearsalError(
+                    f"{{{{{reference}}}}}: job {job_key} has no parameter {parts[2]!r}", file=where.file, key=where.key
+                )
+            if parts[0] == "tasks" and (
+                len(parts) != 4 or parts[2] != "values" or parts[1] not in _upstream(tasks, task_key)
+            ):
+                raise RehearsalError(
+                    f"{{{{{reference}}}}}: task values come only from a task this one depends on",
+                    file=where.file,
+                    key=where.key,
+                )
         if "spark_python_task" in task:
             python_file = task["spark_python_task"].get("python_file")
             script = (bundle.root / Path(where.file).parent / str(python_file)).resolve()
             if not python_file or not script.is_file():
-                raise RehearsalError(f"python_file {python_file!r} does not exist (relative to {where.file})",
-                                     file=where.file, key=f"{where.key}.spark_python_task.python_file")
+                raise RehearsalError(
+                    f"python_file {python_file!r} does not exist (relative to {where.file})",
+                    file=where.file,
+                    key=f"{where.key}.spark_python_task.python_file",
+                )
             bundle.python_files[(job_key, task_key)] = script
         if "run_job_task" in task and task["run_job_task"].get("job_id") not in bundle.job_ids:
-            raise RehearsalError(f"run_job_task names job id {task['run_job_task'].get('job_id')!r}, not a job of "
-                                 "this bundle", file=where.file, key=f"{where.key}.run_job_task.job_id")
+            raise RehearsalError(
+                f"run_job_task names job id {task['run_job_task'].get('job_id')!r}, not a job of this bundle",
+                file=where.file,
+                key=f"{where.key}.run_job_task.job_id",
+            )
 
 
 # -- run time ------------------------------------------------------------------------------------------
@@ -374,29 +427,37 @@ def job_parameters(bundle: DeployedBundle, job_key: str, given: dict[str, Any] |
     unknown = sorted(set(given or {}) - set(defaults))
     if unknown:
         origin = bundle.origin(job_key)
-        raise RehearsalError(f"job {job_key} has no parameters {unknown}", file=origin.file,
-                             key=f"{origin.key}.parameters")
+        raise RehearsalError(
+            f"job {job_key} has no parameters {unknown}", file=origin.file, key=f"{origin.key}.parameters"
+        )
     return {**defaults, **{key: str(value) for key, value in (given or {}).items()}}
 
 
-def task_arguments(bundle: DeployedBundle, job_key: str, task_key: str, parameters: dict[str, str],
-                   task_values: dict[str, dict[str, Any]] | None = None) -> list[str]:
+def task_arguments(
+    bundle: DeployedBundle,
+    job_key: str,
+    task_key: str,
+    parameters: dict[str, str],
+    task_values: dict[str, dict[str, Any]] | None = None,
+) -> list[str]:
     """The command-line arguments a spark_python_task gets in a run with these job parameters."""
     task = next(task for task in bundle.jobs[job_key]["tasks"] if task["task_key"] == task_key)
-    context = {"job": {"parameters": parameters}, "tasks": {key: {"values": values}
-                                                            for key, values in (task_values or {}).items()}}
+    context = {
+        "job": {"parameters": parameters},
+        "tasks": {key: {"values": values} for key, values in (task_values or {}).items()},
+    }
     return _render(task["spark_python_task"].get("parameters") or [], context, bundle.origin(job_key, task_key))
 
 
 @dataclass
 class TaskRun:
     task_key: str
-    state: str                     # SUCCESS | FAILED | EXCLUDED | UPSTREAM_FAILED
+    state: str  # SUCCESS | FAILED | EXCLUDED | UPSTREAM_FAILED
     seconds: float = 0.0
-    detail: str = ""               # a failure's reason, a condition's evaluation
-    outcome: str | None = None     # a condition task's "true" / "false"
+    detail: str = ""  # a failure's reason, a condition's evaluation
+    outcome: str | None = None  # a condition task's "true" / "false"
     values: dict[str, Any] = field(default_factory=dict)
-    child: "JobRun | None" = None
+    child: JobRun | None = None
 
 
 @dataclass
@@ -421,8 +482,10 @@ class JobRun:
         return found
 
     def describe(self, indent: str = "") -> str:
-        lines = [f"{indent}{self.job_key} {self.parameters or ''}: {'SUCCESS' if self.succeeded else 'FAILED'} "
-                 f"in {self.seconds:.1f} s"]
+        lines = [
+            f"{indent}{self.job_key} {self.parameters or ''}: {'SUCCESS' if self.succeeded else 'FAILED'} "
+            f"in {self.seconds:.1f} s"
+        ]
         for run in self.tasks.values():
             extra = f" -> {run.outcome}" if run.outcome is not None else ""
             lines.append(f"{indent}  {run.task_key:<28} {run.state:<16} {run.seconds:7.1f} s{extra}")
@@ -447,9 +510,13 @@ class StandIns:
     def overrides(self) -> list[str]:
         """Hydra overrides appended to every python task's own parameters."""
         uri = f"sqlite:///{self.mlflow_root}/mlflow.db"
-        return [f"env.mlflow.tracking_uri={uri}", f"env.mlflow.registry_uri={uri}",
-                f"env.mlflow.artifact_root={self.mlflow_root}/artifacts",
-                "env.tables.kind=versioned_catalog", "env.feature_store.kind=local"]
+        return [
+            f"env.mlflow.tracking_uri={uri}",
+            f"env.mlflow.registry_uri={uri}",
+            f"env.mlflow.artifact_root={self.mlflow_root}/artifacts",
+            "env/tables=versioned_catalog",
+            "env/feature_store=local",
+        ]
 
     def replaced(self, as_written: DeployedBundle) -> dict[str, tuple[Any, Any]]:
         """key -> (the target's value, the stand-in's): everything the rehearsal does not run as written."""
@@ -457,12 +524,31 @@ class StandIns:
 
         env = compose_config([f"env={as_written.target}"]).env
         report: dict[str, tuple[Any, Any]] = {
-            f"var.{name}": (as_written.variables[name], value) for name, value in self.variables(as_written).items()}
+            f"var.{name}": (as_written.variables[name], value) for name, value in self.variables(as_written).items()
+        }
         for override in self.overrides():
             key, value = override.split("=", 1)
-            report[key] = (_select(env, key.removeprefix("env.")), value)
+            theirs = _choice(env, key) if "/" in key else _select(env, key.removeprefix("env."))
+            report[key] = (theirs, value)
         report["spark session"] = ("the job's runtime session", f"SPARK_REMOTE={self.spark_remote}")
         return report
+
+
+def _choice(env: Any, group: str) -> str | None:
+    """The option of a config group (e.g. env/tables) the env chose: the file whose `_target_` it has."""
+    import yaml
+
+    from mlops.config import CONF_DIR
+
+    target = _select(env, group.split("/", 1)[1] + "._target_")
+    return next(
+        (
+            path.stem
+            for path in sorted((CONF_DIR / group).glob("*.yaml"))
+            if (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("_target_") == target
+        ),
+        None,
+    )
 
 
 def _select(env: Any, key: str) -> Any:
@@ -474,8 +560,15 @@ def _select(env: Any, key: str) -> Any:
 class Rehearsal:
     """Runs a deployed bundle's jobs; every task run is kept in `runs` for the test to read."""
 
-    def __init__(self, bundle: DeployedBundle, stand_ins: StandIns, logs: Path, *, python: str = sys.executable,
-                 task_timeout: float = 900) -> None:
+    def __init__(
+        self,
+        bundle: DeployedBundle,
+        stand_ins: StandIns,
+        logs: Path,
+        *,
+        python: str = sys.executable,
+        task_timeout: float = 900,
+    ) -> None:
         self.bundle, self.stand_ins, self.logs = bundle, stand_ins, logs
         self.python, self.task_timeout = python, task_timeout
         self.runs: list[JobRun] = []
@@ -484,8 +577,11 @@ class Rehearsal:
 
     def run_job(self, job_key: str, parameters: dict[str, str] | None = None) -> JobRun:
         if job_key not in self.bundle.jobs:
-            raise RehearsalError(f"target {self.bundle.target} has no job {job_key!r}", file="resources/*.yml",
-                                 key=f"resources.jobs.{job_key}")
+            raise RehearsalError(
+                f"target {self.bundle.target} has no job {job_key!r}",
+                file="resources/*.yml",
+                key=f"resources.jobs.{job_key}",
+            )
         job = self.bundle.jobs[job_key]
         run = JobRun(job_key, job_parameters(self.bundle, job_key, parameters))
         run_id = str(next(self._run_ids))
@@ -503,9 +599,16 @@ class Rehearsal:
         if blocked:
             return TaskRun(task_key, blocked)
         started = time.perf_counter()
-        context = {"job": {"id": self._job_id(job_key), "name": job.get("name", job_key), "run_id": run_id,
-                           "parameters": run.parameters},
-                   "task": {"name": task_key}, "tasks": {key: {"values": done.values} for key, done in run.tasks.items()}}
+        context = {
+            "job": {
+                "id": self._job_id(job_key),
+                "name": job.get("name", job_key),
+                "run_id": run_id,
+                "parameters": run.parameters,
+            },
+            "task": {"name": task_key},
+            "tasks": {key: {"values": done.values} for key, done in run.tasks.items()},
+        }
         where = self.bundle.origin(job_key, task_key)
         try:
             if "spark_python_task" in task:
@@ -515,16 +618,29 @@ class Rehearsal:
             elif "run_job_task" in task:
                 spec = _render(task["run_job_task"], context, where)
                 child = self.run_job(self.bundle.job_ids[spec["job_id"]], spec.get("job_parameters") or {})
-                result = TaskRun(task_key, "SUCCESS" if child.succeeded else "FAILED", child=child,
-                                 detail="" if child.succeeded else f"job {child.job_key} failed")
+                result = TaskRun(
+                    task_key,
+                    "SUCCESS" if child.succeeded else "FAILED",
+                    child=child,
+                    detail="" if child.succeeded else f"job {child.job_key} failed",
+                )
             else:
-                raise RehearsalError(f"task type {sorted(set(task) - {'task_key', 'depends_on'})} is not rehearsed",
-                                     file=where.file, key=where.key)
+                raise RehearsalError(
+                    f"task type {sorted(set(task) - {'task_key', 'depends_on'})} is not rehearsed",
+                    file=where.file,
+                    key=where.key,
+                )
         except _DynamicReferenceError as error:
             result = TaskRun(task_key, "FAILED", detail=str(error))
         result.seconds = time.perf_counter() - started
-        log.info("  %s.%s: %s in %.1f s%s", job_key, task_key, result.state, result.seconds,
-                 f" ({result.detail.splitlines()[-1]})" if result.state == "FAILED" and result.detail else "")
+        log.info(
+            "  %s.%s: %s in %.1f s%s",
+            job_key,
+            task_key,
+            result.state,
+            result.seconds,
+            f" ({result.detail.splitlines()[-1]})" if result.state == "FAILED" and result.detail else "",
+        )
         return result
 
     def _job_id(self, job_key: str) -> str:
@@ -533,8 +649,13 @@ class Rehearsal:
     def _python_task(self, job_key: str, job: dict[str, Any], task: dict[str, Any], context: dict) -> TaskRun:
         task_key = task["task_key"]
         where = self.bundle.origin(job_key, task_key)
-        arguments = task_arguments(self.bundle, job_key, task_key, context["job"]["parameters"],
-                                   {key: done["values"] for key, done in context["tasks"].items()})
+        arguments = task_arguments(
+            self.bundle,
+            job_key,
+            task_key,
+            context["job"]["parameters"],
+            {key: done["values"] for key, done in context["tasks"].items()},
+        )
         script = self.bundle.python_files[(job_key, task_key)]
         stem = f"{len(list(self.logs.iterdir())):03d}-{job_key}-{task_key}"
         values_file = self.logs / f"{stem}.values.jsonl"
@@ -546,8 +667,9 @@ class Rehearsal:
         with open(self.logs / f"{stem}.log", "w", encoding="utf-8") as output:
             try:
                 # the script's own folder as working directory, as a job runs a workspace file
-                exit_code = subprocess.run(command, cwd=script.parent, env=env, stdout=output,
-                                           stderr=subprocess.STDOUT, timeout=timeout).returncode
+                exit_code = subprocess.run(
+                    command, cwd=script.parent, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=timeout
+                ).returncode
             except subprocess.TimeoutExpired:
                 exit_code = None
         values = {}
@@ -558,17 +680,24 @@ class Rehearsal:
             return TaskRun(task_key, "SUCCESS", values=values)
         tail = "\n".join((self.logs / f"{stem}.log").read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
         reason = f"timed out after {timeout:.0f} s" if exit_code is None else f"exited {exit_code}"
-        return TaskRun(task_key, "FAILED", values=values,
-                       detail=f"job {job_key} task {task_key} ({where.file}, {where.key}) {reason}; "
-                              f"parameters {arguments}; log {self.logs / f'{stem}.log'}:\n{tail}")
+        return TaskRun(
+            task_key,
+            "FAILED",
+            values=values,
+            detail=f"job {job_key} task {task_key} ({where.file}, {where.key}) {reason}; "
+            f"parameters {arguments}; log {self.logs / f'{stem}.log'}:\n{tail}",
+        )
 
     def _runtime_environment(self, job: dict[str, Any], task: dict[str, Any]) -> dict[str, str]:
         """What a serverless job's process sees: a runtime version, its Spark session, the runtime's modules."""
         environments = {env["environment_key"]: env for env in job.get("environments") or []}
         version = environments.get(task.get("environment_key"), {}).get("spec", {}).get("environment_version", "")
-        return {"DATABRICKS_RUNTIME_VERSION": f"client.{version}", "SPARK_REMOTE": self.stand_ins.spark_remote,
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(RUNTIME_STAND_IN), os.environ.get("PYTHONPATH")])),
-                "PYTHONUNBUFFERED": "1"}
+        return {
+            "DATABRICKS_RUNTIME_VERSION": f"client.{version}",
+            "SPARK_REMOTE": self.stand_ins.spark_remote,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(RUNTIME_STAND_IN), os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        }
 
 
 def _in_dependency_order(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -579,8 +708,9 @@ def _in_dependency_order(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     while pending:
         ready = [t for t in pending if all(dep["task_key"] in done for dep in t.get("depends_on") or [])]
         if not ready:
-            raise RehearsalError(f"a dependency cycle among {[t['task_key'] for t in pending]}", file="(job)",
-                                 key="tasks")
+            raise RehearsalError(
+                f"a dependency cycle among {[t['task_key'] for t in pending]}", file="(job)", key="tasks"
+            )
         ordered.append(ready[0])
         done.add(ready[0]["task_key"])
         pending.remove(ready[0])
@@ -599,7 +729,7 @@ def _blocked(task: dict[str, Any], finished: dict[str, TaskRun]) -> str | None:
         if upstream.state == "EXCLUDED":
             return "EXCLUDED"
         if "outcome" in dependency and upstream.outcome != str(dependency["outcome"]):
-            return "EXCLUDED"   # the condition went the other way: this branch is not taken
+            return "EXCLUDED"  # the condition went the other way: this branch is not taken
     return None
 
 
@@ -620,8 +750,9 @@ def _render(value: Any, context: dict[str, Any], where: Origin) -> Any:
         node: Any = context
         for part in match.group(1).split("."):
             if not isinstance(node, dict) or part not in node:
-                raise _DynamicReferenceError(f"{where.file}: {where.key}: {{{{{match.group(1)}}}}} has no value "
-                                             "in this run")
+                raise _DynamicReferenceError(
+                    f"{where.file}: {where.key}: {{{{{match.group(1)}}}}} has no value in this run"
+                )
             node = node[part]
         if isinstance(node, bool):
             return "true" if node else "false"

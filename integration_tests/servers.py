@@ -6,6 +6,7 @@ start-master.sh). Each server gets its own pid, log, warehouse and Derby folders
 dir, so a run leaves nothing behind and parallel runs do not meet. `stop()` kills by the
 recorded PID and is safe to call twice, from a fixture's teardown even when a test failed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,15 +60,17 @@ class SparkDaemon:
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "SPARK_HOME": str(spark_home()),
-            "SPARK_PID_DIR": str(self.root / "pid"),
-            "SPARK_LOG_DIR": str(self.root / "log"),
-            "SPARK_IDENT_STRING": self.name,
-            "SPARK_LOCAL_IP": LOOPBACK,
-            # Python workers run this interpreter, so UDFs see the same packages as the tests
-            "PYSPARK_PYTHON": sys.executable,
-        })
+        env.update(
+            {
+                "SPARK_HOME": str(spark_home()),
+                "SPARK_PID_DIR": str(self.root / "pid"),
+                "SPARK_LOG_DIR": str(self.root / "log"),
+                "SPARK_IDENT_STRING": self.name,
+                "SPARK_LOCAL_IP": LOOPBACK,
+                # Python workers run this interpreter, so UDFs see the same packages as the tests
+                "PYSPARK_PYTHON": sys.executable,
+            }
+        )
         return env
 
     def _record_pids(self) -> None:
@@ -121,20 +124,33 @@ def start_connect_server(root: Path, port: int | None = None, master: str = "loc
     warehouse, derby = root / "warehouse", root / "derby"
     warehouse.mkdir(parents=True, exist_ok=True)
     derby.mkdir(parents=True, exist_ok=True)
-    daemon.run([
-        str(spark_home() / "sbin" / "start-connect-server.sh"),
-        "--master", master,
-        "--conf", f"spark.connect.grpc.binding.address={LOOPBACK}",
-        "--conf", f"spark.connect.grpc.binding.port={port}",
-        "--conf", f"spark.driver.host={LOOPBACK}",
-        "--conf", f"spark.driver.bindAddress={LOOPBACK}",
-        "--conf", "spark.sql.catalogImplementation=hive",
-        "--conf", f"spark.sql.warehouse.dir={warehouse}",
-        "--conf", f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={derby}/metastore_db;create=true",
-        "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={derby}",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.sql.shuffle.partitions=4",
-    ])
+    daemon.run(
+        [
+            str(spark_home() / "sbin" / "start-connect-server.sh"),
+            "--master",
+            master,
+            "--conf",
+            f"spark.connect.grpc.binding.address={LOOPBACK}",
+            "--conf",
+            f"spark.connect.grpc.binding.port={port}",
+            "--conf",
+            f"spark.driver.host={LOOPBACK}",
+            "--conf",
+            f"spark.driver.bindAddress={LOOPBACK}",
+            "--conf",
+            "spark.sql.catalogImplementation=hive",
+            "--conf",
+            f"spark.sql.warehouse.dir={warehouse}",
+            "--conf",
+            f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={derby}/metastore_db;create=true",
+            "--conf",
+            f"spark.driver.extraJavaOptions=-Dderby.system.home={derby}",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.sql.shuffle.partitions=4",
+        ]
+    )
     log.info("Spark Connect server on sc://%s:%d (pids %s)", LOOPBACK, port, daemon.pids)
     return daemon
 
@@ -144,14 +160,43 @@ def start_standalone_cluster(root: Path) -> tuple[SparkDaemon, SparkDaemon]:
     master_port, worker_port = free_port(), free_port()
     daemon_sh = str(spark_home() / "sbin" / "spark-daemon.sh")
     master = SparkDaemon(name=f"master-{master_port}", root=root / "master", port=master_port)
-    master.run([daemon_sh, "start", "org.apache.spark.deploy.master.Master", "1",
-                "--host", LOOPBACK, "--port", str(master_port), "--webui-port", str(free_port())])
+    master.run(
+        [
+            daemon_sh,
+            "start",
+            "org.apache.spark.deploy.master.Master",
+            "1",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(master_port),
+            "--webui-port",
+            str(free_port()),
+        ]
+    )
     worker = SparkDaemon(name=f"worker-{worker_port}", root=root / "worker", port=worker_port)
     try:
-        worker.run([daemon_sh, "start", "org.apache.spark.deploy.worker.Worker", "1",
-                    "--host", LOOPBACK, "--port", str(worker_port), "--webui-port", str(free_port()),
-                    "--cores", "2", "--memory", "2g", "--work-dir", str(root / "worker" / "work"),
-                    f"spark://{LOOPBACK}:{master_port}"])
+        worker.run(
+            [
+                daemon_sh,
+                "start",
+                "org.apache.spark.deploy.worker.Worker",
+                "1",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(worker_port),
+                "--webui-port",
+                str(free_port()),
+                "--cores",
+                "2",
+                "--memory",
+                "2g",
+                "--work-dir",
+                str(root / "worker" / "work"),
+                f"spark://{LOOPBACK}:{master_port}",
+            ]
+        )
     except BaseException:
         master.stop()
         raise

@@ -4,6 +4,7 @@ each table's keys, the champion's version, and the predictions themselves.
 Used in-process for the local run and as `python -m integration_tests.snapshot <overrides>` for a
 run on a remote server (a separate process: one Spark session kind per process).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,14 +41,21 @@ def snapshot(ctx: RunContext) -> dict[str, Any]:
             rows = sorted("|".join(str(row[k]) for k in keys) for row in df.select(*keys).collect())
             entry["key_digest"] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
         tables[key] = entry
-    predictions = sorted(  # lists, not tuples: the same shape after a JSON round trip
-        [str(row["customer_id"]), str(row["scoring_date"]), int(row["prediction"]), round(float(row["score"]), 6)]
-        for row in ctx.tables.read(ctx.table_name("predictions")).collect()
-    ) if tables["predictions"] else []
+    predictions = (
+        sorted(  # lists, not tuples: the same shape after a JSON round trip
+            [str(row["customer_id"]), str(row["scoring_date"]), int(row["prediction"]), round(float(row["score"]), 6)]
+            for row in ctx.tables.read(ctx.table_name("predictions")).collect()
+        )
+        if tables["predictions"]
+        else []
+    )
     configure_mlflow(ctx.cfg)
     champion = alias_version(registered_model_name(ctx.cfg), "champion")
-    return {"tables": tables, "predictions": predictions,
-            "champion": None if champion is None else str(champion.version)}
+    return {
+        "tables": tables,
+        "predictions": predictions,
+        "champion": None if champion is None else str(champion.version),
+    }
 
 
 def main(overrides: list[str]) -> None:

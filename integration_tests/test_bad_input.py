@@ -4,6 +4,7 @@ problem, where it is and what to do, and leaves every table version and model al
 The cases are data (CASES); docs/reliability.md holds the same table, and a test fails when the
 two differ (`python -m integration_tests.test_bad_input` rewrites the document).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,31 +43,32 @@ def _base() -> pd.DataFrame:
 def _with(column: str, value: str, rows: int = 5) -> Callable[[pd.DataFrame], pd.DataFrame]:
     def change(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.copy()
-        frame.loc[frame.index[100:100 + rows], column] = value
+        frame.loc[frame.index[100 : 100 + rows], column] = value
         return frame
+
     return change
 
 
 @dataclass(frozen=True)
 class Case:
     id: str
-    input: str                       # what is wrong, for the document
+    input: str  # what is wrong, for the document
     script: str
     overrides: tuple[str, ...] = ()
-    source: Callable[[pd.DataFrame], pd.DataFrame] | str | None = None   # a change of the base, or a raw kind
+    source: Callable[[pd.DataFrame], pd.DataFrame] | str | None = None  # a change of the base, or a raw kind
     exit_code: int = 3
-    says: tuple[str, ...] = ()       # fragments the message must contain (what, where, fix)
+    says: tuple[str, ...] = ()  # fragments the message must contain (what, where, fix)
     # good: after a full good run | copy: a copy of it, for cases that damage it first (prepare) or
     # may change some tables (may_change) | fresh: nothing yet | root: `root` below, as given
     world: str = "good"
-    outcome: str = ""                # what happens, for the document
-    process: bool = False            # True: a separate process, as a job runs it; else the same script in-process
-    prepare: Callable[[Path], None] | None = None     # damage the copied world before the run
-    may_change: tuple[str, ...] = ()                   # tables this case may rewrite (what it is about is the rest)
-    check: Callable[[Path], None] | None = None        # what the world must hold afterwards (exit 0 cases)
-    fault: str | None = None                           # a named fault injected at the storage boundary (FAULTS)
-    root: str | None = None                            # world "root": this storage root instead of a temp one
-    never_says: tuple[str, ...] = ()                   # fragments the output must not contain (secrets)
+    outcome: str = ""  # what happens, for the document
+    process: bool = False  # True: a separate process, as a job runs it; else the same script in-process
+    prepare: Callable[[Path], None] | None = None  # damage the copied world before the run
+    may_change: tuple[str, ...] = ()  # tables this case may rewrite (what it is about is the rest)
+    check: Callable[[Path], None] | None = None  # what the world must hold afterwards (exit 0 cases)
+    fault: str | None = None  # a named fault injected at the storage boundary (FAULTS)
+    root: str | None = None  # world "root": this storage root instead of a temp one
+    never_says: tuple[str, ...] = ()  # fragments the output must not contain (secrets)
 
     def source_path(self, folder: Path) -> Path | None:
         if self.source is None:
@@ -99,9 +101,18 @@ def _one_class(frame: pd.DataFrame) -> pd.DataFrame:
     for customer in range(12500, 12530):
         for week in range(105):
             day = pd.Timestamp("2010-01-04") + pd.Timedelta(weeks=week)
-            rows.append({"Invoice": f"{customer}{week:03d}", "StockCode": "85123A", "Description": "HEART",
-                         "Quantity": "2", "InvoiceDate": f"{day:%Y-%m-%d} 10:00:00", "Price": "2.55",
-                         "Customer ID": str(customer), "Country": "Germany"})
+            rows.append(
+                {
+                    "Invoice": f"{customer}{week:03d}",
+                    "StockCode": "85123A",
+                    "Description": "HEART",
+                    "Quantity": "2",
+                    "InvoiceDate": f"{day:%Y-%m-%d} 10:00:00",
+                    "Price": "2.55",
+                    "Customer ID": str(customer),
+                    "Country": "Germany",
+                }
+            )
     return pd.DataFrame(rows, columns=frame.columns)
 
 
@@ -111,16 +122,19 @@ def _few_customers(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _dated(day: str, rows: int = 2) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """A few sales lines (a customer's, of a product) dated `day`."""
+
     def change(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.copy()
         sales = frame.index[(frame["Customer ID"] != "") & (frame["StockCode"] != "POST")]
-        frame.loc[sales[100:100 + rows], "InvoiceDate"] = f"{day} 10:00:00"
+        frame.loc[sales[100 : 100 + rows], "InvoiceDate"] = f"{day} 10:00:00"
         return frame
+
     return change
 
 
 def _written_as(**attrs: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """The base, written with another encoding / separator, or cut off mid-line."""
+
     def change(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.copy()
         if attrs.get("encoding"):
@@ -129,6 +143,7 @@ def _written_as(**attrs: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
             frame.loc[frame.index[100:105], "Description"] = "TWO\nLINES"
         frame.attrs.update(attrs)
         return frame
+
     return change
 
 
@@ -219,7 +234,8 @@ def _corrupt_latest_log(table: str) -> Callable[[Path], None]:
     def damage(root: Path) -> None:
         log = root / "warehouse" / "local" / "clv" / table / "_delta_log"
         latest = max(log.glob("*.json"))
-        latest.write_text("{\"commitInfo\": {truncat")
+        latest.write_text('{"commitInfo": {truncat')
+
     return damage
 
 
@@ -236,8 +252,10 @@ def _disk_full() -> Iterator[None]:
     original = tables.DeltaPathTableStore.overwrite_arrow
 
     def full(self, name, data):
-        raise OSError(f"Generic LocalFileSystem error: Unable to copy data to file: No space left on device "
-                      f"(os error 28) under {self.path(name)}")
+        raise OSError(
+            f"Generic LocalFileSystem error: Unable to copy data to file: No space left on device "
+            f"(os error 28) under {self.path(name)}"
+        )
 
     tables.DeltaPathTableStore.overwrite_arrow = full
     try:
@@ -253,168 +271,537 @@ UNWRITABLE_ROOT = "/sys/ac-mlops-storage"  # sysfs: no user, root included, may 
 
 
 CASES: list[Case] = [
-    Case("missing_column", "source without the Quantity column", "extract.py", source=lambda f: f.drop(columns="Quantity"),
-         says=("expect_table_columns_to_match_set", "Quantity", "use_case.source.columns"),
-         outcome="source contract fails before anything is written"),
-    Case("renamed_column", "Quantity renamed to Qty", "extract.py", source=lambda f: f.rename(columns={"Quantity": "Qty"}),
-         says=("Quantity", "map the source's column names"), outcome="source contract fails"),
-    Case("text_quantity", "text in Quantity", "extract.py", source=_with("Quantity", "three"),
-         says=("quantity must be a whole number",), outcome="source contract fails, with the failing count"),
-    Case("unparseable_dates", "InvoiceDate not a timestamp", "extract.py", source=_with("InvoiceDate", "31/12/2010 25:61"),
-         says=("invoice dates must match use_case.source.timestamp_format (ISO", "InvoiceDate"),
-         outcome="source contract fails"),
-    Case("no_customer_ids", "every Customer ID empty", "extract.py", source=lambda f: f.assign(**{"Customer ID": ""}),
-         says=("no transactions left for country Germany",), outcome="transactions contract fails (no rows)"),
-    Case("negative_prices", "negative prices", "extract.py", source=_with("Price", "-2.55"),
-         says=("negative prices are accounting adjustments",), outcome="transactions contract fails"),
-    Case("zero_quantities", "zero quantities", "extract.py", source=_with("Quantity", "0"),
-         says=("zero quantity is not a sale or a return",), outcome="transactions contract fails"),
-    Case("future_dates", "sales dated in 2099", "extract.py", source=_with("InvoiceDate", "2099-01-01 10:00:00"),
-         says=("dated after this run started", "invoices", "timezone"), outcome="guard fails, naming 3 invoices"),
-    Case("duplicated_source", "the same extract twice", "extract.py", source=lambda f: pd.concat([f, f]),
-         says=("exact duplicates", "loaded twice", "max_duplicate_share"), outcome="guard fails"),
-    Case("pooled_country_absent", "pooled, a country the source lacks", "extract.py",
-         ("country.training_population=pooled", "country.source_value=Atlantis"),
-         says=("no transactions of 'Atlantis'", "country.source_value"),
-         outcome="guard fails; every country kept, none of them the home country"),
-    Case("empty_source", "header only", "extract.py", source="empty",
-         says=("the source is empty",), outcome="source contract fails"),
-    Case("missing_file", "source path does not exist", "extract.py", source="missing", exit_code=5,
-         says=("does not exist", "use_case.source.path"), outcome="source error before Spark reads", process=True),
-    Case("corrupt_gzip", "truncated .csv.gz", "extract.py", source="corrupt_gzip", exit_code=5,
-         says=("cannot read csv source", "not a complete gzip file", "cut off or damaged"),
-         outcome="source error; before the fix Spark read it quietly as an empty source"),
-    Case("unknown_country", "country=XX", "extract.py", ("country=XX",), exit_code=1,
-         says=("Could not find 'country/XX'", "Available options"), outcome="Hydra refuses the override",
-         process=True),  # Hydra re-raises instead of exiting when a tracer (coverage) is active
-    Case("zero_horizon", "model.horizon_days=0", "train.py", ("model.horizon_days=0",), exit_code=2,
-         says=("model.horizon_days=0 is outside", "horizon"), outcome="config check, before Spark starts", process=True),
-    Case("sample_fraction_zero", "env.sample_fraction=0", "split.py", ("env.sample_fraction=0",), exit_code=2,
-         says=("env.sample_fraction=0", "(0, 1]"), outcome="config check"),
-    Case("sample_fraction_above_one", "env.sample_fraction=1.5", "split.py", ("env.sample_fraction=1.5",), exit_code=2,
-         says=("env.sample_fraction=1.5",), outcome="config check"),
+    Case(
+        "missing_column",
+        "source without the Quantity column",
+        "extract.py",
+        source=lambda f: f.drop(columns="Quantity"),
+        says=("expect_table_columns_to_match_set", "Quantity", "use_case.source.columns"),
+        outcome="source contract fails before anything is written",
+    ),
+    Case(
+        "renamed_column",
+        "Quantity renamed to Qty",
+        "extract.py",
+        source=lambda f: f.rename(columns={"Quantity": "Qty"}),
+        says=("Quantity", "map the source's column names"),
+        outcome="source contract fails",
+    ),
+    Case(
+        "text_quantity",
+        "text in Quantity",
+        "extract.py",
+        source=_with("Quantity", "three"),
+        says=("quantity must be a whole number",),
+        outcome="source contract fails, with the failing count",
+    ),
+    Case(
+        "unparseable_dates",
+        "InvoiceDate not a timestamp",
+        "extract.py",
+        source=_with("InvoiceDate", "31/12/2010 25:61"),
+        says=("invoice dates must match use_case.source.timestamp_format (ISO", "InvoiceDate"),
+        outcome="source contract fails",
+    ),
+    Case(
+        "no_customer_ids",
+        "every Customer ID empty",
+        "extract.py",
+        source=lambda f: f.assign(**{"Customer ID": ""}),
+        says=("no transactions left for country Germany",),
+        outcome="transactions contract fails (no rows)",
+    ),
+    Case(
+        "negative_prices",
+        "negative prices",
+        "extract.py",
+        source=_with("Price", "-2.55"),
+        says=("negative prices are accounting adjustments",),
+        outcome="transactions contract fails",
+    ),
+    Case(
+        "zero_quantities",
+        "zero quantities",
+        "extract.py",
+        source=_with("Quantity", "0"),
+        says=("zero quantity is not a sale or a return",),
+        outcome="transactions contract fails",
+    ),
+    Case(
+        "future_dates",
+        "sales dated in 2099",
+        "extract.py",
+        source=_with("InvoiceDate", "2099-01-01 10:00:00"),
+        says=("dated after this run started", "invoices", "timezone"),
+        outcome="guard fails, naming 3 invoices",
+    ),
+    Case(
+        "duplicated_source",
+        "the same extract twice",
+        "extract.py",
+        source=lambda f: pd.concat([f, f]),
+        says=("exact duplicates", "loaded twice", "max_duplicate_share"),
+        outcome="guard fails",
+    ),
+    Case(
+        "pooled_country_absent",
+        "pooled, a country the source lacks",
+        "extract.py",
+        ("country.training_population=pooled", "country.source_value=Atlantis"),
+        says=("no transactions of 'Atlantis'", "country.source_value"),
+        outcome="guard fails; every country kept, none of them the home country",
+    ),
+    Case(
+        "empty_source",
+        "header only",
+        "extract.py",
+        source="empty",
+        says=("the source is empty",),
+        outcome="source contract fails",
+    ),
+    Case(
+        "missing_file",
+        "source path does not exist",
+        "extract.py",
+        source="missing",
+        exit_code=5,
+        says=("does not exist", "use_case.source.path"),
+        outcome="source error before Spark reads",
+        process=True,
+    ),
+    Case(
+        "corrupt_gzip",
+        "truncated .csv.gz",
+        "extract.py",
+        source="corrupt_gzip",
+        exit_code=5,
+        says=("cannot read csv source", "not a complete gzip file", "cut off or damaged"),
+        outcome="source error; before the fix Spark read it quietly as an empty source",
+    ),
+    Case(
+        "unknown_country",
+        "country=XX",
+        "extract.py",
+        ("country=XX",),
+        exit_code=1,
+        says=("Could not find 'country/XX'", "Available options"),
+        outcome="Hydra refuses the override",
+        process=True,
+    ),  # Hydra re-raises instead of exiting when a tracer (coverage) is active
+    Case(
+        "zero_horizon",
+        "model.horizon_days=0",
+        "train.py",
+        ("model.horizon_days=0",),
+        exit_code=2,
+        says=("model.horizon_days=0 is outside", "horizon"),
+        outcome="config check, before Spark starts",
+        process=True,
+    ),
+    Case(
+        "sample_fraction_zero",
+        "env.sample_fraction=0",
+        "split.py",
+        ("env.sample_fraction=0",),
+        exit_code=2,
+        says=("env.sample_fraction=0", "(0, 1]"),
+        outcome="config check",
+    ),
+    Case(
+        "sample_fraction_above_one",
+        "env.sample_fraction=1.5",
+        "split.py",
+        ("env.sample_fraction=1.5",),
+        exit_code=2,
+        says=("env.sample_fraction=1.5",),
+        outcome="config check",
+    ),
     Case("negative_seed", "seed=-1", "train.py", ("seed=-1",), exit_code=2, says=("seed=-1",), outcome="config check"),
-    Case("threshold_above_one", "gate ROC-AUC minimum 1.5", "evaluate.py", ("model.gate.thresholds.roc_auc.min=1.5",),
-         exit_code=2, says=("model.gate.thresholds.roc_auc.min=1.5 is outside [0, 1]",), outcome="config check"),
-    Case("inference_threshold", "inference threshold 2", "batch_inference.py", ("model.inference.threshold=2",),
-         exit_code=2, says=("model.inference.threshold=2",), outcome="config check"),
-    Case("sql_in_table_name", "a table name with SQL", "extract.py",
-         ("use_case.tables.transactions='t; DROP TABLE x'",), exit_code=2,
-         says=("invalid table name", "letters, digits and underscores"), outcome="refused before any SQL"),
-    Case("sql_in_model_name", "a model name with SQL", "evaluate.py",
-         ("use_case.registered_model='local.clv.x; DROP TABLE y --clv_repurchase_de'",), exit_code=2,
-         says=("invalid table name",), outcome="refused before the registry is asked"),
-    Case("one_class_labels", "every customer repurchases", "run_pipeline.py",
-         ("pipeline.stages=[extract,features,split,train]", "env.sample_fraction=1.0"), source=_one_class, exit_code=6,
-         says=("only label value(s) [1]", "use more data"), world="fresh", outcome="training refuses one class"),
-    Case("too_few_customers", "three customers", "run_pipeline.py",
-         ("pipeline.stages=[extract,features,split,train,evaluate]",), source=_few_customers, exit_code=3,
-         says=("no labelled rows",), world="fresh", outcome="split contract fails: no test rows"),
-    Case("no_champion", "scoring a model that was never promoted", "batch_inference.py",
-         ("model=ltv_bucket", "env.run_missing_upstream=false"), exit_code=4,
-         says=("has no champion", "run evaluate"), outcome="missing input, on Databricks envs"),
-    Case("scoring_before_data", "scoring_date=2000-01-31", "batch_inference.py", ("scoring_date=2000-01-31",),
-         exit_code=2, says=("come before the first transaction",), outcome="config error, nothing scored"),
+    Case(
+        "threshold_above_one",
+        "gate ROC-AUC minimum 1.5",
+        "evaluate.py",
+        ("model.gate.thresholds.roc_auc.min=1.5",),
+        exit_code=2,
+        says=("model.gate.thresholds.roc_auc.min=1.5 is outside [0, 1]",),
+        outcome="config check",
+    ),
+    Case(
+        "inference_threshold",
+        "inference threshold 2",
+        "batch_inference.py",
+        ("model.inference.threshold=2",),
+        exit_code=2,
+        says=("model.inference.threshold=2",),
+        outcome="config check",
+    ),
+    Case(
+        "sql_in_table_name",
+        "a table name with SQL",
+        "extract.py",
+        ("use_case.tables.transactions='t; DROP TABLE x'",),
+        exit_code=2,
+        says=("invalid table name", "letters, digits and underscores"),
+        outcome="refused before any SQL",
+    ),
+    Case(
+        "sql_in_model_name",
+        "a model name with SQL",
+        "evaluate.py",
+        ("use_case.registered_model='local.clv.x; DROP TABLE y --clv_repurchase_de'",),
+        exit_code=2,
+        says=("invalid table name",),
+        outcome="refused before the registry is asked",
+    ),
+    Case(
+        "one_class_labels",
+        "every customer repurchases",
+        "run_pipeline.py",
+        ("pipeline.stages=[extract,features,split,train]", "env.sample_fraction=1.0"),
+        source=_one_class,
+        exit_code=6,
+        says=("only label value(s) [1]", "use more data"),
+        world="fresh",
+        outcome="training refuses one class",
+    ),
+    Case(
+        "too_few_customers",
+        "three customers",
+        "run_pipeline.py",
+        ("pipeline.stages=[extract,features,split,train,evaluate]",),
+        source=_few_customers,
+        exit_code=3,
+        says=("no labelled rows",),
+        world="fresh",
+        outcome="split contract fails: no test rows",
+    ),
+    Case(
+        "no_champion",
+        "scoring a model that was never promoted",
+        "batch_inference.py",
+        ("model=ltv_bucket", "env.run_missing_upstream=false"),
+        exit_code=4,
+        says=("has no champion", "run evaluate"),
+        outcome="missing input, on Databricks envs",
+    ),
+    Case(
+        "scoring_before_data",
+        "inference.date=2000-01-31",
+        "batch_inference.py",
+        ("inference.date=2000-01-31",),
+        exit_code=2,
+        says=("come before the first transaction",),
+        outcome="config error, nothing scored",
+    ),
     # -- implausible values (plausibility guards, use_case.guards) --
-    Case("ancient_dates", "two lines dated 1990", "extract.py", source=_dated("1990-06-01"),
-         says=("dated before", "max_history_years=10", "earliest_date"),
-         outcome="guard fails: the snapshots would stretch back to 1990"),
-    Case("leading_gap", "two lines a year before the rest", "run_pipeline.py", ("pipeline.stages=[extract,features]",),
-         source=_dated("2008-12-01"), world="fresh",
-         says=("lies 365 days before the bulk of the data", "max_leading_gap_days", "use_case.snapshots.start_date"),
-         outcome="features guard fails before any feature is written"),
-    Case("early_first_snapshot", "snapshots configured from 2005", "features.py", ("use_case.snapshots.start_date=2005-01-31",),
-         says=("lies", "days before the bulk of the data"), outcome="features guard fails; features and labels kept"),
-    Case("scoring_after_data", "scoring_date years after the data", "batch_inference.py", ("scoring_date=2015-01-31",),
-         says=("after the last transaction", "max_days_after_data"), outcome="guard fails; predictions kept"),
-    Case("infinite_price", "a price of 1e999 (infinite)", "extract.py", source=_with("Price", "1e999"),
-         says=("max_price", "partial_unexpected_list=[inf"), outcome="transactions contract fails"),
-    Case("huge_quantity", "a quantity of 10 million", "extract.py", source=_with("Quantity", "10000000"),
-         says=("max_abs_quantity",), outcome="transactions contract fails"),
+    Case(
+        "ancient_dates",
+        "two lines dated 1990",
+        "extract.py",
+        source=_dated("1990-06-01"),
+        says=("dated before", "max_history_years=10", "earliest_date"),
+        outcome="guard fails: the snapshots would stretch back to 1990",
+    ),
+    Case(
+        "leading_gap",
+        "two lines a year before the rest",
+        "run_pipeline.py",
+        ("pipeline.stages=[extract,features]",),
+        source=_dated("2008-12-01"),
+        world="fresh",
+        says=("lies 365 days before the bulk of the data", "max_leading_gap_days", "use_case.snapshots.start_date"),
+        outcome="features guard fails before any feature is written",
+    ),
+    Case(
+        "early_first_snapshot",
+        "snapshots configured from 2005",
+        "features.py",
+        ("use_case.snapshots.start_date=2005-01-31",),
+        says=("lies", "days before the bulk of the data"),
+        outcome="features guard fails; features and labels kept",
+    ),
+    Case(
+        "scoring_after_data",
+        "inference.date years after the data",
+        "batch_inference.py",
+        ("inference.date=2015-01-31",),
+        says=("after the last transaction", "max_days_after_data"),
+        outcome="guard fails; predictions kept",
+    ),
+    Case(
+        "infinite_price",
+        "a price of 1e999 (infinite)",
+        "extract.py",
+        source=_with("Price", "1e999"),
+        says=("max_price", "partial_unexpected_list=[inf"),
+        outcome="transactions contract fails",
+    ),
+    Case(
+        "huge_quantity",
+        "a quantity of 10 million",
+        "extract.py",
+        source=_with("Quantity", "10000000"),
+        says=("max_abs_quantity",),
+        outcome="transactions contract fails",
+    ),
     # -- empty or collapsed outputs --
-    Case("shrunk_source", "a partial extract (a quarter of the rows)", "extract.py", source=lambda f: f,
-         says=("fewer", "max_shrink_share", "allow_shrink=true"), outcome="shrink guard: transactions kept"),
-    Case("returns_only", "every line a return (shrink allowed)", "run_pipeline.py",
-         ("pipeline.stages=[extract,features]", "use_case.guards.allow_shrink=true"), source=_returns_only,
-         world="copy", may_change=("clv_transactions_de",),
-         says=("allowed by use_case.guards.allow_shrink=true", "expect_table_row_count_to_be_between",
-               "no customer has a purchase"), outcome="features contract fails (0 rows); features and labels kept"),
-    Case("empty_population", "transactions of returns only", "batch_inference.py", prepare=_returns_only_transactions,
-         world="copy", says=("no customers to score",), outcome="refused; the date's predictions kept"),
-    Case("monitor_empty_predictions", "an emptied predictions table", "monitor.py", prepare=_empty_predictions,
-         world="copy", says=("no predictions to monitor",), outcome="refused; the monitoring table kept"),
+    Case(
+        "shrunk_source",
+        "a partial extract (a quarter of the rows)",
+        "extract.py",
+        source=lambda f: f,
+        says=("fewer", "max_shrink_share", "allow_shrink=true"),
+        outcome="shrink guard: transactions kept",
+    ),
+    Case(
+        "returns_only",
+        "every line a return (shrink allowed)",
+        "run_pipeline.py",
+        ("pipeline.stages=[extract,features]", "use_case.guards.allow_shrink=true"),
+        source=_returns_only,
+        world="copy",
+        may_change=("clv_transactions_de",),
+        says=(
+            "allowed by use_case.guards.allow_shrink=true",
+            "expect_table_row_count_to_be_between",
+            "no customer has a purchase",
+        ),
+        outcome="features contract fails (0 rows); features and labels kept",
+    ),
+    Case(
+        "empty_population",
+        "transactions of returns only",
+        "batch_inference.py",
+        prepare=_returns_only_transactions,
+        world="copy",
+        says=("no customers to score",),
+        outcome="refused; the date's predictions kept",
+    ),
+    Case(
+        "monitor_empty_predictions",
+        "an emptied predictions table",
+        "monitor.py",
+        prepare=_empty_predictions,
+        world="copy",
+        says=("no predictions to monitor",),
+        outcome="refused; the monitoring table kept",
+    ),
     # -- values kept as meant --
-    Case("country_spelling", "60 lines with `germany` / `GERMANY`", "extract.py", source=_respelt_country, world="fresh",
-         exit_code=0, says=("60 source rows spell country 'Germany' differently",), check=_kept_every_spelling,
-         outcome="kept as Germany, with a warning that counts them"),
-    Case("leading_zero_ids", "half the ids written `012345`", "extract.py", source=_leading_zeros, world="fresh",
-         exit_code=0, check=_one_customer_per_id, outcome="one customer per id: leading zeros normalised"),
-    Case("latin1_source", "a Latin-1 file read as UTF-8", "extract.py", source=_written_as(encoding="latin-1"),
-         says=("not valid UTF-8", "use_case.source.encoding"), outcome="source contract fails (U+FFFD in text)"),
-    Case("latin1_declared", "the same file, encoding=ISO-8859-1", "extract.py", ("use_case.source.encoding=ISO-8859-1",),
-         source=_written_as(encoding="latin-1"), world="fresh", exit_code=0, check=_decoded,
-         outcome="read correctly"),
+    Case(
+        "country_spelling",
+        "60 lines with `germany` / `GERMANY`",
+        "extract.py",
+        source=_respelt_country,
+        world="fresh",
+        exit_code=0,
+        says=("60 source rows spell country 'Germany' differently",),
+        check=_kept_every_spelling,
+        outcome="kept as Germany, with a warning that counts them",
+    ),
+    Case(
+        "leading_zero_ids",
+        "half the ids written `012345`",
+        "extract.py",
+        source=_leading_zeros,
+        world="fresh",
+        exit_code=0,
+        check=_one_customer_per_id,
+        outcome="one customer per id: leading zeros normalised",
+    ),
+    Case(
+        "latin1_source",
+        "a Latin-1 file read as UTF-8",
+        "extract.py",
+        source=_written_as(encoding="latin-1"),
+        says=("not valid UTF-8", "use_case.source.encoding"),
+        outcome="source contract fails (U+FFFD in text)",
+    ),
+    Case(
+        "latin1_declared",
+        "the same file, encoding=ISO-8859-1",
+        "extract.py",
+        ("use_case.source.encoding=ISO-8859-1",),
+        source=_written_as(encoding="latin-1"),
+        world="fresh",
+        exit_code=0,
+        check=_decoded,
+        outcome="read correctly",
+    ),
     # -- contracts that tell the truth --
-    Case("semicolon_delimiter", "a `;`-separated file", "extract.py", source=_written_as(sep=";"),
-         says=("Spark failed while checking", "MALFORMED_CSV_RECORD", "delimiter"),
-         outcome="Spark's error and the likely cause, not \"all expectations failed\""),
-    Case("quoted_newline", "line breaks inside quoted fields", "extract.py", source=_written_as(newline=True),
-         says=("MALFORMED_CSV_RECORD", "line break inside"), outcome="Spark's error and the likely cause"),
-    Case("cut_mid_line", "a plain CSV cut off mid-line", "extract.py", source=_written_as(cut=True),
-         says=("MALFORMED_CSV_RECORD", "cut off mid-line"), outcome="Spark's error and the likely cause"),
-    Case("timestamp_format", "dates written dd/MM/yyyy HH:mm, format set", "extract.py",
-         ("use_case.source.timestamp_format='dd/MM/yyyy HH:mm'",), source=_day_first_dates, world="fresh",
-         exit_code=0, check=_parsed_day_first, outcome="the contract follows the format; dates parsed"),
-    Case("timestamp_format_mismatch", "ISO dates, format dd/MM/yyyy HH:mm", "extract.py",
-         ("use_case.source.timestamp_format='dd/MM/yyyy HH:mm'",),
-         says=("must match use_case.source.timestamp_format (dd/MM/yyyy HH:mm)",), outcome="source contract fails"),
-    Case("missing_description", "source without Description", "extract.py",
-         source=lambda f: f.drop(columns="Description"), says=("Description", "use_case.source.columns"),
-         outcome="source contract fails (every column read is in it)"),
-    Case("backtick_column", "a source column named with a backtick", "extract.py",
-         ("use_case.source.columns.quantity='Qu`antity'",), source=lambda f: f.rename(columns={"Quantity": "Qu`antity"}),
-         says=("INVALID_ATTRIBUTE_NAME_SYNTAX", "rename the column"), outcome="source contract reports it"),
+    Case(
+        "semicolon_delimiter",
+        "a `;`-separated file",
+        "extract.py",
+        source=_written_as(sep=";"),
+        says=("Spark failed while checking", "MALFORMED_CSV_RECORD", "delimiter"),
+        outcome='Spark\'s error and the likely cause, not "all expectations failed"',
+    ),
+    Case(
+        "quoted_newline",
+        "line breaks inside quoted fields",
+        "extract.py",
+        source=_written_as(newline=True),
+        says=("MALFORMED_CSV_RECORD", "line break inside"),
+        outcome="Spark's error and the likely cause",
+    ),
+    Case(
+        "cut_mid_line",
+        "a plain CSV cut off mid-line",
+        "extract.py",
+        source=_written_as(cut=True),
+        says=("MALFORMED_CSV_RECORD", "cut off mid-line"),
+        outcome="Spark's error and the likely cause",
+    ),
+    Case(
+        "timestamp_format",
+        "dates written dd/MM/yyyy HH:mm, format set",
+        "extract.py",
+        ("use_case.source.timestamp_format='dd/MM/yyyy HH:mm'",),
+        source=_day_first_dates,
+        world="fresh",
+        exit_code=0,
+        check=_parsed_day_first,
+        outcome="the contract follows the format; dates parsed",
+    ),
+    Case(
+        "timestamp_format_mismatch",
+        "ISO dates, format dd/MM/yyyy HH:mm",
+        "extract.py",
+        ("use_case.source.timestamp_format='dd/MM/yyyy HH:mm'",),
+        says=("must match use_case.source.timestamp_format (dd/MM/yyyy HH:mm)",),
+        outcome="source contract fails",
+    ),
+    Case(
+        "missing_description",
+        "source without Description",
+        "extract.py",
+        source=lambda f: f.drop(columns="Description"),
+        says=("Description", "use_case.source.columns"),
+        outcome="source contract fails (every column read is in it)",
+    ),
+    Case(
+        "backtick_column",
+        "a source column named with a backtick",
+        "extract.py",
+        ("use_case.source.columns.quantity='Qu`antity'",),
+        source=lambda f: f.rename(columns={"Quantity": "Qu`antity"}),
+        says=("INVALID_ATTRIBUTE_NAME_SYNTAX", "rename the column"),
+        outcome="source contract reports it",
+    ),
     # -- storage faults and config that used to end in a traceback --
-    Case("unwritable_root", "storage root that cannot be written", "extract.py", world="root", root=UNWRITABLE_ROOT,
-         exit_code=9, says=("the storage may not be written", "env.storage_root"), outcome="storage error before Spark starts"),
-    Case("disk_full", "every Delta write fails: disk full", "extract.py", fault="disk_full", exit_code=9,
-         says=("the disk is full", "No space left on device", "previous table versions are intact"),
-         outcome="storage error; every table kept (fault injected at the deltalake boundary)"),
-    Case("corrupt_delta_log", "the features table's last log entry damaged", "split.py",
-         prepare=_corrupt_latest_log("clv_repurchase_features_de"), world="copy", exit_code=9,
-         says=("Delta log of table local.clv.clv_repurchase_features_de cannot be read", "_delta_log", "backup"),
-         outcome="storage error naming the table and its log"),
-    Case("corrupt_mlflow_db", "mlflow.db overwritten with garbage", "evaluate.py", prepare=_corrupt_mlflow_db,
-         world="copy", exit_code=9, says=("MLflow tracking store cannot be read", "mlflow.db"),
-         outcome="storage error naming the database"),
-    Case("fractional_horizon", "model.horizon_days=90.5", "train.py", ("model.horizon_days=90.5",), exit_code=2,
-         says=("model.horizon_days=90.5 is not a whole number",), outcome="config check"),
-    Case("backfill_cadence_zero", "inference.backfill.cadence_months=0", "batch_inference.py",
-         ("inference.backfill.start=2011-01-31", "inference.backfill.cadence_months=0"), exit_code=2,
-         says=("inference.backfill.cadence_months=0 is outside",), outcome="config check"),
-    Case("backfill_start_after_end", "backfill start after end", "batch_inference.py",
-         ("inference.backfill.start=2011-06-30", "inference.backfill.end=2010-06-30"), exit_code=2,
-         says=("inference.backfill.start=2011-06-30 is after inference.backfill.end=2010-06-30",),
-         outcome="config error, nothing scored"),
+    Case(
+        "unwritable_root",
+        "storage root that cannot be written",
+        "extract.py",
+        world="root",
+        root=UNWRITABLE_ROOT,
+        exit_code=9,
+        says=("the storage may not be written", "env.storage_root"),
+        outcome="storage error before Spark starts",
+    ),
+    Case(
+        "disk_full",
+        "every Delta write fails: disk full",
+        "extract.py",
+        fault="disk_full",
+        exit_code=9,
+        says=("the disk is full", "No space left on device", "previous table versions are intact"),
+        outcome="storage error; every table kept (fault injected at the deltalake boundary)",
+    ),
+    Case(
+        "corrupt_delta_log",
+        "the features table's last log entry damaged",
+        "split.py",
+        prepare=_corrupt_latest_log("clv_repurchase_features_de"),
+        world="copy",
+        exit_code=9,
+        says=("Delta log of table local.clv.clv_repurchase_features_de cannot be read", "_delta_log", "backup"),
+        outcome="storage error naming the table and its log",
+    ),
+    Case(
+        "corrupt_mlflow_db",
+        "mlflow.db overwritten with garbage",
+        "evaluate.py",
+        prepare=_corrupt_mlflow_db,
+        world="copy",
+        exit_code=9,
+        says=("MLflow tracking store cannot be read", "mlflow.db"),
+        outcome="storage error naming the database",
+    ),
+    Case(
+        "fractional_horizon",
+        "model.horizon_days=90.5",
+        "train.py",
+        ("model.horizon_days=90.5",),
+        exit_code=1,
+        says=("Value '90.5' of type 'float' could not be converted to Integer", "full_key: model.horizon_days"),
+        outcome="the schema refuses it at composition",
+        # Hydra exits 1 from a composition error, but re-raises it under a tracer such as coverage's
+        process=True,
+    ),
+    Case(
+        "backfill_cadence_zero",
+        "inference.backfill.cadence_months=0",
+        "batch_inference.py",
+        ("inference.backfill.start=2011-01-31", "inference.backfill.cadence_months=0"),
+        exit_code=2,
+        says=("inference.backfill.cadence_months=0 is outside",),
+        outcome="config check",
+    ),
+    Case(
+        "backfill_start_after_end",
+        "backfill start after end",
+        "batch_inference.py",
+        ("inference.backfill.start=2011-06-30", "inference.backfill.end=2010-06-30"),
+        exit_code=2,
+        says=("inference.backfill.start=2011-06-30 is after inference.backfill.end=2010-06-30",),
+        outcome="config error, nothing scored",
+    ),
     # -- secrets in config --
-    Case("secret_in_config", "a Spark Connect URL with user:password and ;token=, plus a bad value", "train.py",
-         ("env.spark.mode=connect",
-          f"env.spark.remote='sc://clv:{PLANTED_PASSWORD}@127.0.0.1:1/;token={PLANTED_TOKEN}'",
-          "model.horizon_days=0", "hydra.verbose=true"), exit_code=2,
-         says=("model.horizon_days=0 is outside", "sc://***@127.0.0.1:1/;token=***"),
-         never_says=(PLANTED_PASSWORD, PLANTED_TOKEN), process=True,
-         outcome="config check; Hydra's debug dump of the config shows the credentials as ***"),
+    Case(
+        "secret_in_config",
+        "a Spark Connect URL with user:password and ;token=, plus a bad value",
+        "train.py",
+        (
+            "env/spark=connect",
+            f"env.spark.remote='sc://clv:{PLANTED_PASSWORD}@127.0.0.1:1/;token={PLANTED_TOKEN}'",
+            "model.horizon_days=0",
+            "hydra.verbose=true",
+        ),
+        exit_code=2,
+        says=("model.horizon_days=0 is outside", "sc://***@127.0.0.1:1/;token=***"),
+        never_says=(PLANTED_PASSWORD, PLANTED_TOKEN),
+        process=True,
+        outcome="config check; Hydra's debug dump of the config shows the credentials as ***",
+    ),
     # -- names and paths, before anything touches the disk --
-    Case("experiment_dotdot", "experiment name with `..`", "evaluate.py",
-         ("use_case.experiment='../../escape/clv_repurchase_de'",), world="fresh", exit_code=2,
-         says=("is not a safe experiment name",), check=_nothing_created, outcome="refused; no folder created"),
-    Case("suffix_with_path", "country suffix `../de`", "extract.py", ("country.suffix='../de'",), world="fresh",
-         exit_code=2, says=("country.suffix='../de' is not a plain name",), check=_nothing_created,
-         outcome="refused before the lock file is made"),
+    Case(
+        "experiment_dotdot",
+        "experiment name with `..`",
+        "evaluate.py",
+        ("use_case.experiment='../../escape/clv_repurchase_de'",),
+        world="fresh",
+        exit_code=2,
+        says=("is not a safe experiment name",),
+        check=_nothing_created,
+        outcome="refused; no folder created",
+    ),
+    Case(
+        "suffix_with_path",
+        "country suffix `../de`",
+        "extract.py",
+        ("country.suffix='../de'",),
+        world="fresh",
+        exit_code=2,
+        says=("country.suffix='../de' is not a plain name",),
+        check=_nothing_created,
+        outcome="refused before the lock file is made",
+    ),
 ]
 
 
 # -- running ------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -438,7 +825,7 @@ def world_state(root: Path) -> dict:
                 table = DeltaTable(str(path))
                 rows = sum(table.get_add_actions(flatten=True).column("num_records").to_pylist())
                 state["tables"][path.name] = (table.version(), rows)
-            except Exception as error:  # noqa: BLE001 - recorded, compared before and after
+            except Exception as error:
                 state["tables"][path.name] = f"unreadable: {type(error).__name__}"
     database = root / "mlflow" / "mlflow.db"
     if database.exists():
@@ -448,8 +835,9 @@ def world_state(root: Path) -> dict:
             with sqlite3.connect(database) as connection:
                 state["models"] = {
                     "versions": sorted(connection.execute("SELECT name, version FROM model_versions").fetchall()),
-                    "aliases": sorted(connection.execute(
-                        "SELECT name, alias, version FROM registered_model_aliases").fetchall()),
+                    "aliases": sorted(
+                        connection.execute("SELECT name, alias, version FROM registered_model_aliases").fetchall()
+                    ),
                 }
         except sqlite3.DatabaseError as error:
             state["models"] = f"unreadable: {error}"
@@ -465,9 +853,14 @@ def run_script(script: str, overrides: list[str], cwd: Path, process: bool) -> t
     """
     path = REPO / "scripts" / script
     if process:
-        result = subprocess.run([sys.executable, str(path), *overrides], cwd=cwd,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"), capture_output=True, text=True,
-                                timeout=900)
+        result = subprocess.run(
+            [sys.executable, str(path), *overrides],
+            cwd=cwd,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         return result.returncode, result.stderr
     stderr, argv = io.StringIO(), sys.argv
     sys.argv = [str(path), *overrides]
@@ -502,7 +895,7 @@ def run_case(case: Case, root: Path, folder: Path) -> Outcome:
     overrides = [f"env.storage_root={root}", "country=DE", *case.overrides]
     source = case.source_path(folder)
     if source is not None:
-        overrides += ["use_case.source.kind=csv", f"use_case.source.path={source}"]
+        overrides += ["use_case/source=csv", f"use_case.source.path={source}"]
     before = world_state(root)
     with FAULTS[case.fault]() if case.fault else contextlib.nullcontext():
         code, stderr = run_script(case.script, overrides, folder, case.process)
@@ -534,7 +927,7 @@ def _run_one(case: Case, good_root: Path, tmp_path_factory: pytest.TempPathFacto
     if case.check:
         try:
             case.check(root)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             outcome.check_error = "".join(traceback.format_exception(error))
     return outcome
 
@@ -552,8 +945,11 @@ def test_bad_input_fails_clearly_and_loses_nothing(case, outcomes):
         assert "Traceback" not in outcome.stderr
         assert " | where: " in outcome.stderr and " | fix: " in outcome.stderr
     if case.world in ("good", "copy"):
-        changed = {name for name in {*outcome.before["tables"], *outcome.after["tables"]}
-                   if outcome.before["tables"].get(name) != outcome.after["tables"].get(name)}
+        changed = {
+            name
+            for name in {*outcome.before["tables"], *outcome.after["tables"]}
+            if outcome.before["tables"].get(name) != outcome.after["tables"].get(name)
+        }
         assert changed <= set(case.may_change), f"a failed run changed {sorted(changed - set(case.may_change))}"
         assert outcome.after["models"] == outcome.before["models"], "a failed run changed a model or an alias"
     elif outcome.after["models"]:
@@ -571,27 +967,39 @@ def test_error_messages_do_not_dump_customer_rows(outcomes):
 
 # the kill and concurrency faults, run by integration_tests/test_faults.py: test -> (fault, what the next run finds)
 FAULT_TESTS = {
-    "test_kill_9_in_the_middle_of_an_overwrite_leaves_the_previous_version":
-        ("kill -9 during extract's Delta overwrite", "the previous version, unchanged; the re-run commits"),
-    "test_kill_9_between_the_features_and_labels_writes_is_undone_by_the_next_run":
-        ("kill -9 after features is committed, before labels", "the next run (extract) restores features to its "
-                                                               "version before the unit, once, with a warning"),
-    "test_kill_9_between_the_scoring_features_and_predictions_writes_is_undone":
-        ("kill -9 after scoring_features is recorded, before predictions", "the next run restores scoring_features; "
-                                                                           "predictions never moved"),
-    "test_kill_9_while_evaluate_logs_leaves_a_run_that_the_next_evaluate_marks_failed":
-        ("kill -9 while evaluate logs to MLflow", "the next evaluate marks the orphaned run FAILED; aliases unchanged"),
-    "test_two_runs_of_the_same_stages_take_turns_and_never_interleave":
-        ("two runs of features at once", "one waits for the lock; their versions never interleave"),
-    "test_a_run_that_cannot_get_the_lock_in_time_exits_8_without_starting":
-        ("the lock held past env.lock_timeout_seconds", "exit 8, nothing written"),
+    "test_kill_9_in_the_middle_of_an_overwrite_leaves_the_previous_version": (
+        "kill -9 during extract's Delta overwrite",
+        "the previous version, unchanged; the re-run commits",
+    ),
+    "test_kill_9_between_the_features_and_labels_writes_is_undone_by_the_next_run": (
+        "kill -9 after features is committed, before labels",
+        "the next run (extract) restores features to its version before the unit, once, with a warning",
+    ),
+    "test_kill_9_between_the_scoring_features_and_predictions_writes_is_undone": (
+        "kill -9 after scoring_features is recorded, before predictions",
+        "the next run restores scoring_features; predictions never moved",
+    ),
+    "test_kill_9_while_evaluate_logs_leaves_a_run_that_the_next_evaluate_marks_failed": (
+        "kill -9 while evaluate logs to MLflow",
+        "the next evaluate marks the orphaned run FAILED; aliases unchanged",
+    ),
+    "test_two_runs_of_the_same_stages_take_turns_and_never_interleave": (
+        "two runs of features at once",
+        "one waits for the lock; their versions never interleave",
+    ),
+    "test_a_run_that_cannot_get_the_lock_in_time_exits_8_without_starting": (
+        "the lock held past env.lock_timeout_seconds",
+        "exit 8, nothing written",
+    ),
 }
 
 
 def render_doc() -> str:
     rows = "\n".join(
         f"| `{case.id}` | {case.input} | `{case.script}` | {case.exit_code} | {case.outcome} | "
-        f"{'; '.join(f'`{s}`' for s in case.says)} |" for case in CASES)
+        f"{'; '.join(f'`{s}`' for s in case.says)} |"
+        for case in CASES
+    )
     separate = ", ".join(f"`{case.id}`" for case in CASES if case.process)
     return (
         "# Reliability: what bad input does\n\n"
@@ -600,10 +1008,10 @@ def render_doc() -> str:
         f"script (Hydra, stage, exit code, log): {separate} in a separate process as a job\n"
         "would, the others in the test process to save a Python and Spark start each.\n\n"
         "Each case records every Delta table's version and row count and every registered model version\n"
-        "and alias before and after the run. \"Good world\" cases run against a complete good run and\n"
-        "must leave all of it unchanged; \"copy\" cases run against a copy of it, first damaged where the\n"
+        'and alias before and after the run. "Good world" cases run against a complete good run and\n'
+        'must leave all of it unchanged; "copy" cases run against a copy of it, first damaged where the\n'
         "case says (an emptied predictions table, a corrupt Delta log or MLflow database), and may change\n"
-        "only the tables they name; \"fresh\" cases start from nothing and may register no model. Cases\n"
+        'only the tables they name; "fresh" cases start from nothing and may register no model. Cases\n'
         "with exit 0 check what the run wrote instead (one customer per id, every spelling of the\n"
         "country kept, text decoded). `disk_full` injects the error a full disk gives at the deltalake\n"
         "write; every other fault is real. Secrets planted in config must not reach the output.\n\n"
@@ -634,8 +1042,9 @@ def test_every_fault_the_document_names_is_a_test():
 
 
 def test_the_reliability_document_matches_the_cases():
-    assert DOC.is_file() and DOC.read_text(encoding="utf-8") == render_doc(), \
+    assert DOC.is_file() and DOC.read_text(encoding="utf-8") == render_doc(), (
         "docs/reliability.md is stale: run `python -m integration_tests.test_bad_input`"
+    )
 
 
 if __name__ == "__main__":

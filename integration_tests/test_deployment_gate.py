@@ -1,4 +1,5 @@
 """Train -> evaluate -> registry on the bundled DE sample: the gate, aliases, reruns, crashes, rollback."""
+
 from __future__ import annotations
 
 import json
@@ -77,9 +78,15 @@ def test_a_good_first_model_becomes_champion(first):
     assert version.tags["gate.verdict"] == "passed" and "## Gate" in version.description
     # the model and the numbers a person looks at are in the evaluation run
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(evaluation.run_id, "evaluation")}
-    assert {"evaluation/model_card.md", "evaluation/roc_curve.png", "evaluation/pr_curve.png",
-            "evaluation/calibration_curve.png", "evaluation/permutation_importance.png",
-            "evaluation/verdict.json", "evaluation/metrics.json"} <= artifacts
+    assert {
+        "evaluation/model_card.md",
+        "evaluation/roc_curve.png",
+        "evaluation/pr_curve.png",
+        "evaluation/calibration_curve.png",
+        "evaluation/permutation_importance.png",
+        "evaluation/verdict.json",
+        "evaluation/metrics.json",
+    } <= artifacts
     metrics = evaluation.metrics
     assert metrics["candidate_roc_auc_ci_low"] <= metrics["candidate_roc_auc"] <= metrics["candidate_roc_auc_ci_high"]
     assert 0.5 < metrics["baseline_roc_auc"] < 1.0
@@ -103,11 +110,14 @@ def test_a_crippled_model_is_rejected_and_the_champion_stays(first, spark, root)
     assert versions(ctx) == ["1"] and champion_version(ctx) == "1"
 
     # dry_run: registered with its failed verdict on record, no alias moves, no error
-    dry = run(context(root, spark, "model=repurchase", "evaluation.run_mode=dry_run", estimator=CRIPPLED),
-              "evaluate")["evaluate"]
+    dry = run(context(root, spark, "model=repurchase", "evaluation.run_mode=dry_run", estimator=CRIPPLED), "evaluate")[
+        "evaluate"
+    ]
     assert not dry.details["verdict"]["passed"] and dry.details["aliases"] == []
     assert versions(ctx) == ["1", "2"] and champion_version(ctx) == "1"
-    assert mlflow.MlflowClient().get_model_version(ctx.cfg.use_case.registered_model, "2").tags["gate.verdict"] == "failed"
+    assert (
+        mlflow.MlflowClient().get_model_version(ctx.cfg.use_case.registered_model, "2").tags["gate.verdict"] == "failed"
+    )
 
 
 def test_a_crash_before_promotion_leaves_the_champion_and_a_rerun_finishes(first, spark, root, monkeypatch):
@@ -173,8 +183,9 @@ def test_promote_takes_challenger_off_the_version_it_makes_champion(first, spark
 
     back = run(context(root, spark, "model=repurchase", f"promote.version={champion_before}"), "promote")["promote"]
     assert not back.details["challenger_removed"]
-    again = run(context(root, spark, "model=repurchase", f"promote.version={challenger}", "promote.alias=challenger"),
-                "promote")["promote"]
+    again = run(
+        context(root, spark, "model=repurchase", f"promote.version={challenger}", "promote.alias=challenger"), "promote"
+    )["promote"]
     assert again.details["previous"] is None and not again.details["challenger_removed"]
     assert (champion_version(ctx), challenger_version(ctx)) == (champion_before, challenger)
     assert aliases_of(ctx, challenger) == ["challenger"] and aliases_of(ctx, champion_before) == ["champion"]
@@ -185,7 +196,8 @@ def test_custom_gate_metrics_come_from_config(first, spark, root):
     demanding = context(root, spark, "model=repurchase")
     with open_dict(demanding.cfg):
         demanding.cfg.evaluation.custom_metrics = [
-            {"name": "lift_at_20", "fn": {"_target_": "mlops.metrics.lift_at", "fraction": 0.2}, "min": 100.0}]
+            {"name": "lift_at_20", "fn": {"_target_": "mlops.metrics.lift_at", "fraction": 0.2}, "min": 100.0}
+        ]
     before = (versions(ctx), champion_version(ctx), challenger_version(ctx))
     with pytest.raises(GateRejectedError, match=r"lift_at_20=\d+\.\d+ must be >= 100.0"):
         run(demanding, "evaluate")

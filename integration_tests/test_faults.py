@@ -2,6 +2,7 @@
 unit, or while it logs to MLflow; two runs of the same stage at once; and the run after each. The
 last good state must stay readable, nothing may interleave, and what a kill leaves half done is
 undone (tables) or closed (MLflow runs) by the next run."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -62,7 +63,7 @@ def small_source(tmp_path_factory) -> list[str]:
 
     path = tmp_path_factory.mktemp("source") / "germany.csv.gz"
     _base().to_csv(path, index=False, compression="gzip")
-    return ["country=DE", "use_case.source.kind=csv", f"use_case.source.path={path}"]
+    return ["country=DE", "use_case/source=csv", f"use_case.source.path={path}"]
 
 
 def script(name: str, *overrides: str, cwd: Path) -> list[str]:
@@ -86,7 +87,11 @@ def test_kill_9_in_the_middle_of_an_overwrite_leaves_the_previous_version(extrac
     marker = tmp_path / "writing"
     process = subprocess.Popen(
         [sys.executable, "-c", SLOW_WRITER, str(marker), str(REPO / "scripts" / "extract.py"), *overrides],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not marker.exists():
         assert process.poll() is None, f"the stage ended before its write:\n{process.stderr.read()[-3000:]}"
@@ -135,8 +140,13 @@ def test_a_run_that_cannot_get_the_lock_in_time_exits_8_without_starting(extract
     lock = root / "locks" / "clv_de.lock"
     with lock.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # another run is writing
-        result = subprocess.run(script("extract.py", *overrides, "env.lock_timeout_seconds=1",
-                                       cwd=tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            script("extract.py", *overrides, "env.lock_timeout_seconds=1", cwd=tmp_path),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 8, result.stderr[-3000:]
     assert "another run of clv DE has held the lock" in result.stderr and "env.lock_timeout_seconds" in result.stderr
     assert DeltaTable(str(path)).version() == 0
@@ -188,7 +198,11 @@ def kill_at(point: str, script_name: str, overrides: list[str], tmp_path: Path) 
     with log.open("w") as stderr:  # a file, not a pipe: a full pipe would stall the script before its point
         process = subprocess.Popen(
             [sys.executable, "-c", STOP_AT, str(marker), point, str(REPO / "scripts" / script_name), *overrides],
-            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
     deadline = time.monotonic() + 300
     while not marker.exists():
         if process.poll() is not None:
@@ -222,19 +236,23 @@ def test_kill_9_between_the_features_and_labels_writes_is_undone_by_the_next_run
     features, labels = (ctx.tables.path(ctx.table_name(key)) for key in ("features", "labels"))
 
     kill_at("commit:clv_repurchase_features_de", "features.py", overrides, tmp_path)
-    assert (DeltaTable(str(features)).version(), DeltaTable(str(labels)).version()) == (1, 0), \
+    assert (DeltaTable(str(features)).version(), DeltaTable(str(labels)).version()) == (1, 0), (
         "the kill must land between the two writes"
+    )
     assert delta_rows(spark, features).count() > delta_rows(spark, features, 0).count()
     [unit] = open_units(cfg)
     assert unit.stage == "features" and unit.tables[0].written is None  # committed, not yet recorded
 
     # the next run, of any stage, as a job would start it
-    result = subprocess.run(script("extract.py", *overrides, cwd=tmp_path), cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        script("extract.py", *overrides, cwd=tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "WARNING" in result.stderr and "found a features run of repurchase" in result.stderr
-    assert ("restored local.clv.clv_repurchase_features_de from version 1 back to version 0 (now version 2)"
-            in result.stderr)
+    assert (
+        "restored local.clv.clv_repurchase_features_de from version 1 back to version 0 (now version 2)"
+        in result.stderr
+    )
     assert DeltaTable(str(features)).version() == 2 and DeltaTable(str(labels)).version() == 0
     assertDataFrameEqual(delta_rows(spark, features), delta_rows(spark, features, 0))
 
@@ -250,29 +268,39 @@ def world(de_pipelines) -> Path:
     return Path(de_pipelines["repurchase"]["ctx"].cfg.env.storage_root)
 
 
-def test_kill_9_between_the_scoring_features_and_predictions_writes_is_undone(world, tmp_path, spark, caplog,
-                                                                              mlflow_state):
+def test_kill_9_between_the_scoring_features_and_predictions_writes_is_undone(
+    world, tmp_path, spark, caplog, mlflow_state
+):
     root = copy_world(world, tmp_path / "world")
     cfg = local_config(root, *DE_PIPELINE_OVERRIDES)
     ctx = RunContext.from_config(cfg, spark=spark)
-    scoring_features, predictions = (ctx.tables.path(ctx.table_name(key))
-                                     for key in ("scoring_features", "predictions"))
+    scoring_features, predictions = (
+        ctx.tables.path(ctx.table_name(key)) for key in ("scoring_features", "predictions")
+    )
     before = DeltaTable(str(scoring_features)).version(), DeltaTable(str(predictions)).version()
     latest = ctx.read("predictions").agg(F.max("scoring_date").alias("latest")).first()["latest"]
     new_date = latest - dt.timedelta(days=1)  # not scored yet: the killed run adds rows
 
-    kill_at("recorded:scoring_features", "batch_inference.py",
-            [f"env.storage_root={root}", "country=DE", f"scoring_date={new_date}"], tmp_path)
-    assert (DeltaTable(str(scoring_features)).version(), DeltaTable(str(predictions)).version()) == \
-        (before[0] + 1, before[1]), "the kill must land between the two writes"
+    kill_at(
+        "recorded:scoring_features",
+        "batch_inference.py",
+        [f"env.storage_root={root}", "country=DE", f"inference.date={new_date}"],
+        tmp_path,
+    )
+    assert (DeltaTable(str(scoring_features)).version(), DeltaTable(str(predictions)).version()) == (
+        before[0] + 1,
+        before[1],
+    ), "the kill must land between the two writes"
     assert delta_rows(spark, scoring_features).where(F.col("scoring_date") == new_date).count() > 0
     [unit] = open_units(cfg)
     assert unit.stage == "batch_inference" and unit.tables[0].written == before[0] + 1
 
     with caplog.at_level(logging.WARNING, logger="mlops.journal"):
         run_stages(["extract"], cfg, ctx)
-    assert (f"restored local.clv.clv_repurchase_scoring_features_de from version {before[0] + 1} back to "
-            f"version {before[0]} (now version {before[0] + 2})") in caplog.text
+    assert (
+        f"restored local.clv.clv_repurchase_scoring_features_de from version {before[0] + 1} back to "
+        f"version {before[0]} (now version {before[0] + 2})"
+    ) in caplog.text
     assert "predictions_de from" not in caplog.text  # never written: left alone
     assert DeltaTable(str(predictions)).version() == before[1]
     assertDataFrameEqual(delta_rows(spark, scoring_features), delta_rows(spark, scoring_features, before[0]))
@@ -280,8 +308,9 @@ def test_kill_9_between_the_scoring_features_and_predictions_writes_is_undone(wo
     assert recover_unfinished_writes(ctx) == [] and DeltaTable(str(scoring_features)).version() == before[0] + 2
 
 
-def test_kill_9_while_evaluate_logs_leaves_a_run_that_the_next_evaluate_marks_failed(world, tmp_path, spark, caplog,
-                                                                                    mlflow_state):
+def test_kill_9_while_evaluate_logs_leaves_a_run_that_the_next_evaluate_marks_failed(
+    world, tmp_path, spark, caplog, mlflow_state
+):
     from mlflow import MlflowClient
 
     from mlops.registry import alias_version, configure_mlflow, registered_model_name

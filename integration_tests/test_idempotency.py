@@ -5,6 +5,7 @@ be safe to run again: each run writes new Delta versions whose contents equal th
 (Re-running evaluate is covered in test_deployment_gate.py, re-scoring a date in
 test_inference_monitoring.py.)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -83,8 +84,12 @@ def test_the_digest_sees_a_change_in_any_column(two_runs, spark):
     ctx, _, second = two_runs
     train = ctx.read("train")
     first_row = train.orderBy(*ctx.cfg.use_case.key_columns).limit(1)
-    nudged = first_row.select(*[(F.col(name) + 1).alias(name) if name == ctx.cfg.model.label.column
-                                else F.col(name) for name in train.columns])
+    nudged = first_row.select(
+        *[
+            (F.col(name) + 1).alias(name) if name == ctx.cfg.model.label.column else F.col(name)
+            for name in train.columns
+        ]
+    )
     changed = train.exceptAll(first_row).unionByName(nudged)
     rows, digest = content_digest(changed)
     assert rows == second["train"].rows and digest != second["train"].digest

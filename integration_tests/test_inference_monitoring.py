@@ -1,4 +1,5 @@
 """Every stage for both models on the bundled DE sample: backfilled predictions and monitoring."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,10 +39,21 @@ def test_predictions_cover_the_scoring_population_with_the_champion(pipeline):
     assert sorted(per_date) == BACKFILL and per_date == population
     configure_mlflow(ctx.cfg)  # MLflow's registry URI is process-wide: other modules on this worker move it
     champion = alias_version(registered_model_name(ctx.cfg), "champion")
-    assert {r["model_version"] for r in predictions.select("model_version").distinct().collect()} == {str(champion.version)}
+    assert {r["model_version"] for r in predictions.select("model_version").distinct().collect()} == {
+        str(champion.version)
+    }
     assert predictions.where(F.abs(F.col("probability_total") - 1) > 1e-6).count() == 0
-    expected = {"customer_id", "scoring_date", "prediction", "score", "probability_total", "model_name",
-                "model_version", "run_id", "scored_at"}
+    expected = {
+        "customer_id",
+        "scoring_date",
+        "prediction",
+        "score",
+        "probability_total",
+        "model_name",
+        "model_version",
+        "run_id",
+        "scored_at",
+    }
     probability = {"probability"} if ctx.cfg.model.name == "repurchase" else {f"probability_{c}" for c in range(4)}
     assert set(predictions.columns) == expected | probability
 
@@ -60,14 +72,18 @@ def test_monitoring_has_drift_for_every_date_and_performance_once_horizons_pass(
     assert "repurchase_rate_last_year_ahead" in set(results["train"].details["features"]) & skipped
     assert not skipped & set(monitoring.loc[monitoring["metric"] == "feature_psi", "subject"])
     assert isinstance(results["monitor"].details["retrain_required"], bool)
-    print(f"\n{ctx.cfg.model.name} realised:", performance[["scoring_date", "metric", "value", "rows"]].to_string(index=False))
+    print(
+        f"\n{ctx.cfg.model.name} realised:",
+        performance[["scoring_date", "metric", "value", "rows"]].to_string(index=False),
+    )
 
 
 def test_rescoring_a_date_replaces_only_that_date(pipeline, spark):
     ctx, _ = pipeline
     before = ctx.read("predictions").toPandas()
-    again = local_config(ctx.cfg.env.storage_root, f"model={ctx.cfg.model.name}", "country=DE",
-                         "scoring_date=2011-12-09")
+    again = local_config(
+        ctx.cfg.env.storage_root, f"model={ctx.cfg.model.name}", "country=DE", "inference.date=2011-12-09"
+    )
     run_stages(["batch_inference"], again, RunContext.from_config(again, spark=spark))
     after = ctx.read("predictions").toPandas()
     last = dt.date(2011, 12, 9)

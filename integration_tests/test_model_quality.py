@@ -1,16 +1,19 @@
-"""scripts/model_quality.py end to end on the bundled DE + FR sample: the out-of-time split that the
+"""clv.studies.model_quality end to end on the bundled DE + FR sample: the out-of-time split that the
 figures rest on, through the real stages, and a report that shows what was measured."""
+
 from __future__ import annotations
 
 import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tests.conftest import load_script
+from clv.studies import model_quality
+from mlops.config import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "lib" / "clv" / "data" / "online_retail_de_fr.csv.gz"
@@ -19,12 +22,22 @@ CUTOFF, VALIDATION = "2011-09-09", "2011-06-09"
 
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory, spark):
-    module = load_script("model_quality")
     out = tmp_path_factory.mktemp("model_quality")
-    results = module.main(["--data", str(SAMPLE), "--cutoffs", CUTOFF, "--models", "repurchase",
-                           "--variants", "default", "--country-models", "--bootstrap", "20",
-                           "--out", str(out), "--doc", str(out / "model_quality.md")], spark=spark)
-    return module, results, out
+    cfg = compose_config(
+        config_name="quality",
+        overrides=[
+            f"quality.data={SAMPLE}",
+            f"quality.cutoffs=[{CUTOFF}]",
+            "quality.models=[repurchase]",
+            "quality.experiments=[default]",
+            "quality.country_models=[]",
+            "quality.bootstrap=20",
+            f"quality.out={out}",
+            f"quality.doc={out / 'model_quality.md'}",
+        ],
+    )
+    results = model_quality.study(cfg, spark=spark)
+    return model_quality, results, out
 
 
 def _table(out: Path, name: str) -> pd.DataFrame:
@@ -68,6 +81,22 @@ def test_the_report_names_each_population_and_predictor(evaluation):
     report = (out / "model_quality.md").read_text()
     assert f"### test cutoff {CUTOFF}: variant `default` (chosen on validation snapshot {VALIDATION})" in report
     auc = results["runs"][0]["metrics"]["model"]["Germany"]["roc_auc"]
-    assert f"| Germany | {int(results['runs'][0]['metrics']['model']['Germany']['customers'])} | model | {auc:.3f} [" \
+    assert (
+        f"| Germany | {int(results['runs'][0]['metrics']['model']['Germany']['customers'])} | model | {auc:.3f} ["
         in report
+    )
     assert "| United Kingdom | 0 | BG/NBD | — |" in report
+
+
+def test_the_baselines_are_the_textbook_ones_fitted_on_the_test_snapshot(evaluation):
+    """BG/NBD fitted on the calibration summary at the date (weeks, the 90-day horizon), and days since
+    the last purchase as the heuristic: the figures the report compares the model with."""
+    from clv.baselines import BGNBDBaseline
+
+    _, _, out = evaluation
+    scores = pd.read_parquet(out / "scores" / f"pooled_repurchase_default_{VALIDATION}.parquet")
+    # the world's test table is the last split made: the validation snapshot, in the scores' order
+    test = _table(out, "clv_repurchase_test_all").set_index("customer_id").loc[scores["customer_id"]].reset_index()
+    expected = BGNBDBaseline(time_unit_days=7).fit(test).prob_repurchase(test, 90)
+    np.testing.assert_array_equal(scores["BG/NBD"].to_numpy(), np.asarray(expected, dtype=float))
+    np.testing.assert_array_equal(scores["heuristic"].to_numpy(), -test["days_since_last_purchase"].to_numpy(float))

@@ -6,6 +6,7 @@ resolved from databricks.yml and resources/*.yml, each spark_python_task's real 
 process with exactly its resolved parameters, condition and run-job tasks followed. The workspace is
 a Spark Connect server with a Hive catalog on 127.0.0.1 and a local MLflow store.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from integration_tests.rehearsal import (REPO, DeployedBundle, JobRun, Rehearsal, RehearsalError, StandIns,
-                                         load_bundle)
+from integration_tests.rehearsal import REPO, DeployedBundle, JobRun, Rehearsal, RehearsalError, StandIns, load_bundle
 from integration_tests.servers import LOOPBACK, start_connect_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.remote]
@@ -34,10 +34,17 @@ PAIRS = [(model, country) for country in ("DE", "FR") for model in ("ltv_bucket"
 def ci_variables() -> dict[str, str]:
     """What the test pipeline's deploy step gives the CLI from its variable group (BUNDLE_VAR_<name>)."""
     pipeline = yaml.safe_load(TEST_PIPELINE.read_text(encoding="utf-8"))
-    deploy = next(step for job in pipeline["jobs"] for step in job.get("steps") or []
-                  if f"make bundle-deploy TARGET={TARGET}" in str(step.get("script")))
-    return {name.removeprefix("BUNDLE_VAR_"): f"rehearsal-{name.removeprefix('BUNDLE_VAR_')}"
-            for name in deploy["env"] if name.startswith("BUNDLE_VAR_")}
+    deploy = next(
+        step
+        for job in pipeline["jobs"]
+        for step in job.get("steps") or []
+        if f"make bundle-deploy TARGET={TARGET}" in str(step.get("script"))
+    )
+    return {
+        name.removeprefix("BUNDLE_VAR_"): f"rehearsal-{name.removeprefix('BUNDLE_VAR_')}"
+        for name in deploy["env"]
+        if name.startswith("BUNDLE_VAR_")
+    }
 
 
 def assert_succeeded(run: JobRun) -> None:
@@ -55,11 +62,14 @@ class World:
 
     def query(self, *statements: str) -> list[list[dict]]:
         """The rows of each SQL statement, run on the stand-in by a Spark Connect client of its own."""
-        script = ("import json, sys; from pyspark.sql import SparkSession\n"
-                  "spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()\n"
-                  "print(json.dumps([[r.asDict() for r in spark.sql(q).collect()] for q in sys.argv[2:]], default=str))")
-        result = subprocess.run([sys.executable, "-c", script, self.remote, *statements], capture_output=True,
-                                text=True, timeout=300)
+        script = (
+            "import json, sys; from pyspark.sql import SparkSession\n"
+            "spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()\n"
+            "print(json.dumps([[r.asDict() for r in spark.sql(q).collect()] for q in sys.argv[2:]], default=str))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script, self.remote, *statements], capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -97,13 +107,24 @@ def world(tmp_path_factory) -> World:
 def test_the_rehearsal_says_what_stands_in_for_the_workspace(world):
     replaced = world.stand_ins.replaced(world.as_written)
     assert replaced["var.catalog"] == ("test", "spark_catalog")
-    assert replaced["var.source_table"] == ("test.clv.clv_source_transactions", "spark_catalog.clv.clv_source_transactions")
+    assert replaced["var.source_table"] == (
+        "test.clv.clv_source_transactions",
+        "spark_catalog.clv.clv_source_transactions",
+    )
     assert replaced["env.mlflow.registry_uri"][0] == "databricks-uc"
-    assert replaced["env.tables.kind"] == ("catalog", "versioned_catalog")
-    assert replaced["env.feature_store.kind"] == ("databricks", "local")
+    assert replaced["env/tables"] == ("catalog", "versioned_catalog")
+    assert replaced["env/feature_store"] == ("databricks", "local")
     # nothing else of the target's env is touched: its name, sample fraction and gate run as written
-    assert set(replaced) == {"var.catalog", "var.source_table", "env.mlflow.tracking_uri", "env.mlflow.registry_uri",
-                             "env.mlflow.artifact_root", "env.tables.kind", "env.feature_store.kind", "spark session"}
+    assert set(replaced) == {
+        "var.catalog",
+        "var.source_table",
+        "env.mlflow.tracking_uri",
+        "env.mlflow.registry_uri",
+        "env.mlflow.artifact_root",
+        "env/tables",
+        "env/feature_store",
+        "spark session",
+    }
 
 
 def test_the_nightly_chain_trains_scores_and_monitors_every_served_pair(world):
@@ -124,8 +145,9 @@ def test_the_nightly_chain_trains_scores_and_monitors_every_served_pair(world):
         assert monitor.tasks["retrain_required"].outcome == "false"
         assert monitor.tasks["retrain"].state == "EXCLUDED"
         # the gate passed on the whole sample (env test: sample_fraction 1.0) and promoted a champion
-        champion = world.registry().get_model_version_by_alias(f"spark_catalog.clv.clv_{model}_{country.lower()}",
-                                                               "champion")
+        champion = world.registry().get_model_version_by_alias(
+            f"spark_catalog.clv.clv_{model}_{country.lower()}", "champion"
+        )
         assert str(champion.version) == "1"
     tables = world.tables()
     assert tables["clv_source_transactions"] == 31421
@@ -139,8 +161,13 @@ def test_the_nightly_chain_trains_scores_and_monitors_every_served_pair(world):
 
 def drift_source(world: World, day: str, price_factor: str) -> None:
     table = world.rehearsal.bundle.variables["source_table"]
-    result = subprocess.run([sys.executable, "-m", "integration_tests.drift_source", world.remote, table, "Germany",
-                             day, price_factor], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "integration_tests.drift_source", world.remote, table, "Germany", day, price_factor],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -166,9 +193,11 @@ def test_monitoring_starts_the_training_job_when_drift_requires_it(world):
     name = "spark_catalog.clv.clv_repurchase_de"
     assert {str(v.version) for v in registry.search_model_versions(f"name='{name}'")} == {"1", "2"}
     # what made the dates violate: the revenue features of the drifted dates, not of the first night's
-    psi, = world.query("SELECT CAST(scoring_date AS STRING) AS day, max(value) AS psi FROM "
-                       "spark_catalog.clv.clv_repurchase_monitoring_de WHERE metric = 'feature_psi' "
-                       "AND subject LIKE 'revenue%' GROUP BY scoring_date ORDER BY day")
+    (psi,) = world.query(
+        "SELECT CAST(scoring_date AS STRING) AS day, max(value) AS psi FROM "
+        "spark_catalog.clv.clv_repurchase_monitoring_de WHERE metric = 'feature_psi' "
+        "AND subject LIKE 'revenue%' GROUP BY scoring_date ORDER BY day"
+    )
     by_day = {row["day"]: row["psi"] for row in psi}
     assert by_day["2011-12-09"] <= 0.25 < min(by_day["2011-12-16"], by_day["2011-12-23"]), by_day
 
@@ -181,8 +210,9 @@ def test_a_pair_the_target_does_not_serve_fails_with_the_sources_error(world):
     extract = run.tasks["train"].child.tasks["extract"]
     assert extract.state == "FAILED" and "exited 3" in extract.detail
     assert "no transactions left for country United Kingdom" in extract.detail
-    assert all(task.state == "UPSTREAM_FAILED" for key, task in run.tasks["train"].child.tasks.items()
-               if key != "extract")
+    assert all(
+        task.state == "UPSTREAM_FAILED" for key, task in run.tasks["train"].child.tasks.items() if key != "extract"
+    )
     assert "clv_transactions_gb" not in world.tables()
 
 
@@ -206,23 +236,44 @@ def break_training_job(root: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
-@pytest.mark.parametrize("old, new, key, message", [
-    ("env.schema=${var.schema}", "env.schema=${var.shema}",
-     "resources.jobs.clv_model_training_job.tasks[0].spark_python_task.parameters[2]",
-     "cannot resolve ${var.shema}: no variable 'shema' is declared"),
-    ("python_file: ../scripts/split.py", "python_file: ../scripts/splits.py",
-     "resources.jobs.clv_model_training_job.tasks[2].spark_python_task.python_file",
-     "python_file '../scripts/splits.py' does not exist"),
-    ("country={{job.parameters.country}}", "country={{job.parameters.land}}",
-     "resources.jobs.clv_model_training_job.tasks[0]", "job clv_model_training_job has no parameter 'land'"),
-    ("job_id: ${resources.jobs.clv_model_training_job.id}", "job_id: ${resources.jobs.clv_model_train_job.id}",
-     None, "no jobs resource named 'clv_model_train_job'"),
-], ids=["undeclared-variable", "missing-python-file", "undefined-job-parameter", "unknown-job"])
+@pytest.mark.parametrize(
+    "old, new, key, message",
+    [
+        (
+            "env.schema=${var.schema}",
+            "env.schema=${var.shema}",
+            "resources.jobs.clv_model_training_job.tasks[0].spark_python_task.parameters[2]",
+            "cannot resolve ${var.shema}: no variable 'shema' is declared",
+        ),
+        (
+            "python_file: ../scripts/split.py",
+            "python_file: ../scripts/splits.py",
+            "resources.jobs.clv_model_training_job.tasks[2].spark_python_task.python_file",
+            "python_file '../scripts/splits.py' does not exist",
+        ),
+        (
+            "country={{job.parameters.country}}",
+            "country={{job.parameters.land}}",
+            "resources.jobs.clv_model_training_job.tasks[0]",
+            "job clv_model_training_job has no parameter 'land'",
+        ),
+        (
+            "job_id: ${resources.jobs.clv_model_training_job.id}",
+            "job_id: ${resources.jobs.clv_model_train_job.id}",
+            None,
+            "no jobs resource named 'clv_model_train_job'",
+        ),
+    ],
+    ids=["undeclared-variable", "missing-python-file", "undefined-job-parameter", "unknown-job"],
+)
 def test_a_reference_that_cannot_resolve_fails_at_deploy_naming_file_and_key(bundle_copy, old, new, key, message):
     if "resources.jobs.clv_model_training_job.id" in old:  # the monitoring job starts the training job
         path = bundle_copy / "resources" / "monitoring-resource.yml"
         path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
-        file, key = "resources/monitoring-resource.yml", "resources.jobs.clv_monitoring_job.tasks[2].run_job_task.job_id"
+        file, key = (
+            "resources/monitoring-resource.yml",
+            "resources.jobs.clv_monitoring_job.tasks[2].run_job_task.job_id",
+        )
     else:
         break_training_job(bundle_copy, old, new)
         file = "resources/model-workflow-resource.yml"
@@ -235,13 +286,13 @@ def test_a_reference_that_cannot_resolve_fails_at_deploy_naming_file_and_key(bun
 def test_a_parameter_the_script_refuses_fails_the_run_naming_file_and_key(bundle_copy, tmp_path):
     """A parameter that resolves but is wrong for the script: the task exits non-zero before any
     Spark work, the job fails, and the report names the task's file and key and the script's error."""
-    break_training_job(bundle_copy, "use_case.source.kind=table", "use_case.source.knd=table")
+    break_training_job(bundle_copy, "use_case/source=table", "use_case.source.knd=table")
     deployed = load_bundle(bundle_copy, TARGET, variables={**ci_variables(), "catalog": "spark_catalog"})
     stand_ins = StandIns(spark_remote=f"sc://{LOOPBACK}:1", mlflow_root=tmp_path / "mlflow")
     run = Rehearsal(deployed, stand_ins, tmp_path / "logs").run_job("clv_model_training_job")
     assert not run.succeeded
     assert [task.state for task in run.tasks.values()] == ["FAILED"] + ["UPSTREAM_FAILED"] * 4
-    (job_key, failed), = run.failures()
+    ((job_key, failed),) = run.failures()
     assert "resources/model-workflow-resource.yml, resources.jobs.clv_model_training_job.tasks[0]" in failed.detail
     assert "use_case.source.knd" in failed.detail and "exited 1" in failed.detail
 
@@ -262,8 +313,10 @@ def test_conditions_compare_as_databricks_does():
 
 
 def test_schedules_exist_only_where_a_pair_is_served_and_the_chain_only_on_test():
-    deployed = {target: load_bundle(REPO, target, variables=ci_variables(), user="jdoe@example.com")
-                for target in ("dev", "test", "staging", "prod")}
+    deployed = {
+        target: load_bundle(REPO, target, variables=ci_variables(), user="jdoe@example.com")
+        for target in ("dev", "test", "staging", "prod")
+    }
     for target in ("staging", "prod"):
         assert deployed[target].jobs["clv_repurchase_gb_scoring"]["schedule"]["pause_status"] == "UNPAUSED"
         assert NIGHTLY_JOB not in deployed[target].jobs

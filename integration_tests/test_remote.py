@@ -4,6 +4,7 @@ Connect and serverless jobs are), and a standalone cluster (what a job cluster i
 Each run goes through the real scripts in a fresh process, then its tables are compared with a
 local run of the same stages on the same data: the same rows, keys, champion and predictions.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,7 @@ SCORE_TOLERANCE = 1e-6
 def run_python(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1", SPARK_LOCAL_IP=LOOPBACK)
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     result.wall_seconds = time.perf_counter() - started  # type: ignore[attr-defined]
     assert result.returncode == 0, f"{args} exited {result.returncode}:\n{result.stderr[-6000:]}"
     return result
@@ -40,11 +40,13 @@ def run_python(args: list[str], timeout: float = 900) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def local_runs(de_pipelines):
     """The reference: the shared local run of every stage (integration_tests/conftest.py), as a snapshot."""
+
     class Snapshots(dict):
         def __missing__(self, model: str) -> dict:
             run = de_pipelines[model]
             self[model] = {"snapshot": snapshot(run["ctx"]), "wall_seconds": run["wall_seconds"]}
             return self[model]
+
     return Snapshots()
 
 
@@ -60,6 +62,7 @@ def assert_same_outputs(remote: dict, local: dict) -> None:
 
 # -- Spark Connect ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def connect_server(tmp_path_factory):
     server = start_connect_server(tmp_path_factory.mktemp("connect-server"))
@@ -70,16 +73,23 @@ def connect_server(tmp_path_factory):
 
 
 def connect_overrides(server, storage_root: Path, model: str) -> list[str]:
-    return ["env=connect", f"env.spark.remote=sc://{LOOPBACK}:{server.port}", f"env.storage_root={storage_root}",
-            f"model={model}", *DE_PIPELINE_OVERRIDES]
+    return [
+        "env=connect",
+        f"env.spark.remote=sc://{LOOPBACK}:{server.port}",
+        f"env.storage_root={storage_root}",
+        f"model={model}",
+        *DE_PIPELINE_OVERRIDES,
+    ]
 
 
 def test_the_whole_pipeline_over_spark_connect_matches_the_local_run(connect_server, local_runs, tmp_path):
     model = MODELS[0]
     overrides = connect_overrides(connect_server, tmp_path, model)
     run = run_python(["scripts/run_pipeline.py", *overrides])
-    print(f"{model} over Spark Connect: {run.wall_seconds:.1f} s "
-          f"(local, in-process: {local_runs[model]['wall_seconds']:.1f} s)")
+    print(
+        f"{model} over Spark Connect: {run.wall_seconds:.1f} s "
+        f"(local, in-process: {local_runs[model]['wall_seconds']:.1f} s)"
+    )
     remote = json.loads(run_python(["-m", "integration_tests.snapshot", *overrides]).stdout.strip().splitlines()[-1])
     assert_same_outputs(remote, local_runs[model]["snapshot"])
     # the tables are the server's: a catalog view over versioned tables, not local files
@@ -87,6 +97,7 @@ def test_the_whole_pipeline_over_spark_connect_matches_the_local_run(connect_ser
 
 
 # -- Databricks Connect (the IDE path) ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def dbconnect_python() -> Path:
@@ -100,9 +111,10 @@ def dbconnect_python() -> Path:
         pytest.skip(f"cannot build the databricks-connect environment (no package index?): {error}")
 
 
-def test_databricks_connect_runs_the_other_model_like_an_ide_session(dbconnect_python, connect_server, local_runs,
-                                                                    tmp_path):
-    """env.spark.mode=databricks with a Spark Connect URL: DatabricksSession.builder.remote(...),
+def test_databricks_connect_runs_the_other_model_like_an_ide_session(
+    dbconnect_python, connect_server, local_runs, tmp_path
+):
+    """env/spark=databricks with a Spark Connect URL: DatabricksSession.builder.remote(...),
     the exact code path of 'Databricks Connect from your IDE', against the same server.
 
     It runs the model the plain Spark Connect client did not, on that run's server and schema:
@@ -111,25 +123,38 @@ def test_databricks_connect_runs_the_other_model_like_an_ide_session(dbconnect_p
     tests cover both models over Connect and both clients, for one extract.
     """
     model = MODELS[1]
-    overrides = [*connect_overrides(connect_server, tmp_path, model), "env.spark.mode=databricks"]
+    overrides = [*connect_overrides(connect_server, tmp_path, model), "env/spark=databricks"]
     stages = "[features,split,train,evaluate,batch_inference,monitor]"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PYSPARK_PYTHON", None)  # the server's Python workers are the server's concern
     started = time.perf_counter()
-    result = subprocess.run([str(dbconnect_python), "scripts/run_pipeline.py", *overrides, f"pipeline.stages={stages}"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [str(dbconnect_python), "scripts/run_pipeline.py", *overrides, f"pipeline.stages={stages}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     wall = time.perf_counter() - started
     assert result.returncode == 0, f"exit {result.returncode}:\n{result.stderr[-6000:]}"
     assert "Spark session from Databricks Connect (remote URL)" in result.stderr
     print(f"{model} through Databricks Connect: {wall:.1f} s")
-    inspect = subprocess.run([str(dbconnect_python), "-m", "integration_tests.snapshot", *overrides],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    inspect = subprocess.run(
+        [str(dbconnect_python), "-m", "integration_tests.snapshot", *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert inspect.returncode == 0, inspect.stderr[-4000:]
     remote = json.loads(inspect.stdout.strip().splitlines()[-1])
     assert_same_outputs(remote, local_runs[model]["snapshot"])
 
 
 # -- Standalone cluster (a job cluster's shape: separate executor JVM and Python workers) ------------
+
 
 @pytest.fixture(scope="module")
 def standalone_master(tmp_path_factory):
@@ -143,12 +168,20 @@ def standalone_master(tmp_path_factory):
 
 def test_the_pipeline_on_a_standalone_cluster_matches_the_local_run(standalone_master, local_runs, spark, tmp_path):
     model = "repurchase"
-    overrides = [f"env.spark.master={standalone_master}", f"env.storage_root={tmp_path}", f"model={model}",
-                 *DE_PIPELINE_OVERRIDES, "+env.spark.conf.spark.executor.memory=1g", "+env.spark.conf.spark.cores.max=2"]
+    overrides = [
+        f"env.spark.master={standalone_master}",
+        f"env.storage_root={tmp_path}",
+        f"model={model}",
+        *DE_PIPELINE_OVERRIDES,
+        "+env.spark.conf.spark.executor.memory=1g",
+        "+env.spark.conf.spark.cores.max=2",
+    ]
     run = run_python(["scripts/run_pipeline.py", *overrides])
     assert f"master {standalone_master}" in run.stderr
-    print(f"{model} on a standalone cluster: {run.wall_seconds:.1f} s "
-          f"(local, in-process: {local_runs[model]['wall_seconds']:.1f} s)")
+    print(
+        f"{model} on a standalone cluster: {run.wall_seconds:.1f} s "
+        f"(local, in-process: {local_runs[model]['wall_seconds']:.1f} s)"
+    )
     # the tables are Delta files on the shared disk: read them back with this process's session
     ctx = RunContext.from_config(local_config(tmp_path, f"model={model}", *DE_PIPELINE_OVERRIDES), spark=spark)
     assert_same_outputs(snapshot(ctx), local_runs[model]["snapshot"])

@@ -1,4 +1,5 @@
 """The training path end to end on the bundled sample: in-process and through the real scripts."""
+
 from __future__ import annotations
 
 import os
@@ -71,8 +72,14 @@ def test_the_run_has_a_model_metrics_and_lineage(pipeline_run):
 
 
 def run_script(name: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *overrides], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 def test_train_script_on_a_fresh_root_runs_every_missing_stage(tmp_path):

@@ -4,6 +4,7 @@ The same stages as test_deployment_gate.py, unchanged, against the Unity Catalog
 the fake refuses what Unity Catalog refuses (tests/fakes/uc_registry.py), so a pass shows that the
 evaluate/promote lifecycle needs nothing UC lacks. Tracking stays the local sqlite store.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -102,8 +103,9 @@ def test_a_better_model_takes_over_and_promote_rolls_back(first, root, spark):
 def test_promote_takes_challenger_off_the_version_it_makes_champion(first, root, spark):
     champion_before = champion_version()
     assert champion_before == "1" and "2" in versions()
-    moved = run(context(root, spark, "model=repurchase", "promote.version=2", "promote.alias=challenger"),
-                "promote")["promote"]
+    moved = run(context(root, spark, "model=repurchase", "promote.version=2", "promote.alias=challenger"), "promote")[
+        "promote"
+    ]
     assert not moved.details["challenger_removed"]
     assert str(alias_version(NAME, "challenger").version) == "2" and champion_version() == champion_before
 
@@ -117,7 +119,9 @@ def test_the_stages_asked_unity_catalog_only_what_it_supports(first, unity_catal
     calls = unity_catalog.calls
     assert not unity_catalog.calls_to("get_latest_versions")
     assert not unity_catalog.calls_to("transition_model_version_stage")
-    assert {call.args["filter_string"] for call in unity_catalog.calls_to("search_model_versions")} == {f"name='{NAME}'"}
+    assert {call.args["filter_string"] for call in unity_catalog.calls_to("search_model_versions")} == {
+        f"name='{NAME}'"
+    }
     # one version per run that passed (or was dry-run), whatever the re-runs
     assert len(unity_catalog.calls_to("create_model_version")) == len(versions()) == 2
     # the promoted version's challenger alias, and only that alias, went through UC's delete-alias API

@@ -1,4 +1,5 @@
-"""Stage `batch_inference` as a spark_python_task: `python scripts/batch_inference.py model=repurchase country=DE [scoring_date=2011-12-09]`."""
+"""Stage `batch_inference` as a spark_python_task: `python scripts/batch_inference.py model=repurchase country=DE [inference.date=2011-12-09]`."""
+
 import hydra
 from omegaconf import DictConfig
 

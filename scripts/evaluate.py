@@ -1,4 +1,5 @@
 """Stage `evaluate` as a spark_python_task: `python scripts/evaluate.py model=repurchase country=DE [env=dev]`."""
+
 import hydra
 from omegaconf import DictConfig
 

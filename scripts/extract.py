@@ -1,4 +1,5 @@
 """Stage `extract` as a spark_python_task: `python scripts/extract.py model=repurchase country=DE [env=dev]`."""
+
 import hydra
 from omegaconf import DictConfig
 

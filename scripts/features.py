@@ -1,4 +1,5 @@
 """Stage `features` as a spark_python_task: `python scripts/features.py model=repurchase country=DE [env=dev]`."""
+
 import hydra
 from omegaconf import DictConfig
 

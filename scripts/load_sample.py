@@ -1,4 +1,5 @@
 """Stage `load_sample` as a spark_python_task: the bundled sample into the source table (test target)."""
+
 import hydra
 from omegaconf import DictConfig
 

@@ -1,4 +1,5 @@
 """Stage `monitor` as a spark_python_task: `python scripts/monitor.py model=repurchase country=DE [env=dev]`."""
+
 import hydra
 from omegaconf import DictConfig
 

@@ -1,4 +1,5 @@
 """Point `champion` at a version (rollback): `python scripts/promote.py model=repurchase country=DE promote.version=3`."""
+
 import hydra
 from omegaconf import DictConfig
 

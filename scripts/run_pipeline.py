@@ -1,4 +1,5 @@
 """All stages in one process and one Spark session: `python scripts/run_pipeline.py country=FR`."""
+
 import hydra
 from omegaconf import DictConfig
 

@@ -1,4 +1,5 @@
 """Stage `split` as a spark_python_task: `python scripts/split.py model=repurchase country=DE [env=dev]`."""
+
 import hydra
 from omegaconf import DictConfig
 

@@ -1,4 +1,5 @@
 """Stage `train` as a spark_python_task: `python scripts/train.py model=repurchase country=DE [env=dev]`."""
+
 import hydra
 from omegaconf import DictConfig
 

@@ -1,11 +1,9 @@
 """Shared fixtures: the real configs composed once, one local Spark session for the whole run."""
+
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from omegaconf import DictConfig, open_dict
@@ -13,17 +11,6 @@ from omegaconf import DictConfig, open_dict
 from mlops.config import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str) -> ModuleType:
-    """A script of scripts/ as a module, once per process (scripts/ is not a package)."""
-    module_name = f"scripts_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, REPO / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module  # its dataclasses resolve their annotations through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
 
 
 def local_config(storage_root: Path, *overrides: str) -> DictConfig:
@@ -64,11 +51,15 @@ def ctx(cfg: DictConfig, spark):
 # Module -> the group it runs in under `pytest -n N --dist loadfile`; other modules are their own group.
 SHARED_WORKER_GROUPS = {
     module: "de_pipelines"  # integration_tests/conftest.py::de_pipelines, every stage of both models
-    for module in ("integration_tests/test_remote.py", "integration_tests/test_bad_input.py",
-                   "integration_tests/test_inference_monitoring.py", "integration_tests/test_training_path.py",
-                   "integration_tests/test_deployment_gate.py",
-                   # not a reader: it joins the group that has the spare minutes (docs/performance.md)
-                   "integration_tests/test_model_quality.py")
+    for module in (
+        "integration_tests/test_remote.py",
+        "integration_tests/test_bad_input.py",
+        "integration_tests/test_inference_monitoring.py",
+        "integration_tests/test_training_path.py",
+        "integration_tests/test_deployment_gate.py",
+        # not a reader: it joins the group that has the spare minutes (docs/performance.md)
+        "integration_tests/test_model_quality.py",
+    )
 }
 
 
@@ -79,6 +70,7 @@ FIRST = ("integration_tests/test_remote.py", "integration_tests/test_rehearsal.p
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The remote tests and the bundle rehearsal first (FIRST)."""
+
     def rank(item: pytest.Item) -> int:
         module = item.nodeid.split("::", 1)[0]
         return FIRST.index(module) if module in FIRST else len(FIRST)

@@ -8,6 +8,7 @@ pinned to the version of our bundle schema, credentials only come from variable 
 macros, every command a pipeline runs is a README command, every bundle target exists, and each
 stage or job runs in exactly the case it is meant for.
 """
+
 from __future__ import annotations
 
 import copy
@@ -73,6 +74,7 @@ def _rel(path: Path) -> str:
 
 # YAML as Azure DevOps reads it --------------------------------------------------------------------
 
+
 class AzureYamlLoader(yaml.BaseLoader):
     """BaseLoader (every scalar a string) that also rejects duplicate keys, as Azure DevOps does."""
 
@@ -88,8 +90,9 @@ def _parse_pipeline_yaml(text: str, where: str) -> Any:
     """Azure DevOps rejects YAML anchors and aliases ("Anchors are not supported"), so do we."""
     for event in yaml.parse(text, Loader=AzureYamlLoader):
         if getattr(event, "anchor", None) is not None:
-            raise ValueError(f"{where}: YAML anchor/alias &{event.anchor} at {event.start_mark}: "
-                             "not supported by Azure DevOps")
+            raise ValueError(
+                f"{where}: YAML anchor/alias &{event.anchor} at {event.start_mark}: not supported by Azure DevOps"
+            )
     doc = yaml.load(text, Loader=AzureYamlLoader)
     return "" if doc is None else doc
 
@@ -181,11 +184,15 @@ def _enum(validator, enums, instance, schema):
 
 _BOOLEAN_STRINGS = TRUE_VALUES | {"false", "n", "no", "off"}
 # Azure DevOps reads every scalar as a string: "true" is a boolean input, "30" an integer
-AZURE_TYPES = Draft7Validator.TYPE_CHECKER.redefine_many({
-    "boolean": lambda checker, i: isinstance(i, bool) or (isinstance(i, str) and i.lower() in _BOOLEAN_STRINGS),
-    "integer": lambda checker, i: (isinstance(i, int) and not isinstance(i, bool))
-    or (isinstance(i, str) and re.fullmatch(r"-?\d+", i) is not None),
-})
+AZURE_TYPES = Draft7Validator.TYPE_CHECKER.redefine_many(
+    {
+        "boolean": lambda checker, i: isinstance(i, bool) or (isinstance(i, str) and i.lower() in _BOOLEAN_STRINGS),
+        "integer": lambda checker, i: (
+            (isinstance(i, int) and not isinstance(i, bool))
+            or (isinstance(i, str) and re.fullmatch(r"-?\d+", i) is not None)
+        ),
+    }
+)
 AzurePipelinesValidator = validators.extend(
     Draft7Validator, {"pattern": _pattern, "enum": _enum}, type_checker=AZURE_TYPES
 )
@@ -229,7 +236,7 @@ def _most_specific(error: ValidationError) -> ValidationError:
             branches.setdefault(sub.relative_schema_path[0], []).append(sub)
         depth = len(error.absolute_path)
 
-        def score(errs: list[ValidationError]) -> tuple[bool, int, int]:
+        def score(errs: list[ValidationError], depth: int = depth) -> tuple[bool, int, int]:
             # a branch whose own keys (task name, step kind) matched beats one that failed on them
             keys_match = not any(
                 e.validator in ("pattern", "enum", "const") and len(e.absolute_path) == depth + 1 for e in errs
@@ -247,8 +254,10 @@ def _error_path(errors: list[ValidationError]) -> str:
 def _describe(errors: list[ValidationError], where: str) -> str:
     """The leaf reason and best_match's own view: Azure's anyOf messages alone say only "not valid"."""
     error, leaf = best_match(errors), _most_specific(best_match(errors))
-    return (f"{where}: {len(errors)} schema error(s); most specific: {leaf.json_path} -> {leaf.message[:300]}\n"
-            f"  (best_match: {error.json_path} -> {error.message[:200]})")
+    return (
+        f"{where}: {len(errors)} schema error(s); most specific: {leaf.json_path} -> {leaf.message[:300]}\n"
+        f"  (best_match: {error.json_path} -> {error.message[:200]})"
+    )
 
 
 def _schema_errors(schema: dict, path: Path, doc: Any, kind: str | None = None) -> list[ValidationError]:
@@ -256,6 +265,7 @@ def _schema_errors(schema: dict, path: Path, doc: Any, kind: str | None = None) 
 
 
 # walking pipelines: jobs, steps (templates inlined), commands ----------------------------------------
+
 
 def _items(value: Any) -> list:
     return value if isinstance(value, list) else []
@@ -393,11 +403,17 @@ def _make_dry_run(make_args: list[str]) -> tuple[int, str, str]:
     Asking make rather than parsing the Makefile means variables, prerequisites and `$(error)`
     checks behave exactly as on the agent.
     """
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"TARGET", "JOB", "PARAMS", "PYTEST_ARGS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"TARGET", "JOB", "PARAMS", "PYTEST_ARGS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
+    }
     result = subprocess.run(
         ["make", "--dry-run", "--no-print-directory", "-C", str(PROJECT_ROOT), *make_args],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     return result.returncode, result.stdout, result.stderr
 
@@ -503,8 +519,10 @@ def _bundle_jobs(target: str) -> dict[str, dict]:
     jobs: dict[str, dict] = {}
     for path in sorted(RESOURCES_DIR.glob("*.yml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        jobs.update(((doc.get("resources") or {}).get("jobs") or {}))
-        for key, job in ((((doc.get("targets") or {}).get(target) or {}).get("resources") or {}).get("jobs") or {}).items():
+        jobs.update((doc.get("resources") or {}).get("jobs") or {})
+        for key, job in (
+            (((doc.get("targets") or {}).get(target) or {}).get("resources") or {}).get("jobs") or {}
+        ).items():
             jobs[key] = {**jobs.get(key, {}), **job}
     return jobs
 
@@ -552,6 +570,7 @@ def _groups(stage: dict | None, job: dict) -> set[str]:
 
 # (a) schema validation ---------------------------------------------------------------------------
 
+
 def test_pipelines_and_templates_exist() -> None:
     assert {CICD_PIPELINE, TESTS_PIPELINE} <= set(PIPELINE_FILES)
     assert {CLI_INSTALL_TEMPLATE, VARIABLES_TEMPLATE} <= set(TEMPLATE_FILES)
@@ -579,8 +598,10 @@ def test_file_uses_no_deprecated_task(path: Path) -> None:
 def test_template_references_resolve(path: Path) -> None:
     """A missing or wrong-kind template fails only when Azure DevOps compiles the run."""
     doc = _load_pipeline(path)
-    references = [("variablesTemplate", item["template"]) for item in _items(doc.get("variables")) if "template" in item]
-    for stage, job in _jobs(doc):
+    references = [
+        ("variablesTemplate", item["template"]) for item in _items(doc.get("variables")) if "template" in item
+    ]
+    for _, job in _jobs(doc):
         references += [("variablesTemplate", i["template"]) for i in _items(job.get("variables")) if "template" in i]
         references += [("stepsTemplate", s["template"]) for s in _items(job.get("steps")) if "template" in s]
     assert references, f"{_rel(path)} uses no template"
@@ -591,16 +612,22 @@ def test_template_references_resolve(path: Path) -> None:
 
 
 def test_every_template_is_used(pipelines: dict[Path, Any]) -> None:
-    used = {(path.parent / m).resolve() for path in pipelines
-            for m in re.findall(r"template:\s*(\S+)", path.read_text(encoding="utf-8"))}
+    used = {
+        (path.parent / m).resolve()
+        for path in pipelines
+        for m in re.findall(r"template:\s*(\S+)", path.read_text(encoding="utf-8"))
+    }
     unused = [_rel(t) for t in TEMPLATE_FILES if t not in used]
     assert not unused, f"templates no pipeline uses: {unused}"
 
 
 # (b) the validation has teeth ------------------------------------------------------------------------
 
+
 def _first_step(doc: dict, task_prefix: str) -> dict:
-    return next(s for _, job in _jobs(doc) for s in _items(job.get("steps")) if s.get("task", "").startswith(task_prefix))
+    return next(
+        s for _, job in _jobs(doc) for s in _items(job.get("steps")) if s.get("task", "").startswith(task_prefix)
+    )
 
 
 def _break_task_name(doc: dict) -> None:
@@ -726,7 +753,9 @@ def test_schema_supplement_is_still_needed() -> None:
     """Once upstream describes PublishCodeCoverageResults@2 itself, drop SUPPLEMENTED_TASKS."""
     upstream = {_branch_task_name(branch) for branch in _task_branches(_read_schema())}
     names = {_branch_task_name(branch) for branch in SUPPLEMENTED_TASKS}
-    assert not names & upstream, f"the upstream schema now describes {names & upstream}: remove them from SUPPLEMENTED_TASKS"
+    assert not names & upstream, (
+        f"the upstream schema now describes {names & upstream}: remove them from SUPPLEMENTED_TASKS"
+    )
     task_names = json.dumps(_read_schema()["definitions"]["task"]["properties"]["task"])
     assert all(name in task_names for name in names), "a supplemented task is not even a known task name"
 
@@ -746,9 +775,14 @@ def test_yaml_that_azure_devops_rejects_is_rejected(text: str, reason: str) -> N
 
 # (c) the Databricks CLI is pinned to the bundle schema's version ----------------------------------
 
+
 def test_cli_version_is_defined_once_and_equals_the_bundle_schema_version() -> None:
-    definitions = [(path, value) for path in ALL_FILES
-                   for name, value in _variable_definitions(_load_pipeline(path)) if name == "databricksCliVersion"]
+    definitions = [
+        (path, value)
+        for path in ALL_FILES
+        for name, value in _variable_definitions(_load_pipeline(path))
+        if name == "databricksCliVersion"
+    ]
     assert [path for path, _ in definitions] == [VARIABLES_TEMPLATE], f"databricksCliVersion defined in {definitions}"
     version = definitions[0][1]
     assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"databricksCliVersion {version!r} is not an exact version"
@@ -780,9 +814,12 @@ def test_cli_is_installed_only_through_the_template(pipelines: dict[Path, Any]) 
 def test_pipelines_using_the_cli_include_the_version_variable(pipelines: dict[Path, Any]) -> None:
     for path, doc in pipelines.items():
         if any(s.get("template") for _, job in _jobs(doc) for s in _items(job.get("steps"))):
-            templates = [(path.parent / i["template"]).resolve() for i in _items(doc.get("variables")) if "template" in i]
+            templates = [
+                (path.parent / i["template"]).resolve() for i in _items(doc.get("variables")) if "template" in i
+            ]
             assert VARIABLES_TEMPLATE in templates, (
-                f"{_rel(path)} installs the CLI but does not include {_rel(VARIABLES_TEMPLATE)}")
+                f"{_rel(path)} installs the CLI but does not include {_rel(VARIABLES_TEMPLATE)}"
+            )
 
 
 def test_readme_documents_the_pinned_cli_install() -> None:
@@ -791,6 +828,7 @@ def test_readme_documents_the_pinned_cli_install() -> None:
 
 
 # (c) no credentials in YAML ------------------------------------------------------------------------
+
 
 def _credential_assignments(node: Any, path: str = "$") -> Iterator[tuple[str, str, Any]]:
     """(json path, key, value) of every credential-like key, as a mapping key or a {name, value} variable."""
@@ -811,15 +849,24 @@ def test_no_secret_literals(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     match = SECRET_LIKE.search(text)
     assert match is None, f"{_rel(path)} contains a workspace URL or token: {match.group(0)!r}"
-    literals = [(where, key) for where, key, value in _credential_assignments(_load_pipeline(path))
-                if not (isinstance(value, str) and MACRO.match(value))]
+    literals = [
+        (where, key)
+        for where, key, value in _credential_assignments(_load_pipeline(path))
+        if not (isinstance(value, str) and MACRO.match(value))
+    ]
     assert not literals, f"{_rel(path)}: credentials must be `$(...)` macros from a variable group: {literals}"
 
 
 def test_secret_check_has_teeth() -> None:
-    doc = {"steps": [{"script": "make bundle-deploy TARGET=prod",
-                      "env": {"DATABRICKS_HOST": "$(DATABRICKS_HOST)", "DATABRICKS_CLIENT_SECRET": "s3cret"}}],
-           "variables": [{"name": "DATABRICKS_TOKEN", "value": "abc"}]}
+    doc = {
+        "steps": [
+            {
+                "script": "make bundle-deploy TARGET=prod",
+                "env": {"DATABRICKS_HOST": "$(DATABRICKS_HOST)", "DATABRICKS_CLIENT_SECRET": "s3cret"},
+            }
+        ],
+        "variables": [{"name": "DATABRICKS_TOKEN", "value": "abc"}],
+    }
     found = {key for _, key, value in _credential_assignments(doc) if not MACRO.match(value)}
     assert found == {"DATABRICKS_CLIENT_SECRET", "DATABRICKS_TOKEN"}
     assert SECRET_LIKE.search("host: https://adb-123.4.azuredatabricks.net") and SECRET_LIKE.search("dapi" + "0" * 32)
@@ -827,22 +874,36 @@ def test_secret_check_has_teeth() -> None:
 
 # (c) every command is a README command, every target and job exists ----------------------------
 
+
 def test_command_signatures_abstract_values_only() -> None:
     """The comparison is strict on what a command does and blind to the values it is given."""
+
     def sig(text: str) -> str | None:
         return _signature(_shell_commands(text)[0])
 
-    assert sig('make unit PYTEST_ARGS="--junitxml=$(Common.TestResultsDirectory)/j.xml"') == sig('make unit PYTEST_ARGS="-q"')
-    assert sig("make bundle-deploy TARGET=staging") == sig("make bundle-deploy TARGET=<target>") == "make bundle-deploy TARGET=…"
+    assert sig('make unit PYTEST_ARGS="--junitxml=$(Common.TestResultsDirectory)/j.xml"') == sig(
+        'make unit PYTEST_ARGS="-q"'
+    )
+    assert (
+        sig("make bundle-deploy TARGET=staging")
+        == sig("make bundle-deploy TARGET=<target>")
+        == "make bundle-deploy TARGET=…"
+    )
     assert sig("databricks bundle run -t test clv_monitoring_job --params a=1") == sig(
-        "databricks bundle run --target <target> <job> --params model=repurchase")
+        "databricks bundle run --target <target> <job> --params model=repurchase"
+    )
     assert sig("make unit") != sig('make unit PYTEST_ARGS="-q"')
     assert sig("make bundle-deploy TARGET=prod") != sig("make bundle-validate TARGET=prod")
     assert sig("databricks bundle deploy -t prod") != sig("databricks bundle deploy -t prod --force-lock")
     assert sig("python -m pytest tests") == sig("pytest tests") != sig("pytest integration_tests")
     assert sig("curl -fsSL https://example.invalid | sh") is None
     assert [c[0] for c in _shell_commands("set -e\nmake a && databricks -v | grep x > /dev/null; make b")] == [
-        "set", "make", "databricks", "grep", "make"]
+        "set",
+        "make",
+        "databricks",
+        "grep",
+        "make",
+    ]
     assert _shell_commands("it's prose", strict=False) == [["it's", "prose"]]
 
 
@@ -864,7 +925,8 @@ def test_every_pipeline_command_is_a_readme_command(pipelines: dict[Path, Any]) 
             if _signature(command) not in documented:
                 missing.setdefault(_signature(command), _where(path, job, step))
     assert not missing, "commands the pipelines run that README.md does not show (signature: first use):\n" + "\n".join(
-        f"  {signature}    ({where})" for signature, where in sorted(missing.items()))
+        f"  {signature}    ({where})" for signature, where in sorted(missing.items())
+    )
 
 
 def test_make_targets_exist_and_get_their_variables(pipelines: dict[Path, Any]) -> None:
@@ -887,15 +949,20 @@ def test_bundle_commands_name_existing_targets(pipelines: dict[Path, Any]) -> No
         for words in _commands(step).bundle_commands():
             named = _bundle_command_targets(words)
             assert len(named) == 1, f"{_where(path, job, step)}: `databricks bundle {shlex.join(words)}` needs one -t"
-            assert named[0] in targets, f"{_where(path, job, step)}: target {named[0]!r} not in databricks.yml {sorted(targets)}"
+            assert named[0] in targets, (
+                f"{_where(path, job, step)}: target {named[0]!r} not in databricks.yml {sorted(targets)}"
+            )
             used.add(named[0])
     assert used == SHARED_TARGETS, f"the pipelines deploy to {sorted(used)}"
 
 
 def test_bundle_steps_authenticate_from_the_variable_group(pipelines: dict[Path, Any]) -> None:
     """OAuth M2M from `$(...)` macros (secrets reach a script only through env), group named after the target."""
-    bundle_steps = [(path, stage, job, step) for path, stage, job, step in _script_steps(pipelines)
-                    if _commands(step).bundle_commands()]
+    bundle_steps = [
+        (path, stage, job, step)
+        for path, stage, job, step in _script_steps(pipelines)
+        if _commands(step).bundle_commands()
+    ]
     # CI/CD: validate staging and prod, deploy staging, deploy prod; tests: deploy test, run the nightly chain
     assert len(bundle_steps) == 6
     for path, stage, job, step in bundle_steps:
@@ -908,7 +975,8 @@ def test_bundle_steps_authenticate_from_the_variable_group(pipelines: dict[Path,
             for name in BUNDLE_VAR_ENV:
                 assert env.get(name) == f"$({name})", f"{where}: env {name} must be `$({name})`"
         assert _groups(stage, job) == {VARIABLE_GROUP.format(target=t) for t in targets}, (
-            f"{where}: runs against {targets} with variable groups {_groups(stage, job)}")
+            f"{where}: runs against {targets} with variable groups {_groups(stage, job)}"
+        )
 
 
 def test_cli_is_installed_before_bundle_steps(pipelines: dict[Path, Any]) -> None:
@@ -918,7 +986,9 @@ def test_cli_is_installed_before_bundle_steps(pipelines: dict[Path, Any]) -> Non
             bundle = [i for i, s in enumerate(steps) if _script(s) is not None and _commands(s).bundle_commands()]
             if bundle:
                 install = [i for i, s in enumerate(steps) if INSTALL_URL.search(_script(s) or "")]
-                assert install and install[0] < bundle[0], f"{_rel(path)} job {_job_name(job)}: no CLI install before bundle steps"
+                assert install and install[0] < bundle[0], (
+                    f"{_rel(path)} job {_job_name(job)}: no CLI install before bundle steps"
+                )
 
 
 def test_jobs_use_python_and_java_as_pinned(pipelines: dict[Path, Any]) -> None:
@@ -935,7 +1005,9 @@ def test_jobs_use_python_and_java_as_pinned(pipelines: dict[Path, Any]) -> None:
             assert _resolve(steps[python[0]]["inputs"]["versionSpec"]) == "3.11"
             for i in make_steps:
                 if {"unit", "integration", "test"} & set(_commands(steps[i]).make_targets()):
-                    assert (steps[i].get("env") or {}).get("JAVA_HOME") == "$(JAVA_HOME_17_X64)", _where(path, job, steps[i])
+                    assert (steps[i].get("env") or {}).get("JAVA_HOME") == "$(JAVA_HOME_17_X64)", _where(
+                        path, job, steps[i]
+                    )
                     checked += 1
     assert checked >= 3
 
@@ -962,7 +1034,9 @@ def test_test_results_and_coverage_are_published(pipelines: dict[Path, Any]) -> 
             steps = _steps(job)
             assert steps.index(junit) > steps.index(tests[-1]) and steps.index(coverage) > steps.index(tests[-1])
             for publish in (junit, coverage):
-                assert publish.get("condition") == "succeededOrFailed()", f"{where}: {publish['task']} must run when tests fail"
+                assert publish.get("condition") == "succeededOrFailed()", (
+                    f"{where}: {publish['task']} must run when tests fail"
+                )
             assert junit["inputs"]["testResultsFormat"] == "JUnit"
             search_folder = junit["inputs"].get("searchFolder", "$(System.DefaultWorkingDirectory)")
             junit_glob = f"{search_folder}/{junit['inputs']['testResultsFiles']}"
@@ -972,8 +1046,14 @@ def test_test_results_and_coverage_are_published(pipelines: dict[Path, Any]) -> 
                 cobertura = [a.split("xml:", 1)[1] for a in pytest_args if a.startswith("--cov-report=xml:")]
                 assert junit_files and cobertura, f"{_where(path, job, step)}: --junitxml= and --cov-report=xml: needed"
                 coverage_glob = coverage["inputs"]["summaryFileLocation"]
-                assert all(fnmatch.fnmatch(f, PLACEHOLDER.sub(VALUE, junit_glob)) for f in junit_files), (junit_files, junit_glob)
-                assert all(fnmatch.fnmatch(f, PLACEHOLDER.sub(VALUE, coverage_glob)) for f in cobertura), (cobertura, coverage_glob)
+                assert all(fnmatch.fnmatch(f, PLACEHOLDER.sub(VALUE, junit_glob)) for f in junit_files), (
+                    junit_files,
+                    junit_glob,
+                )
+                assert all(fnmatch.fnmatch(f, PLACEHOLDER.sub(VALUE, coverage_glob)) for f in cobertura), (
+                    cobertura,
+                    coverage_glob,
+                )
     assert jobs_with_tests >= 2
 
 
@@ -982,8 +1062,23 @@ def test_test_results_and_coverage_are_published(pipelines: dict[Path, Any]) -> 
 CONDITION_TOKEN = re.compile(r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<name>[A-Za-z_][\w.]*)|(?P<punct>[(),\[\]]))")
 
 
-FUNCTIONS = {"and", "or", "not", "eq", "ne", "in", "notin", "startswith", "endswith", "contains",
-             "succeeded", "succeededorfailed", "always", "failed", "canceled"}
+FUNCTIONS = {
+    "and",
+    "or",
+    "not",
+    "eq",
+    "ne",
+    "in",
+    "notin",
+    "startswith",
+    "endswith",
+    "contains",
+    "succeeded",
+    "succeededorfailed",
+    "always",
+    "failed",
+    "canceled",
+}
 
 
 def _evaluate_condition(expression: str, variables: dict[str, str]) -> Any:
@@ -1020,12 +1115,11 @@ def _evaluate_condition(expression: str, variables: dict[str, str]) -> Any:
         if token.group("string"):
             return token.group("string")[1:-1].replace("''", "'")
         name = token.group("name")
-        if name.lower() == "variables":
-            if index < len(tokens) and tokens[index].group("punct") == "[":
-                take()
-                key = value()
-                assert take().group("punct") == "]"
-                return variables.get(key, "")
+        if name.lower() == "variables" and index < len(tokens) and tokens[index].group("punct") == "[":
+            take()
+            key = value()
+            assert take().group("punct") == "]"
+            return variables.get(key, "")
         if name.lower().startswith("variables."):
             return variables.get(name.split(".", 1)[1], "")
         if name.lower() in ("true", "false"):
@@ -1034,13 +1128,21 @@ def _evaluate_condition(expression: str, variables: dict[str, str]) -> Any:
         args = arguments()
         low = [a.lower() if isinstance(a, str) else a for a in args]
         functions = {
-            "and": lambda: all(args), "or": lambda: any(args), "not": lambda: not args[0],
-            "eq": lambda: low[0] == low[1], "ne": lambda: low[0] != low[1],
-            "in": lambda: low[0] in low[1:], "notin": lambda: low[0] not in low[1:],
-            "startswith": lambda: low[0].startswith(low[1]), "endswith": lambda: low[0].endswith(low[1]),
+            "and": lambda: all(args),
+            "or": lambda: any(args),
+            "not": lambda: not args[0],
+            "eq": lambda: low[0] == low[1],
+            "ne": lambda: low[0] != low[1],
+            "in": lambda: low[0] in low[1:],
+            "notin": lambda: low[0] not in low[1:],
+            "startswith": lambda: low[0].startswith(low[1]),
+            "endswith": lambda: low[0].endswith(low[1]),
             "contains": lambda: low[1] in low[0],
-            "succeeded": lambda: True, "succeededorfailed": lambda: True, "always": lambda: True,
-            "failed": lambda: False, "canceled": lambda: False,
+            "succeeded": lambda: True,
+            "succeededorfailed": lambda: True,
+            "always": lambda: True,
+            "failed": lambda: False,
+            "canceled": lambda: False,
         }
         return functions[name.lower()]()
 
@@ -1049,14 +1151,20 @@ def _evaluate_condition(expression: str, variables: dict[str, str]) -> Any:
     return result
 
 
-PR_INTO_MAIN = {"Build.Reason": "PullRequest", "Build.SourceBranch": "refs/pull/7/merge",
-                "System.PullRequest.TargetBranch": "refs/heads/main"}
+PR_INTO_MAIN = {
+    "Build.Reason": "PullRequest",
+    "Build.SourceBranch": "refs/pull/7/merge",
+    "System.PullRequest.TargetBranch": "refs/heads/main",
+}
 CICD_CASES = {
     "pr_into_main_azure_repos": (PR_INTO_MAIN, {"ci"}),
     "pr_into_main_github": (dict(PR_INTO_MAIN, **{"System.PullRequest.TargetBranch": "main"}), {"ci"}),
     "pr_into_release": (dict(PR_INTO_MAIN, **{"System.PullRequest.TargetBranch": "refs/heads/release"}), set()),
     "push_to_main": ({"Build.Reason": "IndividualCI", "Build.SourceBranch": "refs/heads/main"}, {"deploy_staging"}),
-    "batched_push_to_main": ({"Build.Reason": "BatchedCI", "Build.SourceBranch": "refs/heads/main"}, {"deploy_staging"}),
+    "batched_push_to_main": (
+        {"Build.Reason": "BatchedCI", "Build.SourceBranch": "refs/heads/main"},
+        {"deploy_staging"},
+    ),
     "push_to_release": ({"Build.Reason": "IndividualCI", "Build.SourceBranch": "refs/heads/release"}, {"deploy_prod"}),
     "push_to_feature": ({"Build.Reason": "IndividualCI", "Build.SourceBranch": "refs/heads/feature/x"}, set()),
     "manual_run_on_release": ({"Build.Reason": "Manual", "Build.SourceBranch": "refs/heads/release"}, set()),
@@ -1109,7 +1217,13 @@ def test_cicd_stages_run_the_right_commands(pipelines: dict[Path, Any]) -> None:
     assert _stage_bundle_runs(stages["ci"]) == {("validate", "staging"), ("validate", "prod")}
     assert _stage_bundle_runs(stages["deploy_staging"]) == {("deploy", "staging")}
     assert _stage_bundle_runs(stages["deploy_prod"]) == {("deploy", "prod")}
-    ci_make = {t for job in stages["ci"]["jobs"] for s in _steps(job) if _script(s) is not None for t in _commands(s).make_targets()}
+    ci_make = {
+        t
+        for job in stages["ci"]["jobs"]
+        for s in _steps(job)
+        if _script(s) is not None
+        for t in _commands(s).make_targets()
+    }
     assert "unit" in ci_make
 
 

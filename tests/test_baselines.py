@@ -1,4 +1,5 @@
 """BG/NBD and Gamma-Gamma baselines: hand-checked likelihoods, recovery, and agreement with simulation."""
+
 from __future__ import annotations
 
 import logging
@@ -15,16 +16,19 @@ from clv.baselines import (
     BGNBDBaseline,
     BGNBDParams,
     GammaGammaParams,
-    bgnbd_log_likelihood,
     calibration_summary,
     expected_purchases,
     expected_spend,
-    expected_value_within,
     fit_bgnbd,
     fit_gamma_gamma,
-    gamma_gamma_log_likelihood,
     prob_alive,
     prob_purchase_within,
+)
+from tests.bgnbd_simulators import (
+    BGNBDSimulation,
+    bgnbd_log_likelihood,
+    expected_value_within,
+    gamma_gamma_log_likelihood,
     simulate_bgnbd,
     simulate_gamma_gamma,
 )
@@ -39,13 +43,13 @@ HORIZON = 39.0  # weeks
 Z = 4.0
 
 
-def _simulate(params: BGNBDParams, seed: int) -> bl.BGNBDSimulation:
+def _simulate(params: BGNBDParams, seed: int) -> BGNBDSimulation:
     ages = np.random.default_rng(seed + 1000).uniform(20.0, 78.0, N)
     return simulate_bgnbd(params, ages, HORIZON, N, seed)
 
 
 @pytest.fixture(scope="module", params=[CDNOW, SLOW_DROPOUT], ids=["a<1", "a>1"])
-def simulated(request: pytest.FixtureRequest) -> tuple[BGNBDParams, bl.BGNBDSimulation]:
+def simulated(request: pytest.FixtureRequest) -> tuple[BGNBDParams, BGNBDSimulation]:
     return request.param, _simulate(request.param, seed=0)
 
 
@@ -56,8 +60,12 @@ def _observed_information_se(total_ll, theta_hat: np.ndarray, step: float = 1e-3
     for i in range(k):
         for j in range(k):
             ei, ej = np.eye(k)[i] * step, np.eye(k)[j] * step
-            hessian[i, j] = (total_ll(theta_hat + ei + ej) - total_ll(theta_hat + ei - ej)
-                             - total_ll(theta_hat - ei + ej) + total_ll(theta_hat - ei - ej)) / (4 * step**2)
+            hessian[i, j] = (
+                total_ll(theta_hat + ei + ej)
+                - total_ll(theta_hat + ei - ej)
+                - total_ll(theta_hat - ei + ej)
+                + total_ll(theta_hat - ei - ej)
+            ) / (4 * step**2)
     return np.sqrt(np.diag(np.linalg.inv(-hessian)))
 
 
@@ -86,8 +94,15 @@ def test_bgnbd_log_likelihood_by_hand():
 def test_gamma_gamma_log_likelihood_by_hand():
     p, q, gamma = 6.25, 3.74, 15.44
     x, m = 3, 27.5
-    by_hand = (math.lgamma(p * x + q) - math.lgamma(p * x) - math.lgamma(q) + q * math.log(gamma)
-               + (p * x - 1) * math.log(m) + p * x * math.log(x) - (p * x + q) * math.log(gamma + x * m))
+    by_hand = (
+        math.lgamma(p * x + q)
+        - math.lgamma(p * x)
+        - math.lgamma(q)
+        + q * math.log(gamma)
+        + (p * x - 1) * math.log(m)
+        + p * x * math.log(x)
+        - (p * x + q) * math.log(gamma + x * m)
+    )
 
     assert gamma_gamma_log_likelihood(SPEND, [x], [m])[0] == pytest.approx(by_hand, rel=1e-12)
 
@@ -96,14 +111,19 @@ def test_analytic_gradients_match_finite_differences():
     sim = _simulate(CDNOW, seed=5)
     x, t_x, T = sim.x[:500], sim.t_x[:500] / 40, sim.T[:500] / 40
     for theta in (np.zeros(4), np.array([-1.2, 0.4, -0.3, 0.8])):
-        err = optimize.check_grad(lambda th: bl._bgnbd_ll_and_grad(th, x, t_x, T)[0].sum(),
-                                  lambda th: bl._bgnbd_ll_and_grad(th, x, t_x, T)[1].sum(axis=0), theta)
+        err = optimize.check_grad(
+            lambda th: bl._bgnbd_ll_and_grad(th, x, t_x, T)[0].sum(),
+            lambda th: bl._bgnbd_ll_and_grad(th, x, t_x, T)[1].sum(axis=0),
+            theta,
+        )
         assert err < 1e-4
     counts = np.arange(1, 201) % 7 + 1.0
     means = simulate_gamma_gamma(SPEND, counts, seed=3) / 30
-    err = optimize.check_grad(lambda th: bl._gamma_gamma_ll_and_grad(th, counts, means)[0].sum(),
-                              lambda th: bl._gamma_gamma_ll_and_grad(th, counts, means)[1].sum(axis=0),
-                              np.array([0.5, 0.2, -0.4]))
+    err = optimize.check_grad(
+        lambda th: bl._gamma_gamma_ll_and_grad(th, counts, means)[0].sum(),
+        lambda th: bl._gamma_gamma_ll_and_grad(th, counts, means)[1].sum(axis=0),
+        np.array([0.5, 0.2, -0.4]),
+    )
     assert err < 1e-4
 
 
@@ -126,9 +146,11 @@ def test_bgnbd_recovers_parameters(simulated):
     # Likelihood-ratio test: the truth lies in the 99.9% confidence region of the fit. With a
     # wrong likelihood the fit converges elsewhere and this fails by a wide margin.
     assert 2 * (total_ll(theta_hat) - total_ll(theta_true)) < stats.chi2.ppf(0.999, df=4)
-    for wrong in (BGNBDParams(true.r, true.alpha, true.b, true.a),        # a and b swapped
-                  BGNBDParams(2 * true.r, true.alpha, true.a, true.b),
-                  BGNBDParams(true.r, true.alpha / 2, true.a, true.b)):
+    for wrong in (
+        BGNBDParams(true.r, true.alpha, true.b, true.a),  # a and b swapped
+        BGNBDParams(2 * true.r, true.alpha, true.a, true.b),
+        BGNBDParams(true.r, true.alpha / 2, true.a, true.b),
+    ):
         assert 2 * (total_ll(theta_hat) - total_ll(np.log([wrong.r, wrong.alpha, wrong.a, wrong.b]))) > 100
 
 
@@ -145,7 +167,8 @@ def test_bgnbd_fit_is_unit_free_and_honours_weights():
     by_rows = fit_bgnbd(sim.x[twice], sim.t_x[twice], sim.T[twice])
     by_weight = fit_bgnbd(sim.x, sim.t_x, sim.T, weights=weights)
     assert (by_rows.r, by_rows.alpha, by_rows.a, by_rows.b) == pytest.approx(
-        (by_weight.r, by_weight.alpha, by_weight.a, by_weight.b), rel=1e-4)
+        (by_weight.r, by_weight.alpha, by_weight.a, by_weight.b), rel=1e-4
+    )
 
 
 def test_gamma_gamma_recovers_parameters():
@@ -211,17 +234,25 @@ def _expected_purchases_by_quadrature(params: BGNBDParams, x: int, t_x: float, T
         gain = -math.expm1(-(r + x) * math.log1p(p * h / (alpha + T))) / p
         return gain * math.exp((a - 1) * math.log(p) + (b + x - 1) * math.log1p(-p) - log_b)
 
-    value = sum(integrate.quad(integrand, lo, hi, epsabs=0, epsrel=1e-11, limit=200)[0]
-                for lo, hi in ((0, 1e-3), (1e-3, 1)))
+    value = sum(
+        integrate.quad(integrand, lo, hi, epsabs=0, epsrel=1e-11, limit=200)[0] for lo, hi in ((0, 1e-3), (1e-3, 1))
+    )
     return float(prob_alive(params, x, t_x, T)) * value
 
 
-@pytest.mark.parametrize("a, b", [(0.3, 0.5), (0.79, 2.43), (1 - 1e-7, 2.43), (1.0, 2.43), (1 + 3e-6, 2.43),
-                                  (1.5, 3.0), (0.6, 0.4)])  # (0.6, 0.4): a + b = 1, a pole for x = 0
+@pytest.mark.parametrize(
+    "a, b", [(0.3, 0.5), (0.79, 2.43), (1 - 1e-7, 2.43), (1.0, 2.43), (1 + 3e-6, 2.43), (1.5, 3.0), (0.6, 0.4)]
+)  # (0.6, 0.4): a + b = 1, a pole for x = 0
 def test_expected_purchases_closed_form_matches_its_integral(a, b):
     params = BGNBDParams(r=0.24, alpha=4.4, a=a, b=b)
-    for x, t_x, T, h in [(0, 0.0, 30.0, 39.0), (0, 0.0, 0.0, 52.0), (1, 5.0, 30.0, 4.0),
-                         (5, 20.0, 30.0, 39.0), (50, 29.0, 30.0, 52.0), (1000, 29.0, 30.0, 39.0)]:
+    for x, t_x, T, h in [
+        (0, 0.0, 30.0, 39.0),
+        (0, 0.0, 0.0, 52.0),
+        (1, 5.0, 30.0, 4.0),
+        (5, 20.0, 30.0, 39.0),
+        (50, 29.0, 30.0, 52.0),
+        (1000, 29.0, 30.0, 39.0),
+    ]:
         got = float(expected_purchases(params, x, t_x, T, h))
         assert got == pytest.approx(_expected_purchases_by_quadrature(params, x, t_x, T, h), rel=1e-7), (x, T, h)
         # a purchase count is at least the indicator, and at most the count of a customer who never leaves
@@ -257,7 +288,12 @@ def test_expected_spend_shrinks_towards_population_mean():
 
 
 def test_expected_value_is_purchases_times_spend():
-    x, t_x, T, m = np.array([0, 2, 7]), np.array([0.0, 10.0, 30.0]), np.array([30.0, 30.0, 31.0]), np.array([0, 20.0, 40.0])
+    x, t_x, T, m = (
+        np.array([0, 2, 7]),
+        np.array([0.0, 10.0, 30.0]),
+        np.array([30.0, 30.0, 31.0]),
+        np.array([0, 20.0, 40.0]),
+    )
     value = expected_value_within(CDNOW, SPEND, x, t_x, T, m, 13.0)
     np.testing.assert_allclose(value, expected_purchases(CDNOW, x, t_x, T, 13.0) * expected_spend(SPEND, x, m))
 
@@ -265,14 +301,17 @@ def test_expected_value_is_purchases_times_spend():
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("x, t_x, T, message", [
-    ([], [], [], "at least one customer"),
-    ([1, 2], [5.0, 9.0], [6.0, 8.0], "t_x .* exceeds T"),
-    ([1, -1], [5.0, 0.0], [6.0, 8.0], "x must be >= 0"),
-    ([1, 0.5], [5.0, 0.0], [6.0, 8.0], "whole numbers"),
-    ([1, 2], [5.0, np.nan], [6.0, 8.0], "NaN"),
-    ([0, 0], [0.0, 0.0], [6.0, 8.0], "without any repeat purchase"),
-])
+@pytest.mark.parametrize(
+    "x, t_x, T, message",
+    [
+        ([], [], [], "at least one customer"),
+        ([1, 2], [5.0, 9.0], [6.0, 8.0], "t_x .* exceeds T"),
+        ([1, -1], [5.0, 0.0], [6.0, 8.0], "x must be >= 0"),
+        ([1, 0.5], [5.0, 0.0], [6.0, 8.0], "whole numbers"),
+        ([1, 2], [5.0, np.nan], [6.0, 8.0], "NaN"),
+        ([0, 0], [0.0, 0.0], [6.0, 8.0], "without any repeat purchase"),
+    ],
+)
 def test_fit_bgnbd_rejects_bad_input(x, t_x, T, message):
     with pytest.raises(ValueError, match=message):
         fit_bgnbd(x, t_x, T)
@@ -297,8 +336,9 @@ def test_fit_reports_non_convergence():
 
 def test_fit_warns_when_the_optimum_is_degenerate(caplog):
     # almost nobody drops out: the likelihood keeps improving as a -> 0, b -> inf
-    sim = simulate_bgnbd(BGNBDParams(0.5, 3.0, 0.05, 200.0), np.random.default_rng(1).uniform(20, 78, 3000),
-                         13, 3000, seed=1)
+    sim = simulate_bgnbd(
+        BGNBDParams(0.5, 3.0, 0.05, 200.0), np.random.default_rng(1).uniform(20, 78, 3000), 13, 3000, seed=1
+    )
     with caplog.at_level(logging.WARNING, logger="clv.baselines"):
         fitted = fit_bgnbd(sim.x, sim.t_x, sim.T)
     assert "degenerate" in caplog.text
@@ -309,32 +349,46 @@ def test_fit_warns_when_the_optimum_is_degenerate(caplog):
 
 
 def test_calibration_summary_exact():
-    features = pd.DataFrame({
-        "purchase_days": [1, 3, 5],
-        "tenure_days": [0, 70, 140],
-        "days_since_last_purchase": [0, 14, 0],
-        "revenue_total": [25.0, 90.0, 500.0],
-        "purchase_count": [1, 3, 4],
-    })
+    features = pd.DataFrame(
+        {
+            "purchase_days": [1, 3, 5],
+            "tenure_days": [0, 70, 140],
+            "days_since_last_purchase": [0, 14, 0],
+            "revenue_total": [25.0, 90.0, 500.0],
+            "purchase_count": [1, 3, 4],
+        }
+    )
     summary = calibration_summary(features)
-    expected = pd.DataFrame({"frequency": [0.0, 2.0, 4.0], "recency": [0.0, 8.0, 20.0],
-                             "T": [0.0, 10.0, 20.0], "monetary": [25.0, 30.0, 125.0]})
+    expected = pd.DataFrame(
+        {
+            "frequency": [0.0, 2.0, 4.0],
+            "recency": [0.0, 8.0, 20.0],
+            "T": [0.0, 10.0, 20.0],
+            "monetary": [25.0, 30.0, 125.0],
+        }
+    )
     pd.testing.assert_frame_equal(summary, expected)
     assert calibration_summary(features, time_unit_days=1.0)["T"].tolist() == [0.0, 70.0, 140.0]
     with pytest.raises(ValueError, match="revenue_total"):
         calibration_summary(features.drop(columns="revenue_total"))
 
 
-def _feature_table(sim: bl.BGNBDSimulation, seed: int, spend: GammaGammaParams = SPEND) -> pd.DataFrame:
+def _feature_table(sim: BGNBDSimulation, seed: int, spend: GammaGammaParams = SPEND) -> pd.DataFrame:
     """What the feature pipeline would produce for simulated customers: whole days, one invoice
     per purchase day, monetary averaged over all invoices including the first."""
     tenure = np.round(sim.T * 7)
     last = np.minimum(np.round(sim.t_x * 7), tenure)
     invoices = sim.x + 1
     mean_value = simulate_gamma_gamma(spend, invoices, seed)
-    return pd.DataFrame({"purchase_days": invoices.astype(int), "tenure_days": tenure.astype(int),
-                         "days_since_last_purchase": (tenure - last).astype(int),
-                         "revenue_total": mean_value * invoices, "purchase_count": invoices.astype(int)})
+    return pd.DataFrame(
+        {
+            "purchase_days": invoices.astype(int),
+            "tenure_days": tenure.astype(int),
+            "days_since_last_purchase": (tenure - last).astype(int),
+            "revenue_total": mean_value * invoices,
+            "purchase_count": invoices.astype(int),
+        }
+    )
 
 
 def test_baseline_ranks_repurchasers_and_recovers_weekly_parameters():
@@ -368,10 +422,13 @@ def test_baseline_ranks_repurchasers_and_recovers_weekly_parameters():
     assert roc_auc_score(bought, value) > 0.7
 
 
-@pytest.mark.parametrize("spend, min_spend_rows, reason", [
-    (SPEND, 10_000, "repeat buyers with positive spend"),                  # too few rows
-    (GammaGammaParams(p=1.0, q=0.6, gamma=5.0), 20, "infinite population mean"),  # q <= 1
-])
+@pytest.mark.parametrize(
+    "spend, min_spend_rows, reason",
+    [
+        (SPEND, 10_000, "repeat buyers with positive spend"),  # too few rows
+        (GammaGammaParams(p=1.0, q=0.6, gamma=5.0), 20, "infinite population mean"),  # q <= 1
+    ],
+)
 def test_baseline_falls_back_to_mean_spend(caplog, spend, min_spend_rows, reason):
     sim = simulate_bgnbd(CDNOW, np.random.default_rng(3).uniform(20, 78, 3000), 13, 3000, seed=3)
     features = _feature_table(sim, seed=3, spend=spend)

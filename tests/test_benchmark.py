@@ -3,6 +3,7 @@
 The benchmark's Spark/pandas ratio only means something if both compute the same thing, and its
 "same values" column only means something if the comparison can tell them apart.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,9 +14,11 @@ from hydra.utils import instantiate
 from pyspark.sql import functions as F
 
 from clv.features import compute_features_repurchase_fn
+from clv.studies import benchmark
 from mlops.calendar import monthly_dates
-from mlops.sources import read_source
-from tests.conftest import load_script, local_config
+from mlops.config import compose_config
+from mlops.sources import make_source
+from tests.conftest import local_config
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "lib" / "clv" / "data" / "online_retail_de_fr.csv.gz"
@@ -23,15 +26,19 @@ SAMPLE = REPO / "lib" / "clv" / "data" / "online_retail_de_fr.csv.gz"
 
 @pytest.fixture(scope="module")
 def both(spark):
-    benchmark = load_script("benchmark")
-    cfg = local_config(REPO / ".local" / "unused", "country=DE", "use_case.source.kind=csv",
-                       f"use_case.source.path={SAMPLE}")
-    raw = read_source(spark, cfg.use_case.source)
+    cfg = local_config(
+        REPO / ".local" / "unused", "country=DE", "use_case/source=csv", f"use_case.source.path={SAMPLE}"
+    )
+    raw = make_source(cfg.use_case.source).read(spark)
     canonical = raw.select(*(F.col(f"`{column}`").alias(name) for name, column in cfg.use_case.source.columns.items()))
     transactions = instantiate(cfg.use_case.cleaning.fn)(canonical)
     snapshots = monthly_dates(dt.date(2010, 6, 9), dt.date(2011, 12, 8), 1)
-    spark_features = compute_features_repurchase_fn(transactions, "invoice_date", snapshots[0], snapshots[-1]).toPandas()
-    reference = benchmark.pandas_features(benchmark.pandas_transactions(SAMPLE, cfg), snapshots)
+    spark_features = compute_features_repurchase_fn(
+        transactions, "invoice_date", snapshots[0], snapshots[-1], key_columns=list(cfg.use_case.key_columns)
+    ).toPandas()
+    reference = benchmark.pandas_features(
+        benchmark.pandas_transactions(SAMPLE, cfg), snapshots, cfg.model.features.fn.windows_days
+    )
     return benchmark, spark_features, reference
 
 
@@ -53,9 +60,19 @@ def test_the_comparison_sees_a_changed_value_and_a_missing_row(both):
     assert not dropped["equal"] and dropped["left_only"] == 1
 
 
-@pytest.mark.parametrize(("text", "lines", "name"), [("100k", 100_000, "100k"), ("1M", 1_000_000, "1M"),
-                                                     ("2.5m", 2_500_000, "2500k"), ("10M", 10_000_000, "10M")])
+@pytest.mark.parametrize(
+    ("text", "lines", "name"),
+    [("100k", 100_000, "100k"), ("1M", 1_000_000, "1M"), ("2.5m", 2_500_000, "2500k"), ("10M", 10_000_000, "10M")],
+)
 def test_sizes_read_as_written_and_name_their_datasets(text, lines, name):
-    benchmark = load_script("benchmark")
     assert benchmark.parse_size(text) == lines
     assert benchmark.label(lines) == name
+
+
+def test_each_dataset_runs_every_country_at_once_in_its_own_world_with_the_command_lines_overrides(tmp_path):
+    settings = compose_config(config_name="benchmark", overrides=[f"benchmark.out={tmp_path}"]).benchmark
+    root = tmp_path / "runs" / "synthetic-100k"
+    cfg = compose_config([*benchmark._world(settings, ["seed=7"], root), "use_case.source.path=unused.csv"])
+    assert cfg.country.source_value is None and cfg.use_case.tables.features == "clv_repurchase_features_all"
+    assert cfg.env.storage_root == str(root) and cfg.seed == 7
+    assert str(cfg.use_case.snapshots.start_date) == settings.snapshot_start

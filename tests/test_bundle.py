@@ -5,6 +5,7 @@ databricks/cli v1.13.0 (tests/schemas/, see its README), plus what the schema ca
 the target/catalog convention, no hard-coded workspace host or credentials, and that every
 spark_python_task runs an existing script with Hydra key=value overrides.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,10 +31,13 @@ CONF_DIR = PROJECT_ROOT / "conf"
 
 EXPECTED_TARGETS = {"dev", "staging", "prod", "test"}
 # one Hydra override per parameter: `key=value` or `group.key=value`, no flags such as --cfg or -m
-HYDRA_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*=\S+$")
+# a key (env.catalog=...) or a config group (use_case/source=table)
+HYDRA_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*([./][A-Za-z0-9_\-]+)*=\S+$")
 # credentials and workspace addresses that must come from the environment or a CLI profile
 FORBIDDEN_WORKSPACE_KEYS = {"host", "token", "password", "client_secret", "azure_client_secret"}
-SECRET_LIKE = re.compile(r"\bdapi[0-9a-f]{32}\b|https://[^\s\"']*\.(cloud\.databricks\.com|azuredatabricks\.net|gcp\.databricks\.com)")
+SECRET_LIKE = re.compile(
+    r"\bdapi[0-9a-f]{32}\b|https://[^\s\"']*\.(cloud\.databricks\.com|azuredatabricks\.net|gcp\.databricks\.com)"
+)
 
 
 def _rel(path: Path) -> str:
@@ -50,7 +54,9 @@ def _describe(errors: list[ValidationError], where: str) -> str:
     error = best_match(errors)
     lines = [f"{where}: {len(errors)} schema error(s); most relevant: {error.json_path} -> {error.message[:300]}"]
     # leaf reasons, minus the "does not match '\\$\\{(var...'" noise of the ${...} alternatives
-    leaves = [e for e in error.context or [] if not (e.validator == "pattern" and str(e.validator_value).startswith("\\$"))]
+    leaves = [
+        e for e in error.context or [] if not (e.validator == "pattern" and str(e.validator_value).startswith("\\$"))
+    ]
     for leaf in sorted(leaves, key=lambda e: len(e.path))[:5]:
         lines.append(f"  - {leaf.json_path}: {leaf.message[:200]}")
     return "\n".join(lines)
@@ -126,6 +132,7 @@ def _python_tasks():
 
 # (a) schema validation --------------------------------------------------------------------------
 
+
 def test_bundle_has_resource_files():
     assert RESOURCE_FILES, "no resources/*.yml found"
 
@@ -148,6 +155,7 @@ def test_every_resource_file_is_included(bundle):
 
 
 # (b) targets ------------------------------------------------------------------------------------
+
 
 def test_targets_are_the_expected_ones(bundle):
     targets = bundle["targets"]
@@ -189,6 +197,7 @@ def test_no_hard_coded_workspace_host_or_credentials(bundle):
 
 
 # (c) jobs: tasks, parameters, references ------------------------------------------------------------
+
 
 @functools.cache
 def _all_jobs() -> dict[str, dict]:
@@ -287,7 +296,9 @@ def test_every_job_parameter_a_task_uses_is_defined_and_every_call_passes_known_
                 assert called and called.group(1) in jobs, f"{job_key}.{task['task_key']}: unknown job"
                 accepted = {p["name"] for p in jobs[called.group(1)].get("parameters") or []}
                 passed = set(task["run_job_task"].get("job_parameters") or {})
-                assert passed == accepted, f"{job_key}.{task['task_key']} passes {sorted(passed)}, job takes {sorted(accepted)}"
+                assert passed == accepted, (
+                    f"{job_key}.{task['task_key']} passes {sorted(passed)}, job takes {sorted(accepted)}"
+                )
 
 
 def test_every_reference_resolves(bundle):
@@ -301,10 +312,13 @@ def test_every_reference_resolves(bundle):
             assert key in _all_resources(kind), f"{_rel(path)}: no {kind} named {key}"
 
 
-@pytest.mark.parametrize("target, job_key, parameters", [
-    pytest.param(t, j, p, id=f"{t}:{j}:{p['model']}-{p['country']}" if p else f"{t}:{j}:defaults")
-    for t, j, p in _job_runs()
-])
+@pytest.mark.parametrize(
+    "target, job_key, parameters",
+    [
+        pytest.param(t, j, p, id=f"{t}:{j}:{p['model']}-{p['country']}" if p else f"{t}:{j}:defaults")
+        for t, j, p in _job_runs()
+    ],
+)
 def test_job_overrides_compose_with_the_real_conf(target, job_key, parameters):
     """The exact overrides a job run passes give a valid config, naming the bundle's own model and experiment."""
     from integration_tests.rehearsal import job_parameters, task_arguments
@@ -317,7 +331,10 @@ def test_job_overrides_compose_with_the_real_conf(target, job_key, parameters):
     validate_config(cfg)
     assert cfg.env.name == target and cfg.env.catalog == target
     # every task reads the target's source table, never the bundled sample
-    assert cfg.use_case.source.kind == "table" and cfg.use_case.source.table == deployed.variables["source_table"]
+    assert (
+        cfg.use_case.source._target_ == "mlops.sources.TableSource"
+        and cfg.use_case.source.table == deployed.variables["source_table"]
+    )
     assert cfg.lineage.git_commit == "0123abc"
     if not run:  # a job of no pair (the nightly chain's sample load)
         return
@@ -346,7 +363,8 @@ def test_every_configured_model_and_country_has_its_resource_file():
         jobs = _jobs(_load_yaml(path))
         assert {f"{pair.key}_training", f"{pair.key}_scoring"} == set(jobs)
     assert {"clv-repurchase-classifier-DE.yml", "clv-lifetimevalue-bucket-classifier-DE.yml"} <= {
-        path.name for path in RESOURCE_FILES}
+        path.name for path in RESOURCE_FILES
+    }
 
 
 def test_resources_are_what_the_generator_writes_from_conf():
@@ -365,8 +383,8 @@ def test_a_new_country_is_config_only_and_a_stale_file_is_caught(tmp_path):
     shutil.copytree(CONF_DIR, conf)
     shutil.copytree(PROJECT_ROOT / "resources", resources)
     (conf / "country" / "IT.yaml").write_text(
-        "code: IT\nsource_value: Italy\nsuffix: it\ntimezone: Europe/Rome\nserved_on: [prod]\n",
-        encoding="utf-8")
+        "code: IT\nsource_value: Italy\nsuffix: it\ntimezone: Europe/Rome\nserved_on: [prod]\n", encoding="utf-8"
+    )
     problems = stale_files(resources, conf)
     assert problems["clv-repurchase-classifier-IT.yml"] == "missing"
     assert problems["clv-lifetimevalue-bucket-classifier-IT.yml"] == "missing"
@@ -378,8 +396,10 @@ def test_a_new_country_is_config_only_and_a_stale_file_is_caught(tmp_path):
     italy = yaml.safe_load((resources / "clv-repurchase-classifier-IT.yml").read_text(encoding="utf-8"))
     assert "schedule" not in _jobs(italy)["clv_repurchase_it_training"]
     assert list(italy["targets"]) == ["prod"]
-    assert italy["targets"]["prod"]["resources"]["jobs"]["clv_repurchase_it_training"]["schedule"]["timezone_id"] \
+    assert (
+        italy["targets"]["prod"]["resources"]["jobs"]["clv_repurchase_it_training"]["schedule"]["timezone_id"]
         == "Europe/Rome"
+    )
 
     # a hand edit is stale; a removed country's generated files are flagged, then deleted
     (conf / "country" / "IT.yaml").unlink()
@@ -451,6 +471,7 @@ def test_shared_targets_take_groups_and_identities_from_the_environment(bundle):
 
 # (e) sources, served pairs, the nightly chain, job environments -------------------------------------
 
+
 def test_every_target_names_its_own_source_table(bundle):
     """No default: a target that forgets its source must fail to deploy, not read another target's."""
     assert "default" not in bundle["variables"]["source_table"]
@@ -470,7 +491,7 @@ def test_only_pairs_served_on_a_target_are_scheduled_there(bundle):
     for pair in configured_pairs():
         doc = _load_yaml(PROJECT_ROOT / "resources" / pair.file_name)
         assert all("schedule" not in job for job in _jobs(doc).values()), f"{pair.file_name}: scheduled everywhere"
-        scheduled = set((doc.get("targets") or {}))
+        scheduled = set(doc.get("targets") or {})
         assert scheduled == set(_country_config(pair.country)["served_on"]) - {nightly}, pair.file_name
         assert scheduled <= set(bundle["targets"])
         for target in scheduled:
@@ -483,15 +504,18 @@ def test_only_pairs_served_on_a_target_are_scheduled_there(bundle):
 
 
 def test_the_nightly_chain_covers_every_pair_served_on_the_test_target():
-    from mlops.bundle import NIGHTLY_FILE, NIGHTLY_JOB, configured_pairs
+    from mlops.bundle import NIGHTLY_FILE, configured_pairs, job_key
+
+    nightly_job = job_key("clv", "nightly_test")
 
     doc = _load_yaml(PROJECT_ROOT / "resources" / NIGHTLY_FILE)
     assert list(doc["targets"]) == ["test"] and "resources" not in doc, "the nightly job exists on test only"
-    tasks = {task["task_key"]: task for task in doc["targets"]["test"]["resources"]["jobs"][NIGHTLY_JOB]["tasks"]}
+    tasks = {task["task_key"]: task for task in doc["targets"]["test"]["resources"]["jobs"][nightly_job]["tasks"]}
     assert tasks["load_sample"]["spark_python_task"]["python_file"] == "../scripts/load_sample.py"
     served = [pair for pair in configured_pairs() if "test" in pair.served_on]
     assert {(pair.model, pair.country) for pair in served} == {
-        (model, country) for model in ("repurchase", "ltv_bucket") for country in ("DE", "FR")}
+        (model, country) for model in ("repurchase", "ltv_bucket") for country in ("DE", "FR")
+    }
     for pair in served:
         train, score, monitor = (tasks[f"{step}_{pair.model}_{pair.country}"] for step in ("train", "score", "monitor"))
         assert train["run_job_task"]["job_id"] == "${resources.jobs.clv_model_training_job.id}"
@@ -524,8 +548,10 @@ def _conf_serving_france_on(tmp_path: Path, served_on: str) -> Path:
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
     country = conf / "country" / "FR.yaml"
-    country.write_text(country.read_text(encoding="utf-8").replace("served_on: [test, staging, prod]",
-                                                                   f"served_on: {served_on}"), encoding="utf-8")
+    country.write_text(
+        country.read_text(encoding="utf-8").replace("served_on: [test, staging, prod]", f"served_on: {served_on}"),
+        encoding="utf-8",
+    )
     return conf
 
 
@@ -541,8 +567,11 @@ def test_serving_a_country_somewhere_else_makes_its_files_stale(tmp_path):
     from mlops.bundle import NIGHTLY_FILE, stale_files
 
     conf = _conf_serving_france_on(tmp_path, "[prod]")
-    assert stale_files(conf_dir=conf) == {"clv-repurchase-classifier-FR.yml": "stale",
-                                          "clv-lifetimevalue-bucket-classifier-FR.yml": "stale", NIGHTLY_FILE: "stale"}
+    assert stale_files(conf_dir=conf) == {
+        "clv-repurchase-classifier-FR.yml": "stale",
+        "clv-lifetimevalue-bucket-classifier-FR.yml": "stale",
+        NIGHTLY_FILE: "stale",
+    }
 
 
 def test_lakehouse_monitoring_is_off_by_default_and_schema_valid_when_on(validator, tmp_path):
@@ -554,22 +583,27 @@ def test_lakehouse_monitoring_is_off_by_default_and_schema_valid_when_on(validat
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
     config = conf / "config.yaml"
-    config.write_text(config.read_text(encoding="utf-8").replace("    targets: []", "    targets: [prod]"),
-                      encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("    targets: []", "    targets: [prod]"), encoding="utf-8"
+    )
     doc = yaml.safe_load(render_all(conf)[LAKEHOUSE_MONITORING_FILE])
     _assert_valid(validator, doc, LAKEHOUSE_MONITORING_FILE)
     monitors = doc["targets"]["prod"]["resources"]["quality_monitors"]
-    assert set(monitors) == {f"clv_{model}_{country}_predictions" for model in ("repurchase", "ltv_bucket")
-                             for country in ("de", "fr", "gb")}
+    assert set(monitors) == {
+        f"clv_{model}_{country}_predictions" for model in ("repurchase", "ltv_bucket") for country in ("de", "fr", "gb")
+    }
     monitor = monitors["clv_repurchase_gb_predictions"]
     assert monitor["table_name"] == "${var.catalog}.${var.schema}.clv_repurchase_predictions_gb"
     log = monitor["inference_log"]
     assert (log["problem_type"], log["granularities"], log["timestamp_col"], log["model_id_col"]) == (
-        "PROBLEM_TYPE_CLASSIFICATION", ["1 day"], "scored_at", "model_version")
+        "PROBLEM_TYPE_CLASSIFICATION",
+        ["1 day"],
+        "scored_at",
+        "model_version",
+    )
 
 
 # (d) the validation has teeth ----------------------------------------------------------------------
-
 
 
 def _break_max_concurrent_runs(doc):
@@ -582,8 +616,11 @@ def _break_python_file_key(doc):
 
 
 def _break_pause_status(doc):
-    _training_job(doc)["schedule"] = {"quartz_cron_expression": "0 0 3 * * ?", "timezone_id": "UTC",
-                                      "pause_status": "SOMETIMES"}
+    _training_job(doc)["schedule"] = {
+        "quartz_cron_expression": "0 0 3 * * ?",
+        "timezone_id": "UTC",
+        "pause_status": "SOMETIMES",
+    }
 
 
 def _break_environment_version_type(doc):

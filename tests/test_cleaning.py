@@ -1,4 +1,5 @@
 """Cleaning raw invoice lines: what is kept, what is dropped, and how types are fixed."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -7,35 +8,42 @@ from pyspark.testing import assertDataFrameEqual
 
 from clv.cleaning import TRANSACTION_COLUMNS, clean_transactions
 
-RAW_SCHEMA = ("invoice string, stock_code string, description string, quantity string, invoice_date string, "
-              "price string, customer_id string, country string")
+RAW_SCHEMA = (
+    "invoice string, stock_code string, description string, quantity string, invoice_date string, "
+    "price string, customer_id string, country string"
+)
 
 
 def clean(df):
-    return clean_transactions(df, country="Germany", non_product_stock_codes=["POST"],
-                              non_product_stock_code_prefixes=["TEST"])
+    return clean_transactions(
+        df, country="Germany", non_product_stock_codes=["POST"], non_product_stock_code_prefixes=["TEST"]
+    )
 
 
 def test_clean_transactions(spark):
-    raw = spark.createDataFrame([
-        ("536365", "85123A", "HEART", "6", "2010-12-01 08:26:00", "2.55", "12583.0", "Germany"),
-        ("C536379", "22556", "CUTLERY", "-2", "2010-12-01 09:41:00", "1.65", " 12583 ", "Germany"),  # a return
-        ("536366", "22633", "HAND WARMER", "6", "2010-12-01 08:28", "1.85", None, "Germany"),      # nobody's
-        ("536367", "84879", "BIRD", "32", "2010-12-01 08:34:00", "1.69", "13047", "France"),       # not ours
-        ("536368", "POST", "POSTAGE", "1", "2010-12-01 08:34:00", "18.00", "12583", "Germany"),    # not a product
-        ("536369", "TEST001", "TEST", "1", "2010-12-01 08:35:00", "1.00", "12583", "Germany"),     # not a product
-        ("536370", "22728", "ALARM", "x", "someday", "1.00", "12662", "Germany"),                   # unparseable
-    ], RAW_SCHEMA)
+    raw = spark.createDataFrame(
+        [
+            ("536365", "85123A", "HEART", "6", "2010-12-01 08:26:00", "2.55", "12583.0", "Germany"),
+            ("C536379", "22556", "CUTLERY", "-2", "2010-12-01 09:41:00", "1.65", " 12583 ", "Germany"),  # a return
+            ("536366", "22633", "HAND WARMER", "6", "2010-12-01 08:28", "1.85", None, "Germany"),  # nobody's
+            ("536367", "84879", "BIRD", "32", "2010-12-01 08:34:00", "1.69", "13047", "France"),  # not ours
+            ("536368", "POST", "POSTAGE", "1", "2010-12-01 08:34:00", "18.00", "12583", "Germany"),  # not a product
+            ("536369", "TEST001", "TEST", "1", "2010-12-01 08:35:00", "1.00", "12583", "Germany"),  # not a product
+            ("536370", "22728", "ALARM", "x", "someday", "1.00", "12662", "Germany"),  # unparseable
+        ],
+        RAW_SCHEMA,
+    )
 
     expected = [
         ("12583", "536365", "85123A", "HEART", 6, 2.55, 6 * 2.55, False, dt.datetime(2010, 12, 1, 8, 26), "Germany"),
-        ("12583", "C536379", "22556", "CUTLERY", -2, 1.65, -2 * 1.65, True, dt.datetime(2010, 12, 1, 9, 41),
-         "Germany"),
+        ("12583", "C536379", "22556", "CUTLERY", -2, 1.65, -2 * 1.65, True, dt.datetime(2010, 12, 1, 9, 41), "Germany"),
         # kept with nulls: the transactions contract, not cleaning, reports bad values
         ("12662", "536370", "22728", "ALARM", None, 1.0, None, None, None, "Germany"),
     ]
-    schema = ("customer_id string, invoice string, stock_code string, description string, quantity int, "
-              "price double, revenue double, is_return boolean, invoice_date timestamp, country string")
+    schema = (
+        "customer_id string, invoice string, stock_code string, description string, quantity int, "
+        "price double, revenue double, is_return boolean, invoice_date timestamp, country string"
+    )
     result = clean(raw)
     assert tuple(result.columns) == TRANSACTION_COLUMNS
     assertDataFrameEqual(result, spark.createDataFrame(expected, schema), rtol=1e-12)
@@ -49,22 +57,28 @@ def test_custom_timestamp_format(spark):
 
 def test_no_country_keeps_every_country(spark):
     """country=None is the pooled population (every country in the source), e.g. for benchmarks."""
-    raw = spark.createDataFrame([
-        ("536365", "85123A", "HEART", "6", "2010-12-01 08:26:00", "2.55", "12583", "Germany"),
-        ("536367", "84879", "BIRD", "32", "2010-12-01 08:34:00", "1.69", "13047", "France"),
-        ("536368", "POST", "POSTAGE", "1", "2010-12-01 08:34:00", "18.00", "12583", "Germany"),
-    ], RAW_SCHEMA)
+    raw = spark.createDataFrame(
+        [
+            ("536365", "85123A", "HEART", "6", "2010-12-01 08:26:00", "2.55", "12583", "Germany"),
+            ("536367", "84879", "BIRD", "32", "2010-12-01 08:34:00", "1.69", "13047", "France"),
+            ("536368", "POST", "POSTAGE", "1", "2010-12-01 08:34:00", "18.00", "12583", "Germany"),
+        ],
+        RAW_SCHEMA,
+    )
     kept = clean_transactions(raw, country=None, non_product_stock_codes=["POST"])
     assert sorted(row["country"] for row in kept.collect()) == ["France", "Germany"]
 
 
 def test_countries_match_whatever_their_case_and_spaces_and_keep_the_configured_spelling(spark):
-    raw = spark.createDataFrame([
-        ("1", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "7", "Germany"),
-        ("2", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "8", " germany "),
-        ("3", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "9", "GERMANY"),
-        ("4", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "10", "Germanyy"),
-    ], RAW_SCHEMA)
+    raw = spark.createDataFrame(
+        [
+            ("1", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "7", "Germany"),
+            ("2", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "8", " germany "),
+            ("3", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "9", "GERMANY"),
+            ("4", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "10", "Germanyy"),
+        ],
+        RAW_SCHEMA,
+    )
     kept = clean_transactions(raw, country="Germany").collect()
     assert sorted(row["invoice"] for row in kept) == ["1", "2", "3"]
     assert {row["country"] for row in kept} == {"Germany"}
@@ -73,17 +87,22 @@ def test_countries_match_whatever_their_case_and_spaces_and_keep_the_configured_
 
 
 def test_a_pooled_population_spells_its_home_country_as_configured(spark):
-    raw = spark.createDataFrame([
-        ("1", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "7", "germany"),
-        ("2", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "8", "France"),
-    ], RAW_SCHEMA)
+    raw = spark.createDataFrame(
+        [
+            ("1", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "7", "germany"),
+            ("2", "A", "d", "1", "2010-12-01 08:26:00", "1.0", "8", "France"),
+        ],
+        RAW_SCHEMA,
+    )
     kept = clean_transactions(raw, country=None, home_country="Germany").collect()
     assert sorted(row["country"] for row in kept) == ["France", "Germany"]
 
 
 def test_numeric_customer_ids_have_one_spelling_and_other_ids_stay_as_written(spark):
     ids = ["012426", "12426", "12426.0", " 0012426 ", "0", "007X", "A0012"]
-    raw = spark.createDataFrame([(str(i), "A", "d", "1", "2010-12-01 08:26:00", "1.0", customer, "Germany")
-                                 for i, customer in enumerate(ids)], RAW_SCHEMA)
+    raw = spark.createDataFrame(
+        [(str(i), "A", "d", "1", "2010-12-01 08:26:00", "1.0", customer, "Germany") for i, customer in enumerate(ids)],
+        RAW_SCHEMA,
+    )
     kept = {row["invoice"]: row["customer_id"] for row in clean_transactions(raw, country="Germany").collect()}
     assert [kept[str(i)] for i in range(len(ids))] == ["12426", "12426", "12426", "12426", "0", "007X", "A0012"]

@@ -1,4 +1,5 @@
 """Every config combination composes, every _target_ builds, and bad values fail before any work."""
+
 from __future__ import annotations
 
 import itertools
@@ -9,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlops.config import CONF_DIR, compose_config, validate_config
 from mlops.errors import ConfigError
+from mlops.population import Population
+from mlops.sources import Source
 from mlops.tables import TableName
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +28,7 @@ def options(group: str) -> list[str]:
 
 COMBINATIONS = list(itertools.product(options("env"), options("model"), options("country")))
 # what the bundle's jobs pass every task (var.source_table): envs that serve real customers refuse the sample
-TABLE_SOURCE = ["use_case.source.kind=table", "use_case.source.table=prod.clv.clv_source_transactions"]
+TABLE_SOURCE = ["use_case/source=table", "use_case.source.table=prod.clv.clv_source_transactions"]
 
 
 def targets(node, path="") -> list[tuple[str, DictConfig]]:
@@ -54,10 +57,20 @@ def test_every_combination_composes_and_instantiates(env, model, country):
         name = TableName.of(cfg.env.catalog, cfg.env.schema, cfg.use_case.tables[key])
         assert name.table.endswith(f"_{country.lower()}")
     built = targets(cfg)
-    assert {path for path, _ in built} >= {"model.estimator", "model.features.fn", "model.label.fn",
-                                           "use_case.cleaning.fn"}
+    assert {path for path, _ in built} >= {
+        "model.estimator",
+        "model.features.fn",
+        "model.label.fn",
+        "use_case.cleaning.fn",
+    }
     for path, node in built:
-        assert callable(instantiate(node)) or hasattr(instantiate(node), "fit"), path
+        if path.startswith("env."):  # a world, table or feature store needs a session to be built
+            assert get_method(node._target_), path
+            continue
+        built_object = instantiate(node)
+        assert (
+            callable(built_object) or hasattr(built_object, "fit") or isinstance(built_object, (Population, Source))
+        ), path
 
 
 def test_sample_fraction_is_the_seed_rule_on_databricks():
@@ -71,20 +84,28 @@ def test_sample_fraction_is_the_seed_rule_on_databricks():
 
 @pytest.mark.parametrize("env", options("env"))
 def test_only_envs_that_serve_no_real_customers_accept_the_bundled_sample(env):
-    cfg = compose_config([f"env={env}"])  # use_case.source.kind=bundled, the default
+    cfg = compose_config([f"env={env}"])  # use_case/source=bundled, the default
     if env in ("staging", "prod"):
-        with pytest.raises(ConfigError, match=f"env {env} serves real customers.*kind=bundled") as raised:
+        with pytest.raises(ConfigError, match=f"env {env} serves real customers.*source=bundled") as raised:
             validate_config(cfg)
-        assert raised.value.where == "config key use_case.source.kind" and "use_case.source.table=" in raised.value.fix
+        assert raised.value.where == "config group use_case/source" and "use_case.source.table=" in raised.value.fix
     else:
         validate_config(cfg)
     validate_config(compose_config([f"env={env}", *TABLE_SOURCE]))  # a real source is fine everywhere
 
 
-def test_an_env_that_does_not_say_is_treated_as_serving_real_customers():
-    cfg = compose_config(["env=local"])
-    with open_dict(cfg):
-        del cfg.env["allow_bundled_sample"]
+def test_an_env_that_does_not_say_is_treated_as_serving_real_customers(tmp_path):
+    # the schema's default (mlops.schema.EnvConfig): a key the env file leaves out is false, not missing
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    local = conf / "env" / "local.yaml"
+    local.write_text(
+        "".join(
+            line for line in local.read_text().splitlines(keepends=True) if not line.startswith("allow_bundled_sample:")
+        )
+    )
+    cfg = compose_config(["env=local"], config_dir=conf)
+    assert cfg.env.allow_bundled_sample is False
     with pytest.raises(ConfigError, match="serves real customers"):
         validate_config(cfg)
 
@@ -95,37 +116,58 @@ def test_storage_root_is_absolute_and_mlflow_lives_under_it():
     assert cfg.env.mlflow.tracking_uri == f"sqlite:///{cfg.env.storage_root}/mlflow/mlflow.db"
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("model.horizon_days=0", "model.horizon_days"),
-    ("model.horizon_days=-5", "model.horizon_days"),
-    ("env.sample_fraction=0", "env.sample_fraction"),
-    ("env.sample_fraction=1.5", "env.sample_fraction"),
-    ("use_case.split.test_fraction=1.0", "use_case.split.test_fraction"),
-    ("seed=-1", "seed"),
-    ("use_case.snapshots.end_date=2011-13-45", "use_case.snapshots.end_date"),
-    ("use_case.split.test_snapshot_date=2011-09-31", "use_case.split.test_snapshot_date"),
-    ("use_case.split.kind=random", "use_case.split.kind"),
-    ("country.training_population=everyone", "country.training_population"),
-    ("model.horizon_days=90.5", "model.horizon_days=90.5 is not a whole number"),
-    ("evaluation.confidence=1", "evaluation.confidence=1 is outside"),
-    ("use_case.snapshots.cadence_months=1.5", "cadence_months=1.5 is not a whole number"),
-    ("inference.backfill.cadence_months=0", "inference.backfill.cadence_months=0 is outside"),
-    ("inference.max_days_after_data=-1", "inference.max_days_after_data"),
-    ("use_case.guards.max_history_years=0", "use_case.guards.max_history_years"),
-    ("use_case.guards.earliest_date=2009-02-30", "use_case.guards.earliest_date"),
-    ("use_case.guards.max_shrink_share=1.5", "use_case.guards.max_shrink_share"),
-    ("use_case.guards.max_price=0", "use_case.guards.max_price"),
-    ("use_case.cleaning.fn.country_match=fuzzy", "country_match='fuzzy' is not a way to match countries"),
-    ("use_case.source.timestamp_format='dd/MM/yyyy Q'", "pattern letter 'Q' is not supported"),
-    ("country.suffix='../de'", "is not a plain name"),
-    ("use_case.name=clv/x", "is not a plain name"),
-    ("use_case.experiment='../../x/clv_repurchase_de'", "is not a safe experiment name"),
-    ("use_case.experiment='Shared/x/clv_repurchase_de'", "is not a safe experiment name"),
-    ("use_case.experiment='/Shared/../clv_repurchase_de'", "is not a safe experiment name"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.horizon_days=0", "model.horizon_days"),
+        ("model.horizon_days=-5", "model.horizon_days"),
+        ("env.sample_fraction=0", "env.sample_fraction"),
+        ("env.sample_fraction=1.5", "env.sample_fraction"),
+        ("use_case.split.test_fraction=1.0", "use_case.split.test_fraction"),
+        ("seed=-1", "seed"),
+        ("use_case.snapshots.end_date=2011-13-45", "use_case.snapshots.end_date"),
+        ("use_case.split.test_date=2011-09-31", "use_case.split.test_date"),
+        ("evaluation.confidence=1", "evaluation.confidence=1.0 is outside"),  # a float in the schema
+        ("inference.backfill.cadence_months=0", "inference.backfill.cadence_months=0 is outside"),
+        ("inference.max_days_after_data=-1", "inference.max_days_after_data"),
+        ("use_case.guards.max_history_years=0", "use_case.guards.max_history_years"),
+        ("use_case.guards.earliest_date=2009-02-30", "use_case.guards.earliest_date"),
+        ("use_case.guards.max_shrink_share=1.5", "use_case.guards.max_shrink_share"),
+        # the use case's own choices, checked by its population (clv.population): the platform's schema knows no use case
+        ("country.training_population=everyone", "country.training_population='everyone' is not a population"),
+        ("use_case.cleaning.fn.country_match=fuzzy", "country_match='fuzzy' is not a way to match countries"),
+        ("use_case.guards.max_price=0", "use_case.guards.max_price"),
+        ("use_case.source.timestamp_format='dd/MM/yyyy Q'", "pattern letter 'Q' is not supported"),
+        ("country.suffix='../de'", "is not a plain name"),
+        ("use_case.name=clv/x", "is not a plain name"),
+        ("use_case.experiment='../../x/clv_repurchase_de'", "is not a safe experiment name"),
+        ("use_case.experiment='Shared/x/clv_repurchase_de'", "is not a safe experiment name"),
+        ("use_case.experiment='/Shared/../clv_repurchase_de'", "is not a safe experiment name"),
+    ],
+)
 def test_out_of_range_values_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(compose_config([override]))
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        # these were validate_config's; the schema (mlops.schema) refuses them while composing
+        ("use_case.split.kind=random", "Invalid value 'random', expected one of [customer, time]"),
+        ("model.horizon_days=90.5", "Value '90.5' of type 'float' could not be converted to Integer"),
+        ("use_case.snapshots.cadence_months=1.5", "Value '1.5' of type 'float' could not be converted to Integer"),
+        ("seed=forty-two", "Value 'forty-two' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_wrong_types_and_choices_fail_when_the_config_is_composed(override, says):
+    from hydra.errors import ConfigCompositionException
+
+    key = override.split("=", 1)[0]
+    with pytest.raises(ConfigCompositionException) as raised:
+        compose_config([override])
+    message = f"{raised.value}\n{raised.value.__cause__}"
+    assert f"override {override}" in message and says in message and f"full_key: {key}" in message
 
 
 # the repurchase estimator's depth in conf/model/repurchase.yaml (GB has no model_country override)
@@ -136,7 +178,8 @@ def test_model_country_specialisation_is_picked_up(tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
     (conf / "model_country" / "repurchase_FR.yaml").write_text(
-        "# @package _global_\nmodel:\n  estimator:\n    max_depth: 5\n")
+        "# @package _global_\nmodel:\n  estimator:\n    max_depth: 5\n"
+    )
     assert compose_config(["country=FR"], config_dir=conf).model.estimator.max_depth == 5
     assert compose_config(["country=GB"], config_dir=conf).model.estimator.max_depth == SHIPPED_DEPTH
 
@@ -158,21 +201,30 @@ def test_a_repeated_composition_is_independent_and_sees_edited_files(tmp_path):
     model.write_text(model.read_text().replace(f"max_depth: {SHIPPED_DEPTH}", "max_depth: 6"))
     assert compose_config(["country=GB"], config_dir=conf).model.estimator.max_depth == 6
     (conf / "model_country" / "repurchase_GB.yaml").write_text(
-        "# @package _global_\nmodel:\n  estimator:\n    max_depth: 7\n")
+        "# @package _global_\nmodel:\n  estimator:\n    max_depth: 7\n"
+    )
     assert compose_config(["country=GB"], config_dir=conf).model.estimator.max_depth == 7
 
 
 def test_a_relative_storage_root_resolves_against_the_current_directory(tmp_path, monkeypatch):
     cfg = compose_config(["env.storage_root=${abspath:relative-root}"])
     monkeypatch.chdir(tmp_path)
-    assert compose_config(["env.storage_root=${abspath:relative-root}"]).env.storage_root == str(tmp_path / "relative-root")
+    assert compose_config(["env.storage_root=${abspath:relative-root}"]).env.storage_root == str(
+        tmp_path / "relative-root"
+    )
     assert cfg.env.storage_root == str(tmp_path / "relative-root")  # resolved when read, not when composed
 
 
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cfg_job_and_help_work_and_write_nothing(tmp_path):
@@ -198,10 +250,13 @@ def test_a_bad_value_on_the_command_line_exits_with_a_clear_message(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("key, value", [
-    ("use_case.registered_model", "dev.clv.clv_repurchase_fr"),     # another country's model
-    ("use_case.experiment", "/Shared/ac-mlops/dev/clv_ltv_bucket_de"),  # another model's experiment
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("use_case.registered_model", "dev.clv.clv_repurchase_fr"),  # another country's model
+        ("use_case.experiment", "/Shared/ac-mlops/dev/clv_ltv_bucket_de"),  # another model's experiment
+    ],
+)
 def test_a_job_parameter_naming_another_model_or_country_is_refused(key, value):
     """Bundle jobs pass registered model and experiment names; a mix-up must not train into the wrong model."""
     cfg = compose_config(["env=dev", "model=repurchase", "country=DE", f"{key}={value}"])
@@ -210,8 +265,13 @@ def test_a_job_parameter_naming_another_model_or_country_is_refused(key, value):
 
 
 def test_a_dev_deployments_prefixed_names_are_accepted():
-    cfg = compose_config(["env=dev", "use_case.registered_model=dev.clv.dev_jdoe_clv_repurchase_de",
-                          "use_case.experiment='/Shared/ac-mlops/dev/[dev jdoe] clv_repurchase_de'"])
+    cfg = compose_config(
+        [
+            "env=dev",
+            "use_case.registered_model=dev.clv.dev_jdoe_clv_repurchase_de",
+            "use_case.experiment='/Shared/ac-mlops/dev/[dev jdoe] clv_repurchase_de'",
+        ]
+    )
     validate_config(cfg)
     assert cfg.use_case.experiment == "/Shared/ac-mlops/dev/[dev jdoe] clv_repurchase_de"
 
@@ -228,21 +288,34 @@ def test_lineage_prefers_the_commit_the_bundle_passes(monkeypatch):
 def test_only_envs_that_can_cache_dataframes_ask_for_it(env):
     # jobs run on serverless compute, which refuses df.persist(); local Spark and Spark Connect servers do not
     cfg = compose_config([f"env={env}"])
-    assert cfg.env.spark.persist is (cfg.env.spark.mode != "databricks")
+    assert cfg.env.spark.persist is (cfg.env.spark._target_ != "mlops.worlds.DatabricksSpark")
 
 
-@pytest.mark.parametrize("name", ["clv_repurchase_de", "/Shared/ac-mlops/dev/clv_repurchase_de",
-                                  "/Users/someone@example.com/[dev x] clv_repurchase_de"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "clv_repurchase_de",
+        "/Shared/ac-mlops/dev/clv_repurchase_de",
+        "/Users/someone@example.com/[dev x] clv_repurchase_de",
+    ],
+)
 def test_plain_and_workspace_experiment_names_are_accepted(name):
     validate_config(compose_config([f"use_case.experiment='{name}'"]))
 
 
-@pytest.mark.parametrize(("pattern", "good", "bad"), [
-    (None, ["2010-12-01 08:26:00", "2010-12-01T08:26", "2010-12-01 08:26:00.5"], ["01/12/2010 08:26", "2010-12-01"]),
-    ("dd/MM/yyyy HH:mm", ["01/12/2010 08:26", "1/12/2010 8:26"], ["2010-12-01 08:26", "01/12/2010 08:26:00"]),
-    ("yyyy-MM-dd'T'HH:mm:ss", ["2010-12-01T08:26:00"], ["2010-12-01 08:26:00"]),
-    ("d MMM yy h:mm a", ["1 Dec 10 8:26 PM"], ["1 12 10 8:26 PM"]),
-])
+@pytest.mark.parametrize(
+    ("pattern", "good", "bad"),
+    [
+        (
+            None,
+            ["2010-12-01 08:26:00", "2010-12-01T08:26", "2010-12-01 08:26:00.5"],
+            ["01/12/2010 08:26", "2010-12-01"],
+        ),
+        ("dd/MM/yyyy HH:mm", ["01/12/2010 08:26", "1/12/2010 8:26"], ["2010-12-01 08:26", "01/12/2010 08:26:00"]),
+        ("yyyy-MM-dd'T'HH:mm:ss", ["2010-12-01T08:26:00"], ["2010-12-01 08:26:00"]),
+        ("d MMM yy h:mm a", ["1 Dec 10 8:26 PM"], ["1 12 10 8:26 PM"]),
+    ],
+)
 def test_the_source_date_check_follows_the_timestamp_format(pattern, good, bad):
     """The contract's regex and Spark's parser must agree on what a date is, or the advice is wrong."""
     import re
@@ -252,19 +325,28 @@ def test_the_source_date_check_follows_the_timestamp_format(pattern, good, bad):
     regex = re.compile(timestamp_regex(pattern))
     assert all(regex.match(value) for value in good) and not any(regex.match(value) for value in bad)
     cfg = compose_config([] if pattern is None else [f'use_case.source.timestamp_format="{pattern}"'])
-    checks = [entry["expect_column_values_to_match_regex"]
-              for entry in OmegaConf.to_container(cfg.use_case.quality.source, resolve=True)
-              if entry.get("expect_column_values_to_match_regex", {}).get("column") == "InvoiceDate"]
+    checks = [
+        entry["expect_column_values_to_match_regex"]
+        for entry in OmegaConf.to_container(cfg.use_case.quality.source, resolve=True)
+        if entry.get("expect_column_values_to_match_regex", {}).get("column") == "InvoiceDate"
+    ]
     assert [check["regex"] for check in checks] == [timestamp_regex(pattern)]
 
 
-@pytest.mark.parametrize(("error", "meaning"), [
-    (OSError(28, "No space left on device", "/data/x"), "the disk is full"),
-    (RuntimeError("Generic LocalFileSystem error: Unable to copy data to file: No space left on device (os error 28)"),
-     "the disk is full"),
-    (PermissionError(13, "Permission denied", "/mnt/ro"), "the storage may not be written"),
-    (OSError(30, "Read-only file system", "/mnt/ro"), "the storage is read-only"),
-])
+@pytest.mark.parametrize(
+    ("error", "meaning"),
+    [
+        (OSError(28, "No space left on device", "/data/x"), "the disk is full"),
+        (
+            RuntimeError(
+                "Generic LocalFileSystem error: Unable to copy data to file: No space left on device (os error 28)"
+            ),
+            "the disk is full",
+        ),
+        (PermissionError(13, "Permission denied", "/mnt/ro"), "the storage may not be written"),
+        (OSError(30, "Read-only file system", "/mnt/ro"), "the storage is read-only"),
+    ],
+)
 def test_storage_faults_become_storage_errors_with_what_where_and_fix(error, meaning):
     from mlops.errors import storage_error
 

@@ -5,6 +5,7 @@ databricks-connect cannot share an environment with pyspark, so it is replaced a
 boundary by tests/fakes/databricks_connect.py (same builder signatures and refusals as the SDK).
 Issue 6 runs the real client against a Spark Connect server.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -31,8 +32,11 @@ def spark_cfg(tmp_path, monkeypatch):
 
 def _signature(method) -> str:
     """`inspect.signature` without `self` and annotations, in REAL_SIGNATURES' notation."""
-    parameters = [p.replace(annotation=inspect.Parameter.empty)
-                  for name, p in inspect.signature(method).parameters.items() if name != "self"]
+    parameters = [
+        p.replace(annotation=inspect.Parameter.empty)
+        for name, p in inspect.signature(method).parameters.items()
+        if name != "self"
+    ]
     return str(inspect.Signature(parameters))
 
 
@@ -45,7 +49,7 @@ def test_the_fake_builder_has_the_sdks_signatures(name):
 def test_every_databricks_env_selects_the_databricks_adapter():
     for env in ("dev", "staging", "prod", "test"):
         spark = compose_config([f"env={env}"]).env.spark
-        assert spark.mode == "databricks", env
+        assert spark._target_ == "mlops.worlds.DatabricksSpark", env
         # connection settings only: credentials come from a profile or the environment
         assert set(spark) >= {"profile", "cluster_id", "serverless", "remote"}
         assert not {"host", "token", "client_secret"} & set(spark), env
@@ -64,7 +68,7 @@ def test_without_databricks_connect_the_error_says_how_to_install_it(spark_cfg, 
         get_spark(spark_cfg)
     message = caught.value.message
     assert "databricks-connect is not installed" in message
-    assert "env.spark.mode=databricks" in message
+    assert "env/spark=databricks" in message
     assert "separate virtual environment" in message and "env=local" in message
 
 
@@ -82,8 +86,15 @@ def test_a_profile_and_a_cluster_go_to_the_builder(spark_cfg, monkeypatch):
     with open_dict(spark_cfg):
         spark_cfg.profile, spark_cfg.cluster_id = "ml-dev", "0123-456789-abcdef"
     assert get_spark(spark_cfg) == "remote-session"
-    assert fake.sessions == [{"conn_string": None, "host": None, "cluster_id": "0123-456789-abcdef",
-                              "serverless": False, "profile": "ml-dev"}]
+    assert fake.sessions == [
+        {
+            "conn_string": None,
+            "host": None,
+            "cluster_id": "0123-456789-abcdef",
+            "serverless": False,
+            "profile": "ml-dev",
+        }
+    ]
 
 
 def test_serverless_wins_over_a_cluster_id_the_sdk_would_refuse_together(spark_cfg, monkeypatch):

@@ -1,4 +1,5 @@
 """PSI and training profiles: hand values, zero for identical data, growth with shift."""
+
 from __future__ import annotations
 
 import math

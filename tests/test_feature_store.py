@@ -2,6 +2,7 @@
 DatabricksFeatureStore (on the faithful fake of databricks-feature-engineering), then the adapter's
 calls, the fake's own SDK rules, and choosing the world from config.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -72,12 +73,15 @@ def uc(spark, tmp_path) -> FakeUnityCatalog:
 
 def history(spark):
     """Customer A has monthly rows; B only a row after some label dates; C has none."""
-    return spark.createDataFrame([
-        ("A", D(2011, 1, 31), 1, 10.0),
-        ("A", D(2011, 2, 28), 2, 25.0),
-        ("A", D(2011, 3, 31), 3, 40.0),
-        ("B", D(2011, 2, 28), 1, 5.0),
-    ], FEATURE_SCHEMA)
+    return spark.createDataFrame(
+        [
+            ("A", D(2011, 1, 31), 1, 10.0),
+            ("A", D(2011, 2, 28), 2, 25.0),
+            ("A", D(2011, 3, 31), 3, 40.0),
+            ("B", D(2011, 2, 28), 1, 5.0),
+        ],
+        FEATURE_SCHEMA,
+    )
 
 
 def loaded(world: World, spark) -> TableName:
@@ -136,11 +140,14 @@ def test_truncate_and_load_replaces_every_row_and_the_previous_version_stays_res
     assert world.store.table_spec(name).same_keys(world.spec())  # still a feature table after a restore
 
 
-@pytest.mark.parametrize(("row", "problem"), [
-    (("A", D(2011, 1, 31), 9, 99.0), "not unique"),    # a second row for A at Jan 31
-    ((None, D(2011, 1, 31), 9, 99.0), "null primary key"),
-    (("A", None, 9, 99.0), "null primary key"),
-])
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (("A", D(2011, 1, 31), 9, 99.0), "not unique"),  # a second row for A at Jan 31
+        ((None, D(2011, 1, 31), 9, 99.0), "null primary key"),
+        (("A", None, 9, 99.0), "null primary key"),
+    ],
+)
 def test_a_load_with_bad_keys_writes_nothing(world, spark, row, problem):
     name = loaded(world, spark)
     version = world.tables.version(name)
@@ -156,8 +163,9 @@ def test_a_load_whose_query_fails_leaves_the_previous_contents(world, spark):
     name = loaded(world, spark)
     version = world.tables.version(name)
     broken = history(spark).withColumn(
-        "revenue_total", F.when(F.col("purchase_count") == 3, F.raise_error(F.lit("executor lost")))
-        .otherwise(F.col("revenue_total")))
+        "revenue_total",
+        F.when(F.col("purchase_count") == 3, F.raise_error(F.lit("executor lost"))).otherwise(F.col("revenue_total")),
+    )
     with pytest.raises(PySparkException, match="executor lost"):
         world.store.truncate_and_load(name, broken)
     assert world.tables.version(name) == version
@@ -172,33 +180,40 @@ def test_loading_a_table_that_is_not_a_feature_table_is_a_config_error(world, sp
 
 def test_point_in_time_lookup_takes_the_latest_row_at_or_before_the_label_time(world, spark):
     name = loaded(world, spark)
-    labels = spark.createDataFrame([
-        ("A", D(2011, 2, 15), 1),    # between Jan 31 and Feb 28: Jan 31's row, never Feb 28's
-        ("A", D(2011, 2, 15), 0),    # the same key and time twice: both rows stay
-        ("A", D(2011, 2, 28), 0),    # exactly on a snapshot: that snapshot
-        ("A", D(2011, 12, 31), 1),   # after the last snapshot: the last one
-        ("B", D(2011, 1, 31), 0),    # B's only row is later: nulls
-        ("C", D(2011, 2, 28), 1),    # no rows at all: nulls
-        (None, D(2011, 2, 28), 0),   # no key: nulls, and the row is kept
-    ], LABEL_SCHEMA)
+    labels = spark.createDataFrame(
+        [
+            ("A", D(2011, 2, 15), 1),  # between Jan 31 and Feb 28: Jan 31's row, never Feb 28's
+            ("A", D(2011, 2, 15), 0),  # the same key and time twice: both rows stay
+            ("A", D(2011, 2, 28), 0),  # exactly on a snapshot: that snapshot
+            ("A", D(2011, 12, 31), 1),  # after the last snapshot: the last one
+            ("B", D(2011, 1, 31), 0),  # B's only row is later: nulls
+            ("C", D(2011, 2, 28), 1),  # no rows at all: nulls
+            (None, D(2011, 2, 28), 0),  # no key: nulls, and the row is kept
+        ],
+        LABEL_SCHEMA,
+    )
     training = world.store.create_training_set(labels, [lookup(name)], label="repurchase").load_df()
-    expected = spark.createDataFrame([
-        ("A", D(2011, 2, 15), 1, 10.0, 1),
-        ("A", D(2011, 2, 15), 1, 10.0, 0),
-        ("A", D(2011, 2, 28), 2, 25.0, 0),
-        ("A", D(2011, 12, 31), 3, 40.0, 1),
-        ("B", D(2011, 1, 31), None, None, 0),
-        ("C", D(2011, 2, 28), None, None, 1),
-        (None, D(2011, 2, 28), None, None, 0),
-    ], "customer_id string, snapshot_date date, purchase_count int, revenue_total double, repurchase int")
+    expected = spark.createDataFrame(
+        [
+            ("A", D(2011, 2, 15), 1, 10.0, 1),
+            ("A", D(2011, 2, 15), 1, 10.0, 0),
+            ("A", D(2011, 2, 28), 2, 25.0, 0),
+            ("A", D(2011, 12, 31), 3, 40.0, 1),
+            ("B", D(2011, 1, 31), None, None, 0),
+            ("C", D(2011, 2, 28), None, None, 1),
+            (None, D(2011, 2, 28), None, None, 0),
+        ],
+        "customer_id string, snapshot_date date, purchase_count int, revenue_total double, repurchase int",
+    )
     assertDataFrameEqual(training, expected)
     assert training.columns == expected.columns  # labels' columns, features, then the label
 
 
 def test_exact_snapshot_labels_give_what_the_inner_join_gave(world, spark):
     name = loaded(world, spark)
-    labels = spark.createDataFrame([("A", D(2011, 1, 31), 1), ("A", D(2011, 3, 31), 0), ("B", D(2011, 2, 28), 1)],
-                                   LABEL_SCHEMA)
+    labels = spark.createDataFrame(
+        [("A", D(2011, 1, 31), 1), ("A", D(2011, 3, 31), 0), ("B", D(2011, 2, 28), 1)], LABEL_SCHEMA
+    )
     training = world.store.create_training_set(labels, [lookup(name)], label="repurchase").load_df()
     inner = world.tables.read(name).join(labels, list(KEYS), "inner")
     assertDataFrameEqual(training, inner)
@@ -208,8 +223,9 @@ def test_exact_snapshot_labels_give_what_the_inner_join_gave(world, spark):
 def test_all_features_come_alphabetically_and_excluded_columns_are_dropped(world, spark):
     name = loaded(world, spark)
     labels = spark.createDataFrame([("A", D(2011, 1, 31), 1)], LABEL_SCHEMA).withColumn("weight", F.lit(2.0))
-    training_set = world.store.create_training_set(labels, [lookup(name, feature_names=None)], label="repurchase",
-                                                   exclude_columns=["weight", "customer_id"])
+    training_set = world.store.create_training_set(
+        labels, [lookup(name, feature_names=None)], label="repurchase", exclude_columns=["weight", "customer_id"]
+    )
     assert training_set.load_df().columns == ["snapshot_date", "purchase_count", "revenue_total", "repurchase"]
     with pytest.raises(ConfigError, match="cannot be excluded"):
         world.store.create_training_set(labels, [lookup(name)], label="repurchase", exclude_columns=["repurchase"])
@@ -228,11 +244,11 @@ def test_the_local_store_adopts_a_table_written_before_feature_tables(spark, tmp
     tables = DeltaPathTableStore(spark, tmp_path / "warehouse")
     store = LocalFeatureStore(spark, tables)
     name = TableName.of("local", "clv", "f")
-    tables.overwrite(name, history(spark))   # a features table from before this store existed
+    tables.overwrite(name, history(spark))  # a features table from before this store existed
     with pytest.raises(ConfigError, match="run the features stage"):
         store.create_training_set(spark.createDataFrame([], LABEL_SCHEMA), [lookup(name)], label="repurchase")
     store.ensure_table(FeatureTableSpec.from_key_columns(name, KEYS), history(spark).schema)
-    assert tables.version(name) == 0   # adopting writes only the keys beside the table
+    assert tables.version(name) == 0  # adopting writes only the keys beside the table
     labels = spark.createDataFrame([("A", D(2011, 3, 1), 1)], LABEL_SCHEMA)
     (row,) = store.create_training_set(labels, [lookup(name)], label="repurchase").load_df().collect()
     assert (row["purchase_count"], row["revenue_total"]) == (2, 25.0)
@@ -276,14 +292,20 @@ def test_the_adapter_passes_lookups_as_sdk_feature_lookups(uc, spark):
     store.ensure_table(FeatureTableSpec.from_key_columns(name, KEYS), history(spark).schema)
     store.truncate_and_load(name, history(spark))
     labels = spark.createDataFrame([("A", D(2011, 1, 31), 1)], LABEL_SCHEMA)
-    training_set = store.create_training_set(labels, [lookup(name)], label="repurchase", exclude_columns=["customer_id"])
+    training_set = store.create_training_set(
+        labels, [lookup(name)], label="repurchase", exclude_columns=["customer_id"]
+    )
     assert isinstance(training_set, FakeTrainingSet)
     call = uc.calls_to("create_training_set")[0]
     assert call["df"] is labels and call["label"] == "repurchase" and call["exclude_columns"] == ["customer_id"]
     (sdk_lookup,) = call["feature_lookups"]
     assert isinstance(sdk_lookup, FakeFeatureLookup)
-    assert (sdk_lookup.table_name, sdk_lookup.lookup_key, sdk_lookup.timestamp_lookup_key, sdk_lookup.feature_names) == (
-        "dev.clv.f", ["customer_id"], "snapshot_date", ["purchase_count", "revenue_total"])
+    assert (
+        sdk_lookup.table_name,
+        sdk_lookup.lookup_key,
+        sdk_lookup.timestamp_lookup_key,
+        sdk_lookup.feature_names,
+    ) == ("dev.clv.f", ["customer_id"], "snapshot_date", ["purchase_count", "revenue_total"])
 
 
 def test_the_adapter_builds_its_client_from_the_sdk_on_first_use(uc, spark, monkeypatch):
@@ -297,10 +319,11 @@ def test_the_adapter_builds_its_client_from_the_sdk_on_first_use(uc, spark, monk
 
 def test_without_the_sdk_the_adapter_says_what_to_install(uc, spark, monkeypatch):
     fake_fe.uninstall(monkeypatch)
-    store = DatabricksFeatureStore(uc.tables)   # no error yet: a stage may never touch a feature table
+    store = DatabricksFeatureStore(uc.tables)  # no error yet: a stage may never touch a feature table
     with pytest.raises(ConfigError) as caught:
-        store.ensure_table(FeatureTableSpec.from_key_columns(TableName.of("dev", "clv", "f"), KEYS),
-                           history(spark).schema)
+        store.ensure_table(
+            FeatureTableSpec.from_key_columns(TableName.of("dev", "clv", "f"), KEYS), history(spark).schema
+        )
     assert "not installed" in caught.value.what
     assert "databricks-feature-engineering" in caught.value.where
     assert "Databricks Runtime ML" in caught.value.fix
@@ -336,7 +359,7 @@ def test_the_unity_catalog_store_overwrites_without_overwrite_schema(spark, monk
             self.options[key] = value
             return self
 
-        def saveAsTable(self, name):  # noqa: N802 (Spark's name)
+        def saveAsTable(self, name):
             written.append((name, self.options, self.kind, self.how))
 
     frame = history(spark)
@@ -353,13 +376,19 @@ def test_the_unity_catalog_store_overwrites_without_overwrite_schema(spark, monk
 
 def _signature(function) -> str:
     """`inspect.signature` without `self` and annotations, in REAL_SIGNATURES' notation."""
-    parameters = [parameter.replace(annotation=inspect.Parameter.empty)
-                  for name, parameter in inspect.signature(function).parameters.items() if name != "self"]
+    parameters = [
+        parameter.replace(annotation=inspect.Parameter.empty)
+        for name, parameter in inspect.signature(function).parameters.items()
+        if name != "self"
+    ]
     return str(inspect.Signature(parameters))
 
 
-FAKE_CLASSES = {"FeatureEngineeringClient": FakeFeatureEngineeringClient, "FeatureLookup": FakeFeatureLookup,
-                "TrainingSet": FakeTrainingSet}
+FAKE_CLASSES = {
+    "FeatureEngineeringClient": FakeFeatureEngineeringClient,
+    "FeatureLookup": FakeFeatureLookup,
+    "TrainingSet": FakeTrainingSet,
+}
 
 
 @pytest.mark.parametrize("qualified", sorted(fake_fe.REAL_SIGNATURES))
@@ -371,7 +400,7 @@ def test_the_fake_has_the_sdks_signatures(qualified):
 def test_an_sdk_call_with_a_wrong_keyword_fails_as_it_would_on_databricks(uc):
     client = uc.client()
     with pytest.raises(TypeError):
-        client.get_table("dev.clv.f")   # keyword-only in the SDK
+        client.get_table("dev.clv.f")  # keyword-only in the SDK
     with pytest.raises(TypeError):
         client.write_table(name="dev.clv.f", df=None, overwrite=True)
     with pytest.raises(TypeError):
@@ -382,8 +411,9 @@ def test_fake_create_table_rules(uc, spark):
     client = uc.client()
     schema = history(spark).schema
     with pytest.raises(ValueError, match="Timeseries column 'snapshot_date' is not in primary_keys"):
-        client.create_table(name="dev.clv.f", primary_keys=["customer_id"], timeseries_column="snapshot_date",
-                            schema=schema)
+        client.create_table(
+            name="dev.clv.f", primary_keys=["customer_id"], timeseries_column="snapshot_date", schema=schema
+        )
     with pytest.raises(ValueError, match="Either schema or df must be provided"):
         client.create_table(name="dev.clv.f", primary_keys=["customer_id"])
     with pytest.raises(ValueError, match="only supports feature tables in Unity Catalog"):
@@ -392,8 +422,7 @@ def test_fake_create_table_rules(uc, spark):
         client.create_table(name="dev.clv.f", primary_keys=["customer_key"], schema=schema)
     duplicated = history(spark).unionByName(history(spark).limit(1))
     with pytest.raises(ValueError, match="Non-unique rows detected"):
-        client.create_table(name="dev.clv.f", primary_keys=list(KEYS), timeseries_column="snapshot_date",
-                            df=duplicated)
+        client.create_table(name="dev.clv.f", primary_keys=list(KEYS), timeseries_column="snapshot_date", df=duplicated)
     assert not uc.tables.exists(TableName.of("dev", "clv", "f"))  # the failed first write removed the table
     with pytest.raises(ValueError, match="unexpected keyword"):
         client.create_table(name="dev.clv.f", primary_keys=list(KEYS), schema=schema, mode="overwrite")
@@ -401,10 +430,12 @@ def test_fake_create_table_rules(uc, spark):
 
 def test_fake_create_table_twice_returns_the_table_without_writing_or_checking(uc, spark):
     client = uc.client()
-    client.create_table(name="dev.clv.f", primary_keys=list(KEYS), timestamp_keys=["snapshot_date"],
-                        df=history(spark))   # the old keyword, still accepted through **kwargs
-    again = client.create_table(name="dev.clv.f", primary_keys=["customer_id"], schema=history(spark).schema,
-                                df=history(spark).limit(1))
+    client.create_table(
+        name="dev.clv.f", primary_keys=list(KEYS), timestamp_keys=["snapshot_date"], df=history(spark)
+    )  # the old keyword, still accepted through **kwargs
+    again = client.create_table(
+        name="dev.clv.f", primary_keys=["customer_id"], schema=history(spark).schema, df=history(spark).limit(1)
+    )
     assert again.primary_keys == ["customer_id", "snapshot_date"] and again.timestamp_keys == ["snapshot_date"]
     assertDataFrameEqual(uc.tables.read(TableName.of("dev", "clv", "f")), history(spark))
 
@@ -413,8 +444,7 @@ def test_fake_write_table_only_merges(uc, spark):
     client = uc.client()
     with pytest.raises(ValueError, match="could not be found"):
         client.write_table(name="dev.clv.f", df=history(spark))
-    client.create_table(name="dev.clv.f", primary_keys=list(KEYS), timeseries_column="snapshot_date",
-                        df=history(spark))
+    client.create_table(name="dev.clv.f", primary_keys=list(KEYS), timeseries_column="snapshot_date", df=history(spark))
     with pytest.raises(ValueError, match="'merge' is the only supported mode"):
         client.write_table(name="dev.clv.f", df=history(spark), mode="overwrite")
     with pytest.raises(ValueError, match="must contain all specified primary key columns"):
@@ -427,14 +457,14 @@ def test_fake_write_table_only_merges(uc, spark):
 
 def test_fake_training_set_rules(uc, spark):
     client = uc.client()
-    client.create_table(name="dev.clv.f", primary_keys=list(KEYS), timeseries_column="snapshot_date",
-                        df=history(spark))
+    client.create_table(name="dev.clv.f", primary_keys=list(KEYS), timeseries_column="snapshot_date", df=history(spark))
     labels = spark.createDataFrame([("A", D(2011, 1, 31), 1)], LABEL_SCHEMA)
 
     def training_set(df, label="repurchase", **lookup_args):
         arguments = {"lookup_key": "customer_id", "timestamp_lookup_key": "snapshot_date", **lookup_args}
-        return client.create_training_set(df=df, feature_lookups=[FakeFeatureLookup("dev.clv.f", **arguments)],
-                                          label=label)
+        return client.create_training_set(
+            df=df, feature_lookups=[FakeFeatureLookup("dev.clv.f", **arguments)], label=label
+        )
 
     with pytest.raises(ValueError, match="lookup key 'customer_id' not found in DataFrame"):
         training_set(labels.drop("customer_id"))
@@ -451,8 +481,7 @@ def test_fake_training_set_rules(uc, spark):
 def test_the_fake_catalog_keeps_feature_table_keys_not_null_and_column_types_fixed(uc, spark):
     client = uc.client()
     name = TableName.of("dev", "clv", "f")
-    client.create_table(name="dev.clv.f", primary_keys=list(KEYS), timeseries_column="snapshot_date",
-                        df=history(spark))
+    client.create_table(name="dev.clv.f", primary_keys=list(KEYS), timeseries_column="snapshot_date", df=history(spark))
     with pytest.raises(FakeDeltaError, match="NOT NULL constraint violated for column: customer_id"):
         uc.tables.overwrite(name, spark.createDataFrame([(None, D(2011, 1, 31), 1, 1.0)], FEATURE_SCHEMA))
     with pytest.raises(FakeDeltaError, match="NOT NULL constraint violated for column: snapshot_date"):
@@ -465,10 +494,22 @@ def test_the_fake_catalog_keeps_feature_table_keys_not_null_and_column_types_fix
 # --- choosing the world ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "kind"), [("local", "local"), ("dev", "databricks"), ("staging", "databricks"),
-                                           ("prod", "databricks"), ("test", "databricks")])
+@pytest.mark.parametrize(
+    ("env", "kind"),
+    [
+        ("local", "local"),
+        ("dev", "databricks"),
+        ("staging", "databricks"),
+        ("prod", "databricks"),
+        ("test", "databricks"),
+    ],
+)
 def test_every_env_names_its_feature_store(env, kind):
-    assert compose_config([f"env={env}"]).env.feature_store.kind == kind
+    classes = {
+        "local": "mlops.feature_store.LocalFeatureStore",
+        "databricks": "mlops.feature_store.DatabricksFeatureStore.in_unity_catalog",
+    }
+    assert compose_config([f"env={env}"]).env.feature_store._target_ == classes[kind]
 
 
 def test_make_feature_store_follows_the_env(spark, tmp_path):
@@ -481,13 +522,17 @@ def test_make_feature_store_follows_the_env(spark, tmp_path):
     assert store._client is None  # built on first use, not here
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("env.feature_store.kind=feast", "unknown feature store kind 'feast'"),
-    ("env.tables.kind=delta_path", "env.tables.kind is not catalog"),
-])
-def test_a_wrong_feature_store_setting_is_a_config_error(spark, tmp_path, override, message):
-    env = compose_config(["env=dev", override]).env
-    with pytest.raises(ConfigError, match=message):
+def test_an_unknown_feature_store_fails_at_composition_naming_the_options():
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException) as caught:
+        compose_config(["env=dev", "env/feature_store=feast"])
+    assert "feast" in str(caught.value) and "databricks" in str(caught.value) and "local" in str(caught.value)
+
+
+def test_databricks_feature_tables_need_catalog_tables(spark, tmp_path):
+    env = compose_config(["env=dev", "env/tables=delta_path"]).env
+    with pytest.raises(ConfigError, match="the env's tables are DeltaPathTableStore"):
         make_feature_store(env, spark, DeltaPathTableStore(spark, tmp_path))
 
 
@@ -496,8 +541,9 @@ def test_the_run_context_has_the_envs_feature_store_and_write_all_loads_feature_
     spec = FeatureTableSpec.from_key_columns(ctx.table_name("features"), KEYS)
     features = history(spark).withColumn("days_since_last_purchase", F.lit(3))
     with pytest.raises(ConfigError, match="loaded whole"):
-        ctx.write_all({"features": features}, replace_dates=("snapshot_date", [D(2011, 1, 31)]),
-                      feature_tables={"features": spec})
+        ctx.write_all(
+            {"features": features}, replace_dates=("snapshot_date", [D(2011, 1, 31)]), feature_tables={"features": spec}
+        )
     assert ctx.feature_store.table_spec(spec.name) is None  # refused before anything was written
     written = ctx.write_all({"features": features}, feature_tables={"features": spec})
     assert written["features"] == (0, 4)  # the first load is the table's version 0

@@ -1,4 +1,5 @@
 """The gate as a pure decision: thresholds, baseline tolerance, champion comparison."""
+
 from __future__ import annotations
 
 from mlops.gate import decide
@@ -7,9 +8,16 @@ THRESHOLDS = {"roc_auc": {"min": 0.6}, "brier": {"max": 0.25}}
 
 
 def gate(candidate, baseline=None, champion=None, tolerance=0.02, improvement=0.0):
-    return decide(candidate, thresholds=THRESHOLDS, baseline=baseline, baseline_metric="roc_auc",
-                  baseline_tolerance=tolerance, champion=champion, champion_metric="roc_auc",
-                  min_improvement=improvement)
+    return decide(
+        candidate,
+        thresholds=THRESHOLDS,
+        baseline=baseline,
+        baseline_metric="roc_auc",
+        baseline_tolerance=tolerance,
+        champion=champion,
+        champion_metric="roc_auc",
+        min_improvement=improvement,
+    )
 
 
 def test_good_candidate_without_champion_passes_and_promotes():
@@ -33,7 +41,7 @@ def test_missing_metric_fails_rather_than_passes():
 
 
 def test_worse_than_baseline_beyond_tolerance_fails():
-    assert gate({"roc_auc": 0.78, "brier": 0.2}, baseline={"roc_auc": 0.79}).passed   # within 0.02
+    assert gate({"roc_auc": 0.78, "brier": 0.2}, baseline={"roc_auc": 0.79}).passed  # within 0.02
     verdict = gate({"roc_auc": 0.76, "brier": 0.2}, baseline={"roc_auc": 0.79})
     assert not verdict.passed and "baseline" in verdict.reasons[0]
 

@@ -1,4 +1,5 @@
 """Batch scoring on Spark gives what the model gives when called directly, for both targets."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -8,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from mlops.stages.batch_inference import predictions_frame
 from mlops.models import ScoredModel
+from mlops.stages.batch_inference import predictions_frame
 from mlops.targets import BinaryTarget, BucketTarget, rank_into_shares
 
 FEATURES = ["recency", "spend"]
@@ -17,11 +18,14 @@ FEATURES = ["recency", "spend"]
 
 def frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "customer_id": [f"c{i:04d}" for i in range(n)],
-        "scoring_date": [dt.date(2011, 12, 9)] * (n // 2) + [dt.date(2011, 11, 9)] * (n - n // 2),
-        "recency": rng.exponential(30, n), "spend": rng.gamma(2, 50, n),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i:04d}" for i in range(n)],
+            "scoring_date": [dt.date(2011, 12, 9)] * (n // 2) + [dt.date(2011, 11, 9)] * (n - n // 2),
+            "recency": rng.exponential(30, n),
+            "spend": rng.gamma(2, 50, n),
+        }
+    )
 
 
 def fitted(target, y: np.ndarray, data: pd.DataFrame) -> ScoredModel:
@@ -36,8 +40,15 @@ def direct(model: ScoredModel, data: pd.DataFrame) -> np.ndarray:
 def test_binary_scoring_matches_the_model(spark):
     data = frame(400, 0)
     model = fitted(BinaryTarget(), (data["recency"] < 25).astype(int).to_numpy(), data)
-    scored = predictions_frame(spark.createDataFrame(data), model, name="m", version="3",
-                               scored_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), threshold=0.5)
+    scored = predictions_frame(
+        spark.createDataFrame(data),
+        model,
+        keys=["customer_id", "scoring_date"],
+        name="m",
+        version="3",
+        scored_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        threshold=0.5,
+    )
     out = scored.toPandas().sort_values("customer_id").reset_index(drop=True)
     proba = direct(model, data)[:, 1]
     np.testing.assert_allclose(out["probability"], proba, rtol=1e-12)
@@ -52,8 +63,15 @@ def test_bucket_scoring_matches_the_model_and_its_decoding(spark, decoding):
     value = np.where(data["recency"] < 40, data["spend"], 0.0)
     target = BucketTarget(buckets=3, decoding=decoding).fit(value)
     model = fitted(target, target.transform(value), data)
-    scored = predictions_frame(spark.createDataFrame(data), model, name="m", version="1",
-                               scored_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), threshold=None)
+    scored = predictions_frame(
+        spark.createDataFrame(data),
+        model,
+        keys=["customer_id", "scoring_date"],
+        name="m",
+        version="1",
+        scored_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        threshold=None,
+    )
     out = scored.toPandas().sort_values(["scoring_date", "customer_id"]).reset_index(drop=True)
     ordered = data.sort_values(["scoring_date", "customer_id"]).reset_index(drop=True)
     proba = direct(model, ordered)

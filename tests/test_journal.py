@@ -4,6 +4,7 @@ A kill cannot be staged inside the test process, so these tests make the journal
 RunContext.write_all makes, then stop where the process would have died. The killed scripts
 themselves are in integration_tests/test_faults.py.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,14 @@ from omegaconf import open_dict
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from mlops.journal import (InFlight, UnfinishedWriteError, begin_unit, journal_folder, open_units,
-                           recover_unfinished_writes)
+from mlops.journal import (
+    InFlight,
+    UnfinishedWriteError,
+    begin_unit,
+    journal_folder,
+    open_units,
+    recover_unfinished_writes,
+)
 
 
 def rows(spark, n, label=1):
@@ -141,7 +148,9 @@ def test_only_multi_table_writes_to_delta_paths_are_journaled(ctx, spark):
     names = {key: ctx.table_name(key) for key in ("train", "test")}
     assert begin_unit(ctx.cfg, {"train": names["train"]}, {"train": None}, ctx.started_at) is None  # one commit
     with open_dict(ctx.cfg):
-        ctx.cfg.env.tables.kind = "catalog"  # Databricks: the storage root does not outlive the job cluster
+        ctx.cfg.env.tables._target_ = (
+            "mlops.tables.CatalogTableStore"  # Databricks: the storage root does not outlive the job cluster
+        )
     assert journal_folder(ctx.cfg) is None
     assert begin_unit(ctx.cfg, names, {"train": None, "test": None}, ctx.started_at) is None
 

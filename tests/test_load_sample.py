@@ -1,4 +1,5 @@
 """The load_sample stage: the packaged sample into a target's own source table, idempotently, never on real data."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,7 +12,7 @@ from mlops.tables import TableName
 from tests.conftest import local_config
 
 SOURCE = TableName("local", "raw", "clv_source_transactions")
-TABLE_SOURCE = ("use_case.source.kind=table", f"use_case.source.table={SOURCE}")
+TABLE_SOURCE = ("use_case/source=table", f"use_case.source.table={SOURCE}")
 
 
 @pytest.fixture
@@ -43,6 +44,6 @@ def test_an_env_that_serves_real_customers_never_gets_the_sample(table_ctx):
 
 
 def test_the_sample_goes_only_into_a_table_source(ctx):
-    with pytest.raises(ConfigError, match="use_case.source.kind=bundled") as raised:
+    with pytest.raises(ConfigError, match="use_case/source=bundled") as raised:
         load_sample(ctx)  # the local default reads the sample directly: there is no table to fill
     assert "use_case.source.table=" in raised.value.fix

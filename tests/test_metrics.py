@@ -1,4 +1,5 @@
 """Metric functions against values worked out by hand."""
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,7 @@ def test_bootstrap_by_group_is_wider_when_rows_of_a_group_agree():
 
 
 def test_metrics_with_ci_adds_bounds_and_handles_one_class_resamples():
-    out = metrics_with_ci(["roc_auc", "brier"], np.array([0, 1] * 10), np.array([0.2, 0.8] * 10),
-                          n_resamples=50)
+    out = metrics_with_ci(["roc_auc", "brier"], np.array([0, 1] * 10), np.array([0.2, 0.8] * 10), n_resamples=50)
     assert out["roc_auc"] == 1.0 and out["roc_auc_ci_low"] == out["roc_auc_ci_high"] == 1.0
     assert out["brier_ci_low"] == pytest.approx(0.04) == out["brier"]
     assert set(out) == {"roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "brier", "brier_ci_low", "brier_ci_high"}

@@ -1,4 +1,5 @@
 """Monitoring decisions: the retrain rule, drift rows from a shifted input, the task value."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,9 +27,18 @@ def scoring(shift: float, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frames = []
     for day in D[:3]:
-        frames.append(pd.DataFrame({"scoring_date": day, "run_id": "r1", "model_version": "1",
-                                    "recency": rng.exponential(30, 2000) + shift, "spend": rng.gamma(2, 50, 2000),
-                                    "score": rng.beta(2, 5, 2000)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "scoring_date": day,
+                    "run_id": "r1",
+                    "model_version": "1",
+                    "recency": rng.exponential(30, 2000) + shift,
+                    "spend": rng.gamma(2, 50, 2000),
+                    "score": rng.beta(2, 5, 2000),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -37,12 +47,13 @@ def test_a_drifted_input_is_flagged_and_an_undrifted_one_is_not():
     train = pd.DataFrame({"recency": rng.exponential(30, 5000), "spend": rng.gamma(2, 50, 5000)})
     profiles = {"r1": {"features": profile(train), "score": profile(pd.DataFrame({"score": rng.beta(2, 5, 5000)}))}}
 
-    calm = pd.DataFrame(drift_rows(scoring(0.0, 1), profiles, 0.25),
-                        columns=["day", "metric", "subject", "value", "threshold", "violated", "rows", "version"])
+    calm = pd.DataFrame(
+        drift_rows(scoring(0.0, 1), profiles, 0.25, "scoring_date"),
+        columns=["day", "metric", "subject", "value", "threshold", "violated", "rows", "version"],
+    )
     assert not calm["violated"].any() and calm["value"].max() < 0.05
 
-    shifted = pd.DataFrame(drift_rows(scoring(40.0, 2), profiles, 0.25),
-                           columns=calm.columns)
+    shifted = pd.DataFrame(drift_rows(scoring(40.0, 2), profiles, 0.25, "scoring_date"), columns=calm.columns)
     flags = shifted.set_index(["day", "subject"])["violated"]
     assert all(flags[(day, "recency")] for day in D[:3])
     assert not any(flags[(day, "spend")] for day in D[:3])

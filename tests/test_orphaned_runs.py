@@ -1,4 +1,5 @@
 """A killed stage's MLflow run, left RUNNING, is marked FAILED by the next run of that stage, and only that one."""
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,9 @@ def test_only_this_stage_model_and_countrys_running_runs_are_failed(cfg, caplog)
     client = MlflowClient()
 
     def run(status: str = "RUNNING", **tags: str) -> str:
-        created = client.create_run(experiment_id, tags={"stage": "evaluate", "model": "repurchase", "country": "DE",
-                                                          **tags})
+        created = client.create_run(
+            experiment_id, tags={"stage": "evaluate", "model": "repurchase", "country": "DE", **tags}
+        )
         if status != "RUNNING":
             client.set_terminated(created.info.run_id, status)
         return created.info.run_id
@@ -28,9 +30,11 @@ def test_only_this_stage_model_and_countrys_running_runs_are_failed(cfg, caplog)
         "another model": (run(model="ltv_bucket"), "RUNNING"),
         "another country": (run(country="FR"), "RUNNING"),
     }
-    with mlflow.start_run(tags={"stage": "evaluate", "model": "repurchase", "country": "DE"}) as live:
-        with caplog.at_level(logging.WARNING, logger="mlops.registry"):
-            assert fail_orphaned_runs(cfg, "evaluate") == [orphan]
+    with (
+        mlflow.start_run(tags={"stage": "evaluate", "model": "repurchase", "country": "DE"}) as live,
+        caplog.at_level(logging.WARNING, logger="mlops.registry"),
+    ):
+        assert fail_orphaned_runs(cfg, "evaluate") == [orphan]
 
     assert client.get_run(orphan).info.status == "FAILED"
     assert client.get_run(live.info.run_id).info.status == "FINISHED", "this process's own run is not an orphan"

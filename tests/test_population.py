@@ -1,16 +1,35 @@
 """Who a country's models learn from (country.training_population) and who they serve."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import DictConfig
 
+from clv.population import HOME_SHARE
 from mlops.config import compose_config, validate_config
 from mlops.errors import ConfigError
-from mlops.population import HOME_SHARE, cleaning_function, feature_function, home_mask, home_rows
+from mlops.population import population_of
 
 POOLED = ["country=DE", "country.training_population=pooled"]
 SHARES = [0.0, 0.49, 0.5, 1.0]
+
+
+def cleaning_function(cfg: DictConfig):
+    return population_of(cfg).cleaning_function(cfg.use_case.cleaning.fn)
+
+
+def feature_function(cfg: DictConfig):
+    return population_of(cfg).feature_function(cfg.model.features.fn)
+
+
+def home_rows(df, cfg: DictConfig):
+    return population_of(cfg).served_rows(df)
+
+
+def home_mask(frame, cfg: DictConfig):
+    return population_of(cfg).served_mask(frame)
 
 
 def test_the_default_is_the_countrys_own_customers():
@@ -43,7 +62,9 @@ def test_a_pooled_model_must_see_its_home_share():
 @pytest.mark.parametrize(("overrides", "kept"), [(["country=DE"], SHARES), (POOLED, [0.5, 1.0])])
 def test_home_rows_keep_customers_with_at_least_half_their_purchases_in_the_country(spark, overrides, kept):
     cfg = compose_config(overrides)
-    rows = spark.createDataFrame([(f"c{i}", share) for i, share in enumerate(SHARES)], f"customer_id string, {HOME_SHARE} double")
+    rows = spark.createDataFrame(
+        [(f"c{i}", share) for i, share in enumerate(SHARES)], f"customer_id string, {HOME_SHARE} double"
+    )
     assert sorted(row[HOME_SHARE] for row in home_rows(rows, cfg).collect()) == kept
     frame = pd.DataFrame({HOME_SHARE: SHARES})
     assert sorted(frame[home_mask(frame, cfg)][HOME_SHARE]) == kept  # the pandas twin agrees

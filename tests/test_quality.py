@@ -1,4 +1,5 @@
 """Data contracts from config: real Great Expectations validation on Spark DataFrames."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,10 @@ from mlops.quality import validate
 
 SUITE = [
     {"expect_column_values_to_not_be_null": {"column": "customer_id"}},
-    {"expect_column_values_to_be_between": {"column": "price", "min_value": 0},
-     "hint": "negative prices are adjustments"},
+    {
+        "expect_column_values_to_be_between": {"column": "price", "min_value": 0},
+        "hint": "negative prices are adjustments",
+    },
 ]
 
 
@@ -44,12 +47,15 @@ def test_failures_list_only_a_few_values(spark):
     assert len(caught.value.failures[0]["result"]["partial_unexpected_list"]) <= 5
 
 
-@pytest.mark.parametrize("entry", [
-    {"expect_column_values_to_be_nice": {"column": "x"}},
-    {"expect_column_values_to_not_be_null": {"column": "x"}, "expect_table_row_count_to_equal": {"value": 1}},
-    {"expect_column_values_to_not_be_null": {"column": "x"}, "severity": "low"},
-    {"expect_column_values_to_not_be_null": {"colum": "x"}},
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"expect_column_values_to_be_nice": {"column": "x"}},
+        {"expect_column_values_to_not_be_null": {"column": "x"}, "expect_table_row_count_to_equal": {"value": 1}},
+        {"expect_column_values_to_not_be_null": {"column": "x"}, "severity": "low"},
+        {"expect_column_values_to_not_be_null": {"colum": "x"}},
+    ],
+)
 def test_malformed_suites_are_config_errors(spark, entry):
     df = spark.createDataFrame([(1,)], "x int")
     with pytest.raises(ConfigError):
@@ -65,14 +71,23 @@ def test_validation_caches_what_it_checks_only_where_the_env_allows(spark, persi
     df.unpersist()
 
 
-@pytest.mark.parametrize(("message", "first", "cause"), [
-    ("org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error while reading file x.csv.\n"
-     "Caused by: [MALFORMED_CSV_RECORD] Malformed CSV record: 12583,Germany,2.55", "[MALFORMED_CSV_RECORD] Malformed "
-     "CSV record", "delimiter"),
-    ("[NUMERIC_VALUE_OUT_OF_RANGE.WITH_SUGGESTION] 1E+40 cannot be represented as Decimal(28, 6)",
-     "[NUMERIC_VALUE_OUT_OF_RANGE.WITH_SUGGESTION] 1E+40 cannot be represented as Decimal(28, 6)", "too large"),
-    ("something odd happened\nat line 2", "something odd happened", "could not compute"),
-])
+@pytest.mark.parametrize(
+    ("message", "first", "cause"),
+    [
+        (
+            "org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error while reading file x.csv.\n"
+            "Caused by: [MALFORMED_CSV_RECORD] Malformed CSV record: 12583,Germany,2.55",
+            "[MALFORMED_CSV_RECORD] Malformed CSV record",
+            "delimiter",
+        ),
+        (
+            "[NUMERIC_VALUE_OUT_OF_RANGE.WITH_SUGGESTION] 1E+40 cannot be represented as Decimal(28, 6)",
+            "[NUMERIC_VALUE_OUT_OF_RANGE.WITH_SUGGESTION] 1E+40 cannot be represented as Decimal(28, 6)",
+            "too large",
+        ),
+        ("something odd happened\nat line 2", "something odd happened", "could not compute"),
+    ],
+)
 def test_a_spark_failure_is_shortened_to_its_innermost_error_without_the_record(message, first, cause):
     from mlops.quality import spark_failure
 
@@ -85,8 +100,10 @@ def test_spark_failing_during_validation_is_reported_as_such_not_as_failed_expec
     source = tmp_path / "broken.csv"
     source.write_text("invoice,price,customer_id\n1,2.5,12583\n2")  # cut mid-line: the last line has one field
     df = spark.read.option("header", "true").option("mode", "FAILFAST").csv(str(source))
-    suite = [{"expect_table_row_count_to_be_between": {"min_value": 1}, "hint": "the source is empty"},
-             {"expect_column_values_to_not_be_null": {"column": "price"}}]
+    suite = [
+        {"expect_table_row_count_to_be_between": {"min_value": 1}, "hint": "the source is empty"},
+        {"expect_column_values_to_not_be_null": {"column": "price"}},
+    ]
     with pytest.raises(DataQualityError) as caught:
         validate(df, suite, table="csv broken.csv")
     message = caught.value.message

@@ -5,6 +5,7 @@ The contract tests call lib/mlops/registry.py exactly as the stages do, with the
 fake-only tests below show that the fake refuses what Unity Catalog refuses, so a pass in the UC
 world means something.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,16 +30,31 @@ from omegaconf import DictConfig
 from sklearn.linear_model import LogisticRegression
 
 from mlops.errors import ConfigError
-from mlops.registry import (SERVING_PACKAGES, alias_version, configure_mlflow, describe_version, load_sklearn_model,
-                            log_sklearn_model, model_versions, promote_to_champion, register_run_model,
-                            registered_model_name, set_alias, version_of_run)
+from mlops.registry import (
+    SERVING_PACKAGES,
+    alias_version,
+    configure_mlflow,
+    describe_version,
+    load_sklearn_model,
+    log_sklearn_model,
+    model_versions,
+    promote_to_champion,
+    register_run_model,
+    registered_model_name,
+    set_alias,
+    version_of_run,
+)
 from tests.conftest import local_config
 from tests.fakes.uc_registry import FakeUnityCatalogRegistryStore, mlflow_uris_restored, uc_registry
 
 SQLITE, UC = "sqlite", "databricks-uc (fake)"
 
-FEATURES = pd.DataFrame({"recency_days": [1.0, 5.0, 30.0, 90.0, 2.0, 60.0, 120.0, 10.0],
-                         "frequency": [9.0, 7.0, 3.0, 1.0, 8.0, 2.0, 1.0, 6.0]})
+FEATURES = pd.DataFrame(
+    {
+        "recency_days": [1.0, 5.0, 30.0, 90.0, 2.0, 60.0, 120.0, 10.0],
+        "frequency": [9.0, 7.0, 3.0, 1.0, 8.0, 2.0, 1.0, 6.0],
+    }
+)
 REPURCHASED = np.array([1, 1, 0, 0, 1, 0, 0, 1])
 
 
@@ -115,10 +131,13 @@ def register(world: World, logged: LoggedModel) -> ModelVersion:
 
 # ---- the contract, in both worlds -------------------------------------------------------------
 
+
 def test_the_registered_model_name_is_three_level_lowercase_in_every_world(world):
     assert world.name == "local.clv.clv_repurchase_de"
-    assert registered_model_name(local_config(Path("unused"), "use_case.registered_model=Local.CLV.Clv_DE")) \
+    assert (
+        registered_model_name(local_config(Path("unused"), "use_case.registered_model=Local.CLV.Clv_DE"))
         == "local.clv.clv_de"
+    )
     for bad in ("clv.clv_repurchase_de", "a.b.c.d", "local.clv.clv-repurchase"):
         with pytest.raises(ConfigError):
             registered_model_name(local_config(Path("unused"), f"use_case.registered_model={bad}"))
@@ -241,8 +260,10 @@ def test_describe_version_sets_the_description_and_tags(world):
     describe_version(world.name, version.version, "## Gate\npassed", {"gate.verdict": "passed", "gate.auc": "pass"})
     described = MlflowClient().get_model_version(world.name, version.version)
     assert described.description == "## Gate\npassed"
-    assert {key: described.tags[key] for key in ("gate.verdict", "gate.auc")} == {"gate.verdict": "passed",
-                                                                                  "gate.auc": "pass"}
+    assert {key: described.tags[key] for key in ("gate.verdict", "gate.auc")} == {
+        "gate.verdict": "passed",
+        "gate.auc": "pass",
+    }
 
 
 def test_a_logged_model_declares_its_pinned_serving_packages_without_inferring_them(world, monkeypatch):
@@ -263,17 +284,18 @@ def test_the_champion_loads_by_alias_and_a_version_by_number(world):
     champion = load_sklearn_model(f"models:/{world.name}@champion")
     np.testing.assert_allclose(champion.predict_proba(FEATURES), second.model.predict_proba(FEATURES))
     assert not np.allclose(champion.predict_proba(FEATURES), first.model.predict_proba(FEATURES))
-    np.testing.assert_allclose(load_sklearn_model(f"models:/{world.name}/1").predict_proba(FEATURES),
-                               first.model.predict_proba(FEATURES))
+    np.testing.assert_allclose(
+        load_sklearn_model(f"models:/{world.name}/1").predict_proba(FEATURES), first.model.predict_proba(FEATURES)
+    )
 
 
 # ---- the fake has teeth: what Unity Catalog refuses, it refuses -----------------------------------
 
+
 def test_uc_refuses_a_model_logged_without_a_signature(uc):
     model = LogisticRegression().fit(FEATURES, REPURCHASED)
     with mlflow.start_run() as run:
-        info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops",
-                                        skops_trusted_types=[])
+        info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops", skops_trusted_types=[])
     assert mlflow.models.get_model_info(info.model_uri).signature is None
     with pytest.raises(MlflowException, match="did not contain any signature metadata"):
         register_run_model(uc.name, run.info.run_id, info.model_uri)
@@ -284,8 +306,9 @@ def test_uc_refuses_a_signature_without_outputs(uc):
     model = LogisticRegression().fit(FEATURES, REPURCHASED)
     inputs_only = ModelSignature(inputs=Schema([ColSpec("double", "recency_days"), ColSpec("double", "frequency")]))
     with mlflow.start_run() as run:
-        info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops",
-                                        skops_trusted_types=[], signature=inputs_only)
+        info = mlflow.sklearn.log_model(
+            model, name="model", serialization_format="skops", skops_trusted_types=[], signature=inputs_only
+        )
     with pytest.raises(MlflowException, match="signature that includes only inputs"):
         register_run_model(uc.name, run.info.run_id, info.model_uri)
 
@@ -316,13 +339,16 @@ def test_uc_has_no_stages(uc):
         load_sklearn_model(f"models:/{uc.name}/Production")
 
 
-@pytest.mark.parametrize("search", [
-    {"filter_string": "name='local.clv.clv_repurchase_de' and tags.source_run_id='x'"},
-    {"filter_string": "tags.source_run_id='x'"},
-    {"filter_string": "name LIKE 'local.clv.%'"},
-    {"filter_string": "name != 'local.clv.other'"},
-    {"filter_string": "name='local.clv.clv_repurchase_de'", "order_by": ["version_number DESC"]},
-])
+@pytest.mark.parametrize(
+    "search",
+    [
+        {"filter_string": "name='local.clv.clv_repurchase_de' and tags.source_run_id='x'"},
+        {"filter_string": "tags.source_run_id='x'"},
+        {"filter_string": "name LIKE 'local.clv.%'"},
+        {"filter_string": "name != 'local.clv.other'"},
+        {"filter_string": "name='local.clv.clv_repurchase_de'", "order_by": ["version_number DESC"]},
+    ],
+)
 def test_uc_search_accepts_only_one_exact_name_or_run_id(uc, search):
     register(uc, train_and_log())
     with pytest.raises(MlflowException, match="(?i)unsupported"):
@@ -352,8 +378,9 @@ def test_uc_serves_its_own_copy_of_the_model_not_the_training_run(uc):
     set_alias(uc.name, "champion", register(uc, logged).version)
     assert (uc.uc.version_storage(uc.name, 1) / "MLmodel").is_file()
     shutil.rmtree(urlparse(model_files(logged)).path)
-    np.testing.assert_allclose(load_sklearn_model(f"models:/{uc.name}@champion").predict_proba(FEATURES),
-                               logged.model.predict_proba(FEATURES))
+    np.testing.assert_allclose(
+        load_sklearn_model(f"models:/{uc.name}@champion").predict_proba(FEATURES), logged.model.predict_proba(FEATURES)
+    )
 
 
 def test_our_registry_calls_are_the_ones_uc_supports(uc):
@@ -368,8 +395,12 @@ def test_our_registry_calls_are_the_ones_uc_supports(uc):
     load_sklearn_model(f"models:/{uc.name}@champion")
 
     store = uc.uc
-    assert {call.method for call in store.calls} >= {"create_model_version", "search_model_versions",
-                                                     "set_registered_model_alias", "get_model_version_by_alias"}
+    assert {call.method for call in store.calls} >= {
+        "create_model_version",
+        "search_model_versions",
+        "set_registered_model_alias",
+        "get_model_version_by_alias",
+    }
     assert not store.calls_to("get_latest_versions") and not store.calls_to("transition_model_version_stage")
     assert {call.args["filter_string"] for call in store.calls_to("search_model_versions")} == {f"name='{uc.name}'"}
     assert all(call.args["order_by"] is None for call in store.calls_to("search_model_versions"))
@@ -378,11 +409,14 @@ def test_our_registry_calls_are_the_ones_uc_supports(uc):
     created = store.calls_to("create_model_version")
     assert [call.args["run_id"] for call in created] == [first.run_id, second.run_id]
     assert all(call.args["model_id"] is None and not call.args["source"].startswith("models:/") for call in created)
-    assert [call.args["alias"] for call in store.calls_to("set_registered_model_alias")] == \
-        ["challenger", "champion"] * 3
+    assert [call.args["alias"] for call in store.calls_to("set_registered_model_alias")] == [
+        "challenger",
+        "champion",
+    ] * 3
     # the promoted version's challenger alias is deleted through UC's own alias API, each time
-    assert [(call.args["name"], call.args["alias"]) for call in store.calls_to("delete_registered_model_alias")] \
-        == [(uc.name, "challenger")] * 3
+    assert [(call.args["name"], call.args["alias"]) for call in store.calls_to("delete_registered_model_alias")] == [
+        (uc.name, "challenger")
+    ] * 3
 
 
 def test_a_registry_failure_is_not_mistaken_for_a_missing_champion(world, monkeypatch):
@@ -407,4 +441,7 @@ def test_a_relative_storage_root_from_the_command_line_gets_an_absolute_artifact
         experiment_id = configure_mlflow(cfg)
         location = mlflow.get_experiment(experiment_id).artifact_location
     assert urlparse(location).scheme == "file"
-    assert Path(urlparse(location).path) == tmp_path / "relative-root" / "mlflow" / "artifacts" / "relative-root-experiment"
+    assert (
+        Path(urlparse(location).path)
+        == tmp_path / "relative-root" / "mlflow" / "artifacts" / "relative-root-experiment"
+    )

@@ -1,4 +1,5 @@
 """RunContext: missing inputs, upstream runs, and all-or-nothing writes of a stage's outputs."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,7 @@ def test_a_name_that_could_inject_sql_never_reaches_spark(cfg, spark):
 
 
 def rows(spark, n):
-    return spark.range(n).select(F.col("id").cast("string").alias("customer_id"),
-                                 F.lit(1).alias("repurchase"))
+    return spark.range(n).select(F.col("id").cast("string").alias("customer_id"), F.lit(1).alias("repurchase"))
 
 
 def test_write_all_checks_every_contract_before_writing_anything(ctx, spark):
@@ -72,7 +72,7 @@ def test_a_stage_writes_without_caching_where_the_env_forbids_it(ctx, spark, mon
         monkeypatch.setattr(type(rows(spark, 1)), method, refused)  # the classic DataFrame, not the base class
     with open_dict(ctx.cfg):
         ctx.cfg.env.spark.persist = False
-    (_, count), = ctx.write_all({"train": rows(spark, 4)}).values()
+    ((_, count),) = ctx.write_all({"train": rows(spark, 4)}).values()
     assert count == 4
 
 

@@ -1,5 +1,6 @@
 """Security guards: no secret in the repository, Databricks auth only from outside it, no secret in
 logs, and models loaded only from the configured registry and experiment."""
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,15 @@ from mlops.config import compose_config
 from mlops.errors import ConfigError
 from mlops.models import ScoredModel
 from mlops.redact import RedactingStream, redact, redacted_config, redacted_output
-from mlops.registry import (configure_mlflow, load_sklearn_model, log_sklearn_model, model_versions,
-                            register_run_model, registered_model_name, set_alias)
+from mlops.registry import (
+    configure_mlflow,
+    load_sklearn_model,
+    log_sklearn_model,
+    model_versions,
+    register_run_model,
+    registered_model_name,
+    set_alias,
+)
 from mlops.targets import BinaryTarget, target_to_dict
 from tests.conftest import local_config
 from tests.fakes.uc_registry import mlflow_uris_restored
@@ -39,8 +47,19 @@ REPO = Path(__file__).resolve().parents[1]
 # ---- the secret scanner ----------------------------------------------------------------------------
 
 # What is committed and deployed: configs, bundle resources, pipelines, docs, entry points, the library.
-SCANNED_ROOTS = ("conf", "resources", ".azure", "databricks.yml", "README.md", "scripts", "lib",
-                 ".ci", "Makefile", "pyproject.toml", "setup.cfg")
+SCANNED_ROOTS = (
+    "conf",
+    "resources",
+    ".azure",
+    "databricks.yml",
+    "README.md",
+    "scripts",
+    "lib",
+    ".ci",
+    "Makefile",
+    "pyproject.toml",
+    "setup.cfg",
+)
 SKIPPED_DIRS = {"__pycache__"}
 
 _WORKSPACE_DOMAINS = r"(?:azuredatabricks\.net|cloud\.databricks\.com|gcp\.databricks\.com)"
@@ -61,10 +80,13 @@ _SECRET_KEY = r"[\w.-]*(?:password|passwd|secret|token|api[_-]?key)[\w.-]*"
 # key: value / key=value / "key": value in YAML, shell, ini, Markdown, JSON
 _ASSIGNMENT = re.compile(rf"""(?i)(?<![\w.-])["'`]?(?P<key>{_SECRET_KEY})["'`]?\s*(?::|=(?!=))\s*(?P<value>.*)""")
 # in Python only a string literal is a value; `page_token = page.token` is code, not a secret
-_PY_ASSIGNMENT = re.compile(rf"""(?i)(?<![\w.-])["']?(?P<key>{_SECRET_KEY})["']?\s*(?::\s*[\w\[\]|., ]+?\s*)?"""
-                            r"""(?::|=(?!=))\s*[rbuf]?(?P<quote>["'])(?P<value>.*?)(?P=quote)""")
+_PY_ASSIGNMENT = re.compile(
+    rf"""(?i)(?<![\w.-])["']?(?P<key>{_SECRET_KEY})["']?\s*(?::\s*[\w\[\]|., ]+?\s*)?"""
+    r"""(?::|=(?!=))\s*[rbuf]?(?P<quote>["'])(?P<value>.*?)(?P=quote)"""
+)
 # values that name a secret instead of holding one
-_REFERENCE = re.compile(r"""
+_REFERENCE = re.compile(
+    r"""
     \$\([\w.]+\)               # Azure DevOps macro $(DATABRICKS_CLIENT_SECRET)
   | \$\{\{.*?\}\}              # template expression ${{ variables.x }}
   | \$\{[^}]+\}                # bundle variable ${var.x}, shell ${X}, OmegaConf ${oc.env:X}
@@ -72,7 +94,9 @@ _REFERENCE = re.compile(r"""
   | \{\{[^}]+\}\}              # Databricks secret reference {{secrets/scope/key}}, job parameters
   | <[^>]+>                    # a documented placeholder <your token>
   | [A-Z][A-Z0-9_]*(?![\w-])   # an environment variable's name
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 _EMPTY = re.compile(r"""(?i)(?:["'`]{0,2}|null|none|~|true|false)(?:[\s,;)`]|#|$)""")
 # keys that name or locate a secret rather than hold it: secret_scope, token_env, password_file, token_url
 _NAMING_KEY = re.compile(r"(?i)[_.-](?:scope|name|env|var|variable|file|path|url|uri|id|type|kind|ttl|lifetime)$")
@@ -135,8 +159,11 @@ def text_files(repo: Path, roots: tuple[str, ...]) -> Iterator[Path]:
 
 def scan_repository(repo: Path, roots: tuple[str, ...] = SCANNED_ROOTS) -> tuple[list[Path], list[Finding]]:
     files = list(text_files(repo, roots))
-    findings = [finding for path in files
-                for finding in scan_text(str(path.relative_to(repo)), path.read_text(encoding="utf-8", errors="replace"))]
+    findings = [
+        finding
+        for path in files
+        for finding in scan_text(str(path.relative_to(repo)), path.read_text(encoding="utf-8", errors="replace"))
+    ]
     return files, findings
 
 
@@ -145,8 +172,15 @@ def test_the_repository_holds_no_credential_token_or_workspace_url():
     assert findings == []
     # the scan really read each place (a renamed folder would otherwise make it pass on nothing)
     scanned = {str(path.relative_to(REPO)) for path in files}
-    assert {"databricks.yml", "README.md", "conf/env/prod.yaml", "scripts/train.py", "lib/mlops/registry.py",
-            ".azure/devops-pipelines/ac-mlops-pipeline-bundle-cicd.yml", "resources/model-workflow-resource.yml"} <= scanned
+    assert {
+        "databricks.yml",
+        "README.md",
+        "conf/env/prod.yaml",
+        "scripts/train.py",
+        "lib/mlops/registry.py",
+        ".azure/devops-pipelines/ac-mlops-pipeline-bundle-cicd.yml",
+        "resources/model-workflow-resource.yml",
+    } <= scanned
     assert all(not name.endswith(".gz") for name in scanned)
 
 
@@ -184,11 +218,16 @@ def test_the_scanner_finds_a_planted_secret(tmp_path, line, kind):
 def test_the_scanner_finds_a_literal_in_python_but_not_code(tmp_path):
     module = tmp_path / "lib" / "settings.py"
     module.parent.mkdir(parents=True)
-    module.write_text(f'TOKEN = "{FAKE_PAT}"\nclient = connect(password="hunter2")\npage_token = page.token\n'
-                      'token: str | None = None\nsecret = os.environ["DATABRICKS_CLIENT_SECRET"]\n')
+    module.write_text(
+        f'TOKEN = "{FAKE_PAT}"\nclient = connect(password="hunter2")\npage_token = page.token\n'
+        'token: str | None = None\nsecret = os.environ["DATABRICKS_CLIENT_SECRET"]\n'
+    )
     _, findings = scan_repository(tmp_path, ("lib",))
     assert {(finding.line, finding.kind) for finding in findings} == {
-        (1, "Databricks personal access token"), (1, "literal value for 'TOKEN'"), (2, "literal value for 'password'")}
+        (1, "Databricks personal access token"),
+        (1, "literal value for 'TOKEN'"),
+        (2, "literal value for 'password'"),
+    }
 
 
 REFERENCES = [
@@ -224,19 +263,32 @@ CREDENTIAL_KEY = re.compile(r"(?i)^(?:host|.*token|.*password|.*passwd|.*client_
 def credential_keys(tree: Any, path: str = "") -> list[str]:
     """Dotted paths of every credential-named key in a config tree, at any depth (lists included)."""
     if isinstance(tree, dict):
-        return [found for key, value in tree.items()
-                for found in ([f"{path}{key}"] if CREDENTIAL_KEY.match(str(key)) else [])
-                + credential_keys(value, f"{path}{key}.")]
+        return [
+            found
+            for key, value in tree.items()
+            for found in ([f"{path}{key}"] if CREDENTIAL_KEY.match(str(key)) else [])
+            + credential_keys(value, f"{path}{key}.")
+        ]
     if isinstance(tree, list):
         return [found for index, value in enumerate(tree) for found in credential_keys(value, f"{path}{index}.")]
     return []
 
 
 def test_the_credential_key_walk_finds_nested_keys():
-    tree = {"env": {"spark": {"conf": {"spark.databricks.token": "x"}}, "jobs": [{"db": {"password": "y"}}],
-                    "mlflow": {"host": "z"}, "hosting": "fine", "tokenizer": "fine"}}
-    assert sorted(credential_keys(tree)) == ["env.jobs.0.db.password", "env.mlflow.host",
-                                             "env.spark.conf.spark.databricks.token"]
+    tree = {
+        "env": {
+            "spark": {"conf": {"spark.databricks.token": "x"}},
+            "jobs": [{"db": {"password": "y"}}],
+            "mlflow": {"host": "z"},
+            "hosting": "fine",
+            "tokenizer": "fine",
+        }
+    }
+    assert sorted(credential_keys(tree)) == [
+        "env.jobs.0.db.password",
+        "env.mlflow.host",
+        "env.spark.conf.spark.databricks.token",
+    ]
 
 
 @pytest.mark.parametrize("env", ENV_NAMES)
@@ -244,16 +296,23 @@ def test_no_env_config_carries_a_databricks_host_or_credential(env):
     assert {"local", "dev", "staging", "prod", "test"} <= set(ENV_NAMES)
     cfg = compose_config([f"env={env}"])
     assert credential_keys(OmegaConf.to_container(cfg, resolve=False)) == []
-    if cfg.env.spark.mode == "databricks":
+    if cfg.env.spark._target_ == "mlops.worlds.DatabricksSpark":
         # the way in is a CLI profile (or DATABRICKS_* variables): config may name the profile, nothing more
         assert "profile" in cfg.env.spark
 
 
 # ---- logs leak nothing ---------------------------------------------------------------------------
 
+
 def run_script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 @pytest.fixture
@@ -290,8 +349,12 @@ def test_the_resolved_config_shows_no_credential(tmp_path, databricks_secrets):
 
 # ---- models load only from the configured registry and experiment -----------------------------------
 
-FEATURES = pd.DataFrame({"recency_days": [1.0, 5.0, 30.0, 90.0, 2.0, 60.0, 120.0, 10.0],
-                         "frequency": [9.0, 7.0, 3.0, 1.0, 8.0, 2.0, 1.0, 6.0]})
+FEATURES = pd.DataFrame(
+    {
+        "recency_days": [1.0, 5.0, 30.0, 90.0, 2.0, 60.0, 120.0, 10.0],
+        "frequency": [9.0, 7.0, 3.0, 1.0, 8.0, 2.0, 1.0, 6.0],
+    }
+)
 REPURCHASED = np.array([1, 1, 0, 0, 1, 0, 0, 1])
 FOREIGN_NAME = "local.other.clv_repurchase_de"
 
@@ -307,10 +370,10 @@ class Logged:
 class Registry:
     cfg: DictConfig
     name: str
-    ours: Logged          # registered as version 1, champion
-    other: Logged         # another training run of the configured experiment, not registered
-    foreign: Logged       # a "training run" of model and country in another experiment
-    foreign_files: str    # where the foreign model's files are (a loadable path)
+    ours: Logged  # registered as version 1, champion
+    other: Logged  # another training run of the configured experiment, not registered
+    foreign: Logged  # a "training run" of model and country in another experiment
+    foreign_files: str  # where the foreign model's files are (a loadable path)
 
 
 def log_training_run(labels: np.ndarray) -> Logged:
@@ -318,8 +381,9 @@ def log_training_run(labels: np.ndarray) -> Logged:
     model = LogisticRegression().fit(FEATURES, labels)
     with mlflow.start_run() as run:
         mlflow.set_tags({"stage": "train", "model": "repurchase", "country": "DE"})
-        mlflow.log_dict({"features": list(FEATURES.columns), "label": "repurchase", "keys": []},
-                        "config/model_inputs.json")
+        mlflow.log_dict(
+            {"features": list(FEATURES.columns), "label": "repurchase", "keys": []}, "config/model_inputs.json"
+        )
         mlflow.log_dict(target_to_dict(BinaryTarget().fit(labels)), "config/target.json")
         info = log_sklearn_model(model, input_example=FEATURES.head(3))
         mlflow.set_tag("model_uri", info.model_uri)
@@ -357,16 +421,22 @@ def world(registry_world: Registry, monkeypatch: pytest.MonkeyPatch) -> Registry
 
 
 def test_the_configured_model_loads_by_version_by_alias_and_from_its_run(world):
-    for uri in (f"models:/{world.name}/1", f"models:/{world.name}@champion", world.ours.model_uri,
-                f"runs:/{world.ours.run_id}/model"):
-        np.testing.assert_allclose(load_sklearn_model(uri).predict_proba(FEATURES),
-                                   world.ours.model.predict_proba(FEATURES))
+    for uri in (
+        f"models:/{world.name}/1",
+        f"models:/{world.name}@champion",
+        world.ours.model_uri,
+        f"runs:/{world.ours.run_id}/model",
+    ):
+        np.testing.assert_allclose(
+            load_sklearn_model(uri).predict_proba(FEATURES), world.ours.model.predict_proba(FEATURES)
+        )
     scored = ScoredModel.from_run(world.ours.run_id, f"models:/{world.name}/1")
     assert scored.features == list(FEATURES.columns) and scored.predict(FEATURES).shape == (len(FEATURES),)
 
 
-@pytest.mark.parametrize("uri", [f"models:/{FOREIGN_NAME}/1", f"models:/{FOREIGN_NAME}@champion",
-                                 "models:/local.clv.clv_ltv_bucket_de/1"])
+@pytest.mark.parametrize(
+    "uri", [f"models:/{FOREIGN_NAME}/1", f"models:/{FOREIGN_NAME}@champion", "models:/local.clv.clv_ltv_bucket_de/1"]
+)
 def test_a_foreign_registered_model_is_refused_before_anything_is_loaded(world, uri):
     with pytest.raises(ConfigError, match="is not the configured registered model"):
         load_sklearn_model(uri)
@@ -375,15 +445,15 @@ def test_a_foreign_registered_model_is_refused_before_anything_is_loaded(world, 
 
 def test_uris_outside_the_configured_registry_and_experiment_are_refused(world):
     outside = [
-        world.foreign.model_uri,                                    # logged in another experiment
-        f"runs:/{world.foreign.run_id}/model",                      # a run of another experiment
-        f"runs:/{world.ours.run_id}/config",                        # not the model's artifact path
-        f"models://someone@databricks-uc/{world.name}/1",           # another registry / workspace
+        world.foreign.model_uri,  # logged in another experiment
+        f"runs:/{world.foreign.run_id}/model",  # a run of another experiment
+        f"runs:/{world.ours.run_id}/config",  # not the model's artifact path
+        f"models://someone@databricks-uc/{world.name}/1",  # another registry / workspace
         f"models:/{world.name}/1?source=elsewhere",
-        world.foreign_files,                                        # the files themselves
+        world.foreign_files,  # the files themselves
         str(Path(world.foreign_files.removeprefix("file://"))),
         "s3://bucket/models/model",
-        "models:/m-00000000000000000000000000000000",               # no such logged model
+        "models:/m-00000000000000000000000000000000",  # no such logged model
     ]
     for uri in outside:
         with pytest.raises(ConfigError, match="refusing to load model"):
@@ -427,6 +497,7 @@ def test_evaluate_refuses_a_foreign_run_named_in_config(world):
 
 # ---- credentials in config never reach an output: logs, errors, MLflow artifacts ----------------------
 
+
 def planted() -> str:
     """A fresh secret per test: the repository holds no token-shaped literal, and a leak is unambiguous."""
     return secrets.token_hex(16)
@@ -438,15 +509,19 @@ CREDENTIAL_SHAPES = [
     ("git clone https://{s}@github.com/org/repo.git", "git clone https://***@github.com/org/repo.git"),
     ("https://host/api?token={s}&page=2", "https://host/api?token=***&page=2"),
     ("https://host/api?page=2&access_token={s}", "https://host/api?page=2&access_token=***"),
-    ("sc://workspace.example.com:443/;token={s};use_ssl=true",
-     "sc://workspace.example.com:443/;token=***;use_ssl=true"),
+    (
+        "sc://workspace.example.com:443/;token={s};use_ssl=true",
+        "sc://workspace.example.com:443/;token=***;use_ssl=true",
+    ),
     ("login with client_secret={s} failed", "login with client_secret=*** failed"),
     ("export DATABRICKS_TOKEN={s}", "export DATABRICKS_TOKEN=***"),
     ("  password: {s}", "  password: '***'"),  # a YAML line stays YAML
     ('{"api_key": "{s}", "page": 2}', '{"api_key": "***", "page": 2}'),
     ("{'spark.databricks.token': '{s}'}", "{'spark.databricks.token': '***'}"),
-    ("DefaultEndpointsProtocol=https;AccountName=x;AccountKey={s}",
-     "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=***"),
+    (
+        "DefaultEndpointsProtocol=https;AccountName=x;AccountKey={s}",
+        "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=***",
+    ),
     ("Authorization: Bearer {s}", "Authorization: Bearer ***"),
 ]
 
@@ -478,25 +553,39 @@ def test_redact_leaves_text_without_a_secret_as_it_is(text):
 
 def test_the_redacted_config_hides_secret_keys_and_values_at_any_depth():
     secret = planted()
-    cfg = OmegaConf.create({
-        "env": {"databricks_token": secret,
-                "spark": {"remote": f"sc://workspace.example.com:443/;token={secret}",
-                          "conf": {"spark.databricks.token": secret, "spark.ui.enabled": "false"}},
+    cfg = OmegaConf.create(
+        {
+            "env": {
+                "databricks_token": secret,
+                "spark": {
+                    "remote": f"sc://workspace.example.com:443/;token={secret}",
+                    "conf": {"spark.databricks.token": secret, "spark.ui.enabled": "false"},
+                },
                 "jobs": [{"db": {"Password": secret, "host": "db.example.com"}}, f"https://clv:{secret}@h/x"],
                 "token_url": "https://login.microsoftonline.com/common/oauth2/token",
-                "tokens_per_customer": 12, "client_secret": None, "api_key": ""},
-        "copied": "${env.databricks_token}",  # an interpolation carries the secret to an innocent key
-        "names": ["a", "b"],
-    })
+                "tokens_per_customer": 12,
+                "client_secret": None,
+                "api_key": "",
+            },
+            "copied": "${env.databricks_token}",  # an interpolation carries the secret to an innocent key
+            "names": ["a", "b"],
+        }
+    )
     shown = redacted_config(cfg)
     assert secret not in str(shown)
     assert shown == {
-        "env": {"databricks_token": "***",
-                "spark": {"remote": "sc://workspace.example.com:443/;token=***",
-                          "conf": {"spark.databricks.token": "***", "spark.ui.enabled": "false"}},
-                "jobs": [{"db": {"Password": "***", "host": "db.example.com"}}, "https://***@h/x"],
-                "token_url": "https://login.microsoftonline.com/common/oauth2/token",
-                "tokens_per_customer": 12, "client_secret": None, "api_key": ""},
+        "env": {
+            "databricks_token": "***",
+            "spark": {
+                "remote": "sc://workspace.example.com:443/;token=***",
+                "conf": {"spark.databricks.token": "***", "spark.ui.enabled": "false"},
+            },
+            "jobs": [{"db": {"Password": "***", "host": "db.example.com"}}, "https://***@h/x"],
+            "token_url": "https://login.microsoftonline.com/common/oauth2/token",
+            "tokens_per_customer": 12,
+            "client_secret": None,
+            "api_key": "",
+        },
         "copied": "***",
         "names": ["a", "b"],
     }
@@ -514,8 +603,9 @@ def test_redacted_output_wraps_the_streams_of_the_moment_and_every_log_record():
                 assert isinstance(sys.stderr, RedactingStream)
                 print("remote:", f"sc://h:443/;token={secret}")
                 print("token:", secret, file=sys.stderr)  # key and value in separate writes
-                error = ConfigError(f"cannot reach https://clv:{secret}@workspace.example.com",
-                                    where="env.spark.remote")
+                error = ConfigError(
+                    f"cannot reach https://clv:{secret}@workspace.example.com", where="env.spark.remote"
+                )
                 logger.error("train failed: %s", error.message)
                 try:
                     raise RuntimeError(f"password={secret}")
@@ -533,12 +623,16 @@ def test_redacted_output_wraps_the_streams_of_the_moment_and_every_log_record():
     assert "RuntimeError: password=***" in log_file.getvalue()
 
 
-@pytest.mark.parametrize("overrides,full_error,shown", [
-    (["env.spark.remote=sc://h:1/;token={s}", "foo.bar=1"], False, "token=***"),  # unquoted: the lexer echoes it
-    (["env.spark.remot=sc://clv:{s}@h:1"], False, "+env.spark.remot=sc://***@h:1"),  # a typo'd key, in the hint
-    # HYDRA_FULL_ERROR=1: Hydra re-raises, and Python prints the traceback after main has returned
-    (["env.spark.remot=sc://clv:{s}@h:1"], True, "ConfigCompositionException: Could not override"),
-], ids=["lexer error", "unknown key", "full traceback"])
+@pytest.mark.parametrize(
+    "overrides,full_error,shown",
+    [
+        (["env.spark.remote=sc://h:1/;token={s}", "foo.bar=1"], False, "token=***"),  # unquoted: the lexer echoes it
+        (["env.spark.remot=sc://clv:{s}@h:1"], False, "+env.spark.remot=sc://***@h:1"),  # a typo'd key, in the hint
+        # HYDRA_FULL_ERROR=1: Hydra re-raises, and Python prints the traceback after main has returned
+        (["env.spark.remot=sc://clv:{s}@h:1"], True, "ConfigCompositionException: Could not override"),
+    ],
+    ids=["lexer error", "unknown key", "full traceback"],
+)
 def test_hydras_own_error_output_is_redacted(tmp_path, monkeypatch, overrides, full_error, shown):
     secret = planted()
     if full_error:
@@ -552,27 +646,51 @@ def test_hydras_own_error_output_is_redacted(tmp_path, monkeypatch, overrides, f
 @pytest.mark.parametrize("flag", [["--cfg", "job"], ["--help"]])
 def test_the_printed_config_and_help_are_redacted(tmp_path, flag):
     secret = planted()
-    result = run_script("train.py", f"+env.databricks_token={secret}",
-                        f"env.spark.remote='sc://clv:{secret}@workspace.example.com:443/;token={secret}'",
-                        *flag, cwd=tmp_path)
+    result = run_script(
+        "train.py",
+        f"+env.databricks_token={secret}",
+        "env/spark=connect",
+        f"env.spark.remote='sc://clv:{secret}@workspace.example.com:443/;token={secret}'",
+        *flag,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert secret not in result.stdout + result.stderr
     assert "databricks_token: '***'" in result.stdout
     assert "remote: sc://***@workspace.example.com:443/;token=***" in result.stdout
 
 
-@pytest.mark.parametrize("overrides,says,shown", [
-    # a config error that does not name the secret, with Hydra's debug log printing the whole config
-    (["env.spark.mode=connect", "env.spark.remote='sc://127.0.0.1:1/;token={s}'", "model.horizon_days=0",
-      "hydra.verbose=true"], "model.horizon_days=0 is outside", "remote: sc://127.0.0.1:1/;token=***"),
-    # our own message quotes the value that holds the secret
-    (["use_case.experiment='https://clv:{s}@mlflow.example.com/clv_repurchase_fr'"],
-     "where: config key use_case.experiment", "use_case.experiment='https://***@mlflow.example.com/clv_repurchase_fr'"),
-], ids=["debug log", "error message"])
+@pytest.mark.parametrize(
+    "overrides,says,shown",
+    [
+        # a config error that does not name the secret, with Hydra's debug log printing the whole config
+        (
+            [
+                "env/spark=connect",
+                "env.spark.remote='sc://127.0.0.1:1/;token={s}'",
+                "model.horizon_days=0",
+                "hydra.verbose=true",
+            ],
+            "model.horizon_days=0 is outside",
+            "remote: sc://127.0.0.1:1/;token=***",
+        ),
+        # our own message quotes the value that holds the secret
+        (
+            ["use_case.experiment='https://clv:{s}@mlflow.example.com/clv_repurchase_fr'"],
+            "where: config key use_case.experiment",
+            "use_case.experiment='https://***@mlflow.example.com/clv_repurchase_fr'",
+        ),
+    ],
+    ids=["debug log", "error message"],
+)
 def test_a_config_error_with_a_secret_in_config_prints_no_secret(tmp_path, overrides, says, shown):
     secret = planted()
-    result = run_script("train.py", f"env.storage_root={tmp_path}/root",
-                        *(override.replace("{s}", secret) for override in overrides), cwd=tmp_path)
+    result = run_script(
+        "train.py",
+        f"env.storage_root={tmp_path}/root",
+        *(override.replace("{s}", secret) for override in overrides),
+        cwd=tmp_path,
+    )
     assert result.returncode == ConfigError.exit_code, result.stderr[-3000:]
     assert says in result.stderr and shown in result.stderr
     assert secret not in result.stdout + result.stderr
@@ -589,14 +707,21 @@ def test_the_resolved_config_logged_to_mlflow_holds_no_secret(tmp_path, spark):
 
     def split_table(customers: range):
         return spark.range(customers.start, customers.stop).select(
-            F.col("id").cast("string").alias("customer_id"), F.lit("2011-06-09").cast("date").alias("snapshot_date"),
-            (F.col("id") % 7).cast("double").alias("purchase_count"), (F.col("id") % 2).cast("int").alias("repurchase"))
+            F.col("id").cast("string").alias("customer_id"),
+            F.lit("2011-06-09").cast("date").alias("snapshot_date"),
+            (F.col("id") % 7).cast("double").alias("purchase_count"),
+            (F.col("id") % 2).cast("int").alias("repurchase"),
+        )
 
     with mlflow_uris_restored() as patch:
         # requirements inference imports the model in a subprocess (~4 s); no part of this
         patch.setattr(mlflow.models, "infer_pip_requirements", lambda path, flavor, fallback=None: fallback or [])
-        cfg = local_config(tmp_path / "root", f"+env.databricks_token={secret}",
-                           f"env.spark.remote='sc://clv:{secret}@workspace.example.com:443/'")
+        cfg = local_config(
+            tmp_path / "root",
+            f"+env.databricks_token={secret}",
+            "env/spark=connect",
+            f"env.spark.remote='sc://clv:{secret}@workspace.example.com:443/'",
+        )
         ctx = RunContext.from_config(cfg, spark=spark)
         for key, customers in (("train", range(0, 40)), ("test", range(40, 60))):
             ctx.tables.overwrite(ctx.table_name(key), split_table(customers))  # no contracts: not what is tested

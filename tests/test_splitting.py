@@ -1,4 +1,5 @@
 """Sampling and train/test assignment: deterministic, by customer, in the configured shares."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -62,8 +63,12 @@ def _monthly(spark, customers: int, dates: list[str]):
 def test_time_split_tests_one_snapshot_and_trains_only_on_horizons_closed_before_it(spark):
     dates = ["2011-03-09", "2011-04-09", "2011-05-09", "2011-06-09", "2011-07-09", "2011-09-09"]
     assigned = assign_time_split(_monthly(spark, 5, dates), "snapshot_date", dt.date(2011, 9, 9), horizon_days=90)
-    by_side = {row["split"]: sorted(row["dates"]) for row in assigned.groupBy("split")
-               .agg(F.collect_set(F.col("snapshot_date").cast("string")).alias("dates")).collect()}
+    by_side = {
+        row["split"]: sorted(row["dates"])
+        for row in assigned.groupBy("split")
+        .agg(F.collect_set(F.col("snapshot_date").cast("string")).alias("dates"))
+        .collect()
+    }
     # 2011-06-09 + 90 days = 2011-09-07 <= the test date; 2011-07-09's labels reach past it, so it is dropped
     assert by_side == {"train": ["2011-03-09", "2011-04-09", "2011-05-09", "2011-06-09"], "test": ["2011-09-09"]}
     # every customer is tested: out of time, the same customers may be on both sides
@@ -72,8 +77,9 @@ def test_time_split_tests_one_snapshot_and_trains_only_on_horizons_closed_before
 
 def test_time_split_needs_the_test_date_among_the_snapshots(spark):
     with pytest.raises(ConfigError, match="2011-09-10.*no snapshot") as error:
-        assign_time_split(_monthly(spark, 2, ["2011-06-09", "2011-09-09"]), "snapshot_date", dt.date(2011, 9, 10),
-                          horizon_days=90)
+        assign_time_split(
+            _monthly(spark, 2, ["2011-06-09", "2011-09-09"]), "snapshot_date", dt.date(2011, 9, 10), horizon_days=90
+        )
     assert "use_case.snapshots.end_date" in error.value.fix
 
 

@@ -1,9 +1,10 @@
 """TableName validation and the two TableStores: atomic overwrite, history, rollback."""
+
 from __future__ import annotations
 
-import pyarrow as pa
 import uuid
 
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from pyspark.errors import PySparkException
@@ -14,9 +15,21 @@ from mlops.errors import ConfigError
 from mlops.tables import CatalogTableStore, DeltaPathTableStore, TableName, VersionedCatalogTableStore
 
 
-@pytest.mark.parametrize("bad", [
-    "x; DROP TABLE y", "a.b", "a-b", "1abc", "", "t`", "../escape", "name with space", "é", "a" * 256,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "x; DROP TABLE y",
+        "a.b",
+        "a-b",
+        "1abc",
+        "",
+        "t`",
+        "../escape",
+        "name with space",
+        "é",
+        "a" * 256,
+    ],
+)
 def test_table_name_rejects_anything_but_identifiers(bad):
     with pytest.raises(ConfigError, match="letters, digits and underscores"):
         TableName.of("dev", "clv", bad)
@@ -128,11 +141,19 @@ def test_replace_dates_touches_only_those_dates(spark, store):
 
     schema = "scoring_date date, customer_id string, score double"
     jan, feb, mar = dt.date(2011, 1, 31), dt.date(2011, 2, 28), dt.date(2011, 3, 31)
-    store.replace_dates(NAME, spark.createDataFrame([(jan, "a", 0.1), (feb, "a", 0.2)], schema), "scoring_date", [jan, feb])
-    store.replace_dates(NAME, spark.createDataFrame([(feb, "a", 0.9), (feb, "b", 0.8), (mar, "a", 0.3)], schema),
-                        "scoring_date", [feb, mar])
-    assertDataFrameEqual(store.read(NAME), spark.createDataFrame(
-        [(jan, "a", 0.1), (feb, "a", 0.9), (feb, "b", 0.8), (mar, "a", 0.3)], schema))
+    store.replace_dates(
+        NAME, spark.createDataFrame([(jan, "a", 0.1), (feb, "a", 0.2)], schema), "scoring_date", [jan, feb]
+    )
+    store.replace_dates(
+        NAME,
+        spark.createDataFrame([(feb, "a", 0.9), (feb, "b", 0.8), (mar, "a", 0.3)], schema),
+        "scoring_date",
+        [feb, mar],
+    )
+    assertDataFrameEqual(
+        store.read(NAME),
+        spark.createDataFrame([(jan, "a", 0.1), (feb, "a", 0.9), (feb, "b", 0.8), (mar, "a", 0.3)], schema),
+    )
     assert store.version(NAME) == 1
 
 
@@ -173,7 +194,7 @@ def test_versioned_catalog_refuses_a_second_writer_of_the_same_version(spark, mo
     try:
         store.overwrite(name, numbers(spark, 2))
         numbers(spark, 9).write.saveAsTable(f"spark_catalog.{schema}.t__v1")  # the other writer got there first
-        monkeypatch.setattr(store, "_versions_present", lambda _: [0])    # this one listed before it did
+        monkeypatch.setattr(store, "_versions_present", lambda _: [0])  # this one listed before it did
         with pytest.raises(PySparkException, match="already exists"):
             store.overwrite(name, numbers(spark, 3))
         assert store.version(name) == 0
@@ -190,10 +211,11 @@ def test_delta_writes_never_collect_the_table_to_the_driver(spark, tmp_path, mon
 
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    schema = ("customer_id string not null, day date, at timestamp, value decimal(18,2), n int not null, "
-              "score double")
-    rows = [("a", dt.date(2011, 1, 31), dt.datetime(2011, 1, 31, 12, 5), decimal.Decimal("1.25"), 1, 0.5),
-            ("b", None, None, None, 2, None)]
+    schema = "customer_id string not null, day date, at timestamp, value decimal(18,2), n int not null, score double"
+    rows = [
+        ("a", dt.date(2011, 1, 31), dt.datetime(2011, 1, 31, 12, 5), decimal.Decimal("1.25"), 1, 0.5),
+        ("b", None, None, None, 2, None),
+    ]
     df = spark.createDataFrame(rows, schema)
     expected_schema = to_arrow_schema(df.schema, timezone="UTC")
 
@@ -211,4 +233,3 @@ def test_delta_writes_never_collect_the_table_to_the_driver(spark, tmp_path, mon
     assert table.to_pyarrow_table().schema.equals(expected_schema), table.to_pyarrow_table().schema
     assertDataFrameEqual(store.read(NAME), df)
     assert sorted(p.name for p in (tmp_path / "warehouse").rglob("*") if "staging" in p.name) == []
-

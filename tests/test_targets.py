@@ -1,4 +1,5 @@
 """Targets: bucket edges from training rows, decoding, and the round trip through target.json."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,9 @@ from mlops.targets import BinaryTarget, BucketTarget, rank_into_shares, target_f
 def test_buckets_cut_buyers_at_training_quantiles():
     y = np.array([0.0, -5.0, 0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
     target = BucketTarget(buckets=3).fit(y)
-    assert target.edges == pytest.approx([np.quantile([10, 20, 30, 40, 50, 60], 1 / 3),
-                                          np.quantile([10, 20, 30, 40, 50, 60], 2 / 3)])
+    assert target.edges == pytest.approx(
+        [np.quantile([10, 20, 30, 40, 50, 60], 1 / 3), np.quantile([10, 20, 30, 40, 50, 60], 2 / 3)]
+    )
     # no purchase and net returns are class 0; a value on an edge belongs to the lower bucket
     assert target.transform(np.array([0.0, -1.0, 0.01, target.edges[0], 1e6])).tolist() == [0, 0, 1, 1, 3]
     assert target.class_shares == pytest.approx([3 / 9, 2 / 9, 2 / 9, 2 / 9])
@@ -41,8 +43,9 @@ def test_decodings():
     classes = np.arange(4)
     argmax = BucketTarget(buckets=3, edges=[1, 2], decoding="argmax", class_shares=[0.5, 0.25, 0.0, 0.25])
     assert argmax.predict(proba, classes).tolist() == [0, 3, 0, 3]
-    ranked = BucketTarget(buckets=3, edges=[1, 2], decoding="ranked_expected_class",
-                          class_shares=[0.5, 0.25, 0.0, 0.25])
+    ranked = BucketTarget(
+        buckets=3, edges=[1, 2], decoding="ranked_expected_class", class_shares=[0.5, 0.25, 0.0, 0.25]
+    )
     # expected classes 0.9, 2.0, 1.0, 1.8 -> ranks 0, 3, 1, 2 -> shares 50/25/0/25
     assert ranked.predict(proba, classes).tolist() == [0, 3, 0, 1]
 

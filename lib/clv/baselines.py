@@ -1,9 +1,10 @@
 """Classical CLV baselines (BG/NBD purchase counts, Gamma-Gamma spend) for the ML models to beat."""
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,15 +47,6 @@ class GammaGammaParams:
     gamma: float
 
 
-class BGNBDSimulation(NamedTuple):
-    """Calibration summary (x, t_x, T) plus the holdout count the model is asked to predict."""
-
-    x: np.ndarray
-    t_x: np.ndarray
-    T: np.ndarray
-    holdout_purchases: np.ndarray
-
-
 # --------------------------------------------------------------------------- input checks
 
 
@@ -81,8 +73,9 @@ def _check_rft(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, *, allow_empty: bool)
     _check_finite(x=x_, t_x=t_x_, T=T_)
     for name, values in (("x", x_), ("t_x", t_x_), ("T", T_)):
         if np.any(values < 0):
-            raise ValueError(f"{name} must be >= 0; {np.sum(values < 0)} negative value(s), "
-                             f"e.g. {values[values < 0].flat[0]}")
+            raise ValueError(
+                f"{name} must be >= 0; {np.sum(values < 0)} negative value(s), e.g. {values[values < 0].flat[0]}"
+            )
     if np.any(x_ != np.round(x_)):
         raise ValueError("x (number of repeat purchases) must be whole numbers")
     late = t_x_ > T_
@@ -111,15 +104,16 @@ def _check_horizon(horizon: ArrayLike) -> np.ndarray:
     h = np.asarray(horizon, dtype=float)
     _check_finite(horizon=h)
     if np.any(h < 0):
-        raise ValueError(f"horizon must be >= 0; got {horizon}")
+        raise ValueError(f"horizon must be >= 0; got {horizon!r}")
     return h
 
 
 def _minimize(fun: Any, x0: np.ndarray, what: str, max_iter: int) -> np.ndarray:
     """L-BFGS-B on boxed log-parameters; a failed search is an error, a degenerate optimum a warning."""
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(x0)
-    result = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                               options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-9})
+    result = optimize.minimize(
+        fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-9}
+    )
     if not result.success:
         # L-BFGS-B gives up on a line search that cannot improve f in the last few digits; that
         # is convergence if the gradient is already flat, and a genuine failure otherwise.
@@ -130,9 +124,13 @@ def _minimize(fun: Any, x0: np.ndarray, what: str, max_iter: int) -> np.ndarray:
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
         raise ValueError(f"{what} maximum-likelihood fit did not converge: non-finite likelihood")
     if np.any(np.abs(result.x) > _LOG_SUSPECT):
-        logger.warning("%s fit drifted to a parameter beyond exp(+-%s) (log-parameters %s): the maximum "
-                       "likelihood is degenerate for this data, treat the parameters with suspicion",
-                       what, _LOG_SUSPECT, np.round(result.x, 2).tolist())
+        logger.warning(
+            "%s fit drifted to a parameter beyond exp(+-%s) (log-parameters %s): the maximum "
+            "likelihood is degenerate for this data, treat the parameters with suspicion",
+            what,
+            _LOG_SUSPECT,
+            np.round(result.x, 2).tolist(),
+        )
     logger.debug("%s fit: %s iterations, mean log-likelihood %.6f", what, result.nit, -result.fun)
     return result.x
 
@@ -140,8 +138,12 @@ def _minimize(fun: Any, x0: np.ndarray, what: str, max_iter: int) -> np.ndarray:
 # --------------------------------------------------------------------------- BG/NBD
 
 
-def _bgnbd_ll_and_grad(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def _bgnbd_ll_and_grad(
+    log_params: np.ndarray,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-customer log-likelihood and its gradient in (log r, log alpha, log a, log b)."""
     r, alpha, a, b = np.exp(log_params)
     repeat = x > 0
@@ -158,27 +160,31 @@ def _bgnbd_ll_and_grad(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T
     w_alive, w_dead = np.exp(log_alive - log_mix), np.exp(log_dead - log_mix)
 
     psi_abx, psi_ab = special.digamma(a + b + x), special.digamma(a + b)
-    d_r = (special.digamma(r + x) - special.digamma(r) + np.log(alpha)
-           - w_alive * np.log(alpha + T) - w_dead * np.log(alpha + t_x))
+    d_r = (
+        special.digamma(r + x)
+        - special.digamma(r)
+        + np.log(alpha)
+        - w_alive * np.log(alpha + T)
+        - w_dead * np.log(alpha + t_x)
+    )
     d_alpha = r / alpha - (r + x) * (w_alive / (alpha + T) + w_dead / (alpha + t_x))
-    d_a = (w_alive * (special.digamma(a) - psi_abx) + w_dead * (special.digamma(a + 1) - psi_abx)
-           - (special.digamma(a) - psi_ab))
-    d_b = (w_alive * (special.digamma(b + x) - psi_abx)
-           + np.where(repeat, w_dead * (special.digamma(b_prev) - psi_abx), 0.0)
-           - (special.digamma(b) - psi_ab))
+    d_a = (
+        w_alive * (special.digamma(a) - psi_abx)
+        + w_dead * (special.digamma(a + 1) - psi_abx)
+        - (special.digamma(a) - psi_ab)
+    )
+    d_b = (
+        w_alive * (special.digamma(b + x) - psi_abx)
+        + np.where(repeat, w_dead * (special.digamma(b_prev) - psi_abx), 0.0)
+        - (special.digamma(b) - psi_ab)
+    )
     grad = np.stack([d_r * r, d_alpha * alpha, d_a * a, d_b * b], axis=-1)
     return ll, grad
 
 
-def bgnbd_log_likelihood(params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
-    """Per-customer log-likelihood, so fits can be compared and tests can check it by hand."""
-    x_, t_x_, T_ = _check_rft(x, t_x, T, allow_empty=True)
-    log_params = np.log([params.r, params.alpha, params.a, params.b])
-    return _bgnbd_ll_and_grad(log_params, x_, t_x_, T_)[0]
-
-
-def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None,
-              *, max_iter: int = 2000) -> BGNBDParams:
+def fit_bgnbd(
+    x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None, *, max_iter: int = 2000
+) -> BGNBDParams:
     """Maximum likelihood over log-parameters, so every candidate is a valid model.
 
     Times are divided by the mean age before the search (alpha is scaled back afterwards); the
@@ -219,8 +225,9 @@ def prob_alive(params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) 
     return special.expit(-_log_dead_odds(params, x_, t_x_, T_))
 
 
-def prob_purchase_within(params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike,
-                         horizon: ArrayLike) -> np.ndarray:
+def prob_purchase_within(
+    params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, horizon: ArrayLike
+) -> np.ndarray:
     """P(at least one purchase in (T, T + horizon]): the model's answer to the repurchase label.
 
     An active customer's rate posterior is Gamma(r + x, alpha + T), and dropout only follows a
@@ -232,8 +239,9 @@ def prob_purchase_within(params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: A
     return prob_alive(params, x_, t_x_, T_) * purchase_if_alive
 
 
-def _expected_purchases_if_alive(r: float, alpha: float, a: float, b: float | np.ndarray, x: np.ndarray,
-                                 T: np.ndarray, h: np.ndarray) -> np.ndarray:
+def _expected_purchases_if_alive(
+    r: float, alpha: float, a: float, b: float | np.ndarray, x: np.ndarray, T: np.ndarray, h: np.ndarray
+) -> np.ndarray:
     """Eq. (10) of Fader, Hardie & Lee (2005) without its P(alive) denominator, after Euler's transform.
 
     The paper writes 1 - ((alpha+T)/(alpha+T+h))^(r+x) 2F1(r+x, b+x; a+b+x-1; z). For a few hundred
@@ -247,12 +255,14 @@ def _expected_purchases_if_alive(r: float, alpha: float, a: float, b: float | np
     log_one_minus_z = -np.log1p(h / (alpha + T))
     c = a + b + x - 1
     bracket = -np.expm1((a - 1) * log_one_minus_z) - np.exp((a - 1) * log_one_minus_z) * (
-        special.hyp2f1(a + b - 1 - r, a - 1, c, z) - 1.0)
+        special.hyp2f1(a + b - 1 - r, a - 1, c, z) - 1.0
+    )
     return c / (a - 1) * bracket
 
 
-def expected_purchases(params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike,
-                       horizon: ArrayLike) -> np.ndarray:
+def expected_purchases(
+    params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, horizon: ArrayLike
+) -> np.ndarray:
     """E[number of purchases in (T, T + horizon] | x, t_x, T], the paper's eq. (10).
 
     Eq. (10) is exact for a < 1 as well (checked against quadrature of its defining integral and
@@ -283,46 +293,6 @@ def expected_purchases(params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: Arr
     return special.expit(-_log_dead_odds(params, x_, t_x_, T_)) * if_alive
 
 
-def simulate_bgnbd(params: BGNBDParams, T: ArrayLike, horizon: float, n: int, seed: int,
-                   ) -> BGNBDSimulation:
-    """Draw customers from the BG/NBD story, to test the formulas against the process they claim to describe.
-
-    Purchases follow a Poisson process of rate lambda from the first purchase at time 0; the
-    customer leaves right after the K-th repeat purchase, K ~ Geometric(p). Given the number
-    of Poisson arrivals in [0, T + horizon], their times are iid uniform, which vectorises.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1; got {n}")
-    if horizon < 0:
-        raise ValueError(f"horizon must be >= 0; got {horizon}")
-    T_ = np.asarray(T, dtype=float)
-    if T_.ndim == 0:
-        T_ = np.full(n, float(T_))
-    if T_.shape != (n,):
-        raise ValueError(f"T must be a scalar or have n={n} entries; got shape {T_.shape}")
-    if np.any(T_ < 0) or not np.all(np.isfinite(T_)):
-        raise ValueError("T must be finite and >= 0")
-    rng = np.random.default_rng(seed)
-    lam = rng.gamma(shape=params.r, scale=1.0 / params.alpha, size=n)
-    p = np.clip(rng.beta(params.a, params.b, size=n), 1e-15, 1.0)  # p = 0 would never drop out
-    lifetime_purchases = rng.geometric(p)  # the repeat purchase after which the customer leaves
-    end = T_ + horizon
-    arrivals = rng.poisson(lam * end)
-    owner = np.repeat(np.arange(n), arrivals)
-    times = rng.uniform(0.0, 1.0, size=owner.size) * end[owner]
-    order = np.lexsort((times, owner))
-    owner, times = owner[order], times[order]
-    starts = np.concatenate([[0], np.cumsum(arrivals)[:-1]])
-    rank = np.arange(owner.size) - starts[owner]  # 0-based purchase number within customer
-    made = rank < lifetime_purchases[owner]
-    in_calibration = made & (times <= T_[owner])
-    x = np.bincount(owner[in_calibration], minlength=n).astype(float)
-    t_x = np.zeros(n)
-    np.maximum.at(t_x, owner[in_calibration], times[in_calibration])
-    holdout = np.bincount(owner[made & ~in_calibration], minlength=n).astype(float)
-    return BGNBDSimulation(x=x, t_x=t_x, T=T_, holdout_purchases=holdout)
-
-
 # --------------------------------------------------------------------------- Gamma-Gamma
 
 
@@ -343,14 +313,24 @@ def _check_spend(x: ArrayLike, m_x: ArrayLike, *, fitting: bool) -> tuple[np.nda
     return x_, m_
 
 
-def _gamma_gamma_ll_and_grad(log_params: np.ndarray, x: np.ndarray, m: np.ndarray,
-                             ) -> tuple[np.ndarray, np.ndarray]:
+def _gamma_gamma_ll_and_grad(
+    log_params: np.ndarray,
+    x: np.ndarray,
+    m: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-customer log-likelihood of the mean value and its gradient in (log p, log q, log gamma)."""
     p, q, gamma = np.exp(log_params)
     px = p * x
     log_total = np.log(gamma + x * m)
-    ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(gamma)
-          + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * log_total)
+    ll = (
+        special.gammaln(px + q)
+        - special.gammaln(px)
+        - special.gammaln(q)
+        + q * np.log(gamma)
+        + (px - 1) * np.log(m)
+        + px * np.log(x)
+        - (px + q) * log_total
+    )
     psi_sum = special.digamma(px + q)
     d_p = x * (psi_sum - special.digamma(px) + np.log(m) + np.log(x) - log_total)
     d_q = psi_sum - special.digamma(q) + np.log(gamma) - log_total
@@ -358,14 +338,9 @@ def _gamma_gamma_ll_and_grad(log_params: np.ndarray, x: np.ndarray, m: np.ndarra
     return ll, np.stack([d_p * p, d_q * q, d_gamma * gamma], axis=-1)
 
 
-def gamma_gamma_log_likelihood(params: GammaGammaParams, x: ArrayLike, m_x: ArrayLike) -> np.ndarray:
-    """Per-customer log-likelihood of the observed mean transaction value given x transactions."""
-    x_, m_ = _check_spend(x, m_x, fitting=True)
-    return _gamma_gamma_ll_and_grad(np.log([params.p, params.q, params.gamma]), x_, m_)[0]
-
-
-def fit_gamma_gamma(x: ArrayLike, m_x: ArrayLike, weights: ArrayLike | None = None,
-                    *, max_iter: int = 2000) -> GammaGammaParams:
+def fit_gamma_gamma(
+    x: ArrayLike, m_x: ArrayLike, weights: ArrayLike | None = None, *, max_iter: int = 2000
+) -> GammaGammaParams:
     """Maximum likelihood over log-parameters; values are divided by their mean first, so the
     start (p = q = 1, gamma = mean value) does not depend on the currency."""
     x_, m_ = _check_spend(x, m_x, fitting=True)
@@ -399,28 +374,7 @@ def expected_spend(params: GammaGammaParams, x: ArrayLike, m_x: ArrayLike) -> np
     return p * (gamma + m_used * x_) / (p * x_ + q - 1)
 
 
-def simulate_gamma_gamma(params: GammaGammaParams, x: ArrayLike, seed: int) -> np.ndarray:
-    """Mean transaction value per customer drawn from the model, for recovery tests.
-
-    The sum of x iid Gamma(p, rate nu) values is Gamma(p x, rate nu), so the mean is drawn in
-    one step per customer instead of one per transaction.
-    """
-    x_ = np.asarray(x, dtype=float)
-    if x_.size == 0 or np.any(x_ < 1) or np.any(x_ != np.round(x_)):
-        raise ValueError("x must be a non-empty array of whole numbers >= 1")
-    rng = np.random.default_rng(seed)
-    nu = rng.gamma(shape=params.q, scale=1.0 / params.gamma, size=x_.shape)
-    return rng.gamma(shape=params.p * x_, scale=1.0 / nu) / x_
-
-
 # --------------------------------------------------------------------------- value and adapter
-
-
-def expected_value_within(bg: BGNBDParams, gg: GammaGammaParams, x: ArrayLike, t_x: ArrayLike,
-                          T: ArrayLike, m_x: ArrayLike, horizon: ArrayLike) -> np.ndarray:
-    """Expected revenue in (T, T + horizon]; the product is exact because the two models assume
-    spend independent of the purchase process."""
-    return expected_purchases(bg, x, t_x, T, horizon) * expected_spend(gg, x, m_x)
 
 
 _FEATURE_COLUMNS = ("purchase_days", "tenure_days", "days_since_last_purchase", "revenue_total", "purchase_count")
@@ -497,8 +451,11 @@ class BGNBDBaseline:
         if self.gamma_gamma is None:
             positive = s.loc[s["monetary"] > 0, "monetary"]
             self.fallback_spend = float(positive.mean()) if len(positive) else 0.0
-            logger.warning("Gamma-Gamma not used (%s); expected spend falls back to the mean observed "
-                           "value %.4g", reason, self.fallback_spend)
+            logger.warning(
+                "Gamma-Gamma not used (%s); expected spend falls back to the mean observed value %.4g",
+                reason,
+                self.fallback_spend,
+            )
         return self
 
     def _horizon(self, horizon_days: float) -> float:
@@ -522,8 +479,9 @@ class BGNBDBaseline:
             return purchases * self.fallback_spend
         monetary = s["monetary"].to_numpy()
         if np.any(monetary < 0):
-            logger.warning("%d rows have negative monetary value; clipped to 0 for expected spend",
-                           int(np.sum(monetary < 0)))
+            logger.warning(
+                "%d rows have negative monetary value; clipped to 0 for expected spend", int(np.sum(monetary < 0))
+            )
             monetary = np.clip(monetary, 0.0, None)
         return purchases * expected_spend(self.gamma_gamma, features["purchase_count"], monetary)
 
@@ -531,10 +489,15 @@ class BGNBDBaseline:
     def params(self) -> dict[str, float]:
         """Flat parameter dict for mlflow.log_params."""
         bg = self._require_fitted()
-        out = {"time_unit_days": self.time_unit_days, "bgnbd_r": bg.r, "bgnbd_alpha": bg.alpha,
-               "bgnbd_a": bg.a, "bgnbd_b": bg.b}
+        out = {
+            "time_unit_days": self.time_unit_days,
+            "bgnbd_r": bg.r,
+            "bgnbd_alpha": bg.alpha,
+            "bgnbd_a": bg.a,
+            "bgnbd_b": bg.b,
+        }
         if self.gamma_gamma is not None:
             out.update(gg_p=self.gamma_gamma.p, gg_q=self.gamma_gamma.q, gg_gamma=self.gamma_gamma.gamma)
         else:
-            out["spend_fallback_mean"] = float(self.fallback_spend)
+            out["spend_fallback_mean"] = float(self.fallback_spend or 0.0)
         return out

@@ -1,4 +1,5 @@
 """Raw invoice lines -> clean transactions: typed, one country, returns kept as negative revenue."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -6,10 +7,20 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from mlops.population import country_key
+from clv.population import country_key
 
-TRANSACTION_COLUMNS = ("customer_id", "invoice", "stock_code", "description", "quantity", "price",
-                       "revenue", "is_return", "invoice_date", "country")
+TRANSACTION_COLUMNS = (
+    "customer_id",
+    "invoice",
+    "stock_code",
+    "description",
+    "quantity",
+    "price",
+    "revenue",
+    "is_return",
+    "invoice_date",
+    "country",
+)
 
 
 # Money is summed exactly: a double sum depends on the order rows arrive from partitions, so a
@@ -69,8 +80,10 @@ def clean_transactions(
     """
     trimmed = raw_df.select(
         customer_key("customer_id").alias("customer_id"),
-        *(F.trim(F.col(name).cast("string")).alias(name)
-          for name in ("invoice", "stock_code", "quantity", "price", "invoice_date", "country")),
+        *(
+            F.trim(F.col(name).cast("string")).alias(name)
+            for name in ("invoice", "stock_code", "quantity", "price", "invoice_date", "country")
+        ),
         F.col("description").cast("string").alias("description"),
     )
     typed = trimmed.select(
@@ -86,18 +99,20 @@ def clean_transactions(
     is_product = ~F.col("stock_code").isin(list(non_product_stock_codes))
     for prefix in non_product_stock_code_prefixes:
         is_product &= ~F.col("stock_code").startswith(prefix)
-    of_country = F.lit(True) if country is None else country_key("country", country_match) == country_key(
-        F.lit(country), country_match)
+    of_country = (
+        F.lit(True)
+        if country is None
+        else country_key("country", country_match) == country_key(F.lit(country), country_match)
+    )
     spelt = country or home_country
     if spelt is not None:
-        typed = typed.withColumn("country", F.when(country_key("country", country_match) == country_key(
-            F.lit(spelt), country_match), F.lit(spelt)).otherwise(F.col("country")))
-    kept = typed.where(
-        of_country
-        & F.col("customer_id").isNotNull()
-        & (F.col("customer_id") != "")
-        & is_product
-    )
+        typed = typed.withColumn(
+            "country",
+            F.when(
+                country_key("country", country_match) == country_key(F.lit(spelt), country_match), F.lit(spelt)
+            ).otherwise(F.col("country")),
+        )
+    kept = typed.where(of_country & F.col("customer_id").isNotNull() & (F.col("customer_id") != "") & is_product)
     return kept.select(
         "customer_id",
         "invoice",

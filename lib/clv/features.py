@@ -1,8 +1,19 @@
-"""Point-in-time RFM features per customer and monthly snapshot date (MLOps Stacks' contract)."""
+"""Point-in-time features per customer and monthly snapshot date (MLOps Stacks' contract), in named groups.
+
+Each group (recency_frequency, monetary, ...) is a small function naming its output columns and the
+aggregates they are computed from, so a new feature is a change to one group with a test of that
+group alone. The groups do not each scan the transactions: compute_feature_groups gathers their
+aggregates into the few passes the data needs anyway (one per grain), so a group costs columns in
+an existing aggregation, not another shuffle or join.
+"""
+
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -10,7 +21,24 @@ from pyspark.sql import functions as F
 from clv.cleaning import money
 from mlops.calendar import monthly_dates
 
-KEYS = ["customer_id", "snapshot_date"]
+log = logging.getLogger(__name__)
+
+# The working frames' columns, which the groups' expressions read. The keys are renamed to private
+# names on the way in and back to `key_columns` on the way out, so no group depends on what the
+# use case calls them.
+ENTITY, SNAPSHOT = "_entity", "_snapshot"
+DAY, VALUE, UNITS, GAP = "day", "value", "units", "gap"
+# every history pass counts purchases: a customer belongs to a snapshot's population from the first one on
+PURCHASE_COUNT = "purchase_count"
+
+
+def key_names(key_columns: Sequence[str]) -> tuple[str, str]:
+    """(entity column, snapshot date column) from `use_case.key_columns`, refusing any other shape:
+    a third key would silently be ignored by the features and the labels alike."""
+    names = [str(name) for name in key_columns]
+    if len(names) != 2:
+        raise ValueError(f"key_columns={names} must name two columns: the entity, then the snapshot date")
+    return names[0], names[1]
 
 
 def snapshot_dates(start_date: dt.date, end_date: dt.date, cadence_months: int = 1) -> list[dt.date]:
@@ -18,8 +46,9 @@ def snapshot_dates(start_date: dt.date, end_date: dt.date, cadence_months: int =
     return monthly_dates(start_date, end_date, cadence_months)
 
 
-def _snapshots(input_df: DataFrame, start_date: dt.date, end_date: dt.date, cadence_months: int,
-               dates: Sequence[dt.date] | None) -> DataFrame:
+def _snapshots(
+    input_df: DataFrame, start_date: dt.date, end_date: dt.date, cadence_months: int, dates: Sequence[dt.date] | None
+) -> DataFrame:
     if dates is None:
         days = snapshot_dates(start_date, end_date, cadence_months)
     else:
@@ -28,30 +57,336 @@ def _snapshots(input_df: DataFrame, start_date: dt.date, end_date: dt.date, cade
             raise ValueError(f"dates {[str(day) for day in outside]} lie outside [{start_date}, {end_date}]")
         days = sorted(set(dates))
     rows = [(day,) for day in days]
-    return F.broadcast(input_df.sparkSession.createDataFrame(rows, "snapshot_date date"))
+    return F.broadcast(input_df.sparkSession.createDataFrame(rows, f"{SNAPSHOT} date"))
 
 
 def _sum_or_zero(condition: Column, value: str | Column) -> Column:
     return F.coalesce(F.sum(F.when(condition, value)), F.lit(0))
 
 
+def _purchase() -> Column:
+    return ~F.col("is_return")
+
+
+def _days_before() -> Column:
+    # by calendar day: 0 on the snapshot day itself
+    return F.datediff(F.col(SNAPSHOT), F.col(DAY))
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """A named family of features: its output columns and the aggregates they are computed from.
+
+    Aggregates are listed by the pass they run in, and each pass runs once with every group's
+    aggregates; an aggregate two groups both list (say the purchased value) Spark evaluates once,
+    so a group repeats what it needs under its own name rather than reading another group's output,
+    and works composed alone. Names must be unique across the groups composed together.
+
+    - `invoice`: per (customer, invoice, is_return), over its lines (the input's columns and `day`);
+    - `history`: per key, over the invoices on or before the snapshot (`day`, `value`, `units`,
+      `is_return` and the `invoice` aggregates);
+    - `days`: per key, over the distinct days with a purchase on or before the snapshot, each with
+      `gap`, the days since the customer's previous purchase day (null on the first);
+    - `products`: per key, over each product's first purchase, on or before the snapshot;
+    - `per_snapshot`: (purchase days, snapshots) -> one row per snapshot, joined on its date;
+    - `features`: the output columns, over the joined passes; they may read the group's aggregates,
+      `purchase_count` and the snapshot date.
+    """
+
+    name: str
+    features: Mapping[str, Column]
+    invoice: Mapping[str, Column] = field(default_factory=dict)
+    history: Mapping[str, Column] = field(default_factory=dict)
+    days: Mapping[str, Column] = field(default_factory=dict)
+    products: Mapping[str, Column] = field(default_factory=dict)
+    per_snapshot: Callable[[DataFrame, DataFrame], DataFrame] | None = None
+
+
+def recency_frequency() -> FeatureGroup:
+    """How recently and how often the customer bought: the R and F of RFM, and the
+    BG/NBD baseline's inputs. Frequency is counted both by invoice and by day: several invoices on
+    one day are one visit, and BG/NBD counts visits."""
+    days_before = F.when(_purchase(), _days_before())
+    return FeatureGroup(
+        "recency_frequency",
+        history={"days_since_last_purchase": F.min(days_before), "tenure_days": F.max(days_before)},
+        days={"purchase_days": F.count("*").cast("int")},
+        features={
+            "days_since_last_purchase": F.col("days_since_last_purchase").cast("int"),
+            "tenure_days": F.col("tenure_days").cast("int"),
+            PURCHASE_COUNT: F.col(PURCHASE_COUNT),
+            "purchase_days": F.col("purchase_days"),
+        },
+    )
+
+
+def monetary() -> FeatureGroup:
+    """What the customer spends (returns aside, see `returns`): Gamma-Gamma's input, and the scale
+    a value model predicts on."""
+    return FeatureGroup(
+        "monetary",
+        history={"revenue_total": _sum_or_zero(_purchase(), F.col(VALUE)).cast("double")},
+        features={
+            "revenue_total": F.col("revenue_total"),
+            "revenue_mean": F.col("revenue_total") / F.col(PURCHASE_COUNT),
+        },
+    )
+
+
+def basket() -> FeatureGroup:
+    """What a purchase looks like: a wholesaler's big baskets of few products behave unlike a
+    shopper's small ones of many."""
+    return FeatureGroup(
+        "basket",
+        history={"units_total": _sum_or_zero(_purchase(), F.col(UNITS)).cast("double")},
+        products={"distinct_products": F.count("*").cast("int")},
+        features={
+            "basket_size_mean": F.col("units_total") / F.col(PURCHASE_COUNT),
+            "distinct_products": F.coalesce(F.col("distinct_products"), F.lit(0)).cast("int"),
+        },
+    )
+
+
+def returns() -> FeatureGroup:
+    """The share of the purchased value that came back: a returner's revenue overstates their worth.
+    0, not null, for a customer who bought nothing of value, so that the feature has no holes."""
+    purchased = F.col("returns_purchased_value")
+    return FeatureGroup(
+        "returns",
+        history={
+            "returns_purchased_value": _sum_or_zero(_purchase(), F.col(VALUE)).cast("double"),
+            "returned_value": _sum_or_zero(~_purchase(), -F.col(VALUE)).cast("double"),
+        },
+        features={"return_ratio": F.when(purchased > 0, F.col("returned_value") / purchased).otherwise(F.lit(0.0))},
+    )
+
+
+def gaps() -> FeatureGroup:
+    """How regular the customer is, from the days between purchase days: a steady monthly buyer
+    who has been away five weeks is overdue, an irregular one is not."""
+    gap = F.col(GAP)
+    gap_count = F.coalesce(F.col("gap_count"), F.lit(0))
+    # sample variance from running sums; clamp the rounding error that can make it -1e-12
+    gap_variance = (F.col("gap_sum_sq") - F.col("gap_sum") * F.col("gap_sum") / gap_count) / (gap_count - 1)
+    return FeatureGroup(
+        "gaps",
+        days={
+            "gap_count": F.count(gap),
+            "gap_sum": F.sum(gap).cast("double"),
+            "gap_sum_sq": F.sum(gap * gap).cast("double"),
+        },
+        features={
+            "gap_mean_days": F.when(gap_count >= 1, F.col("gap_sum") / gap_count),
+            "gap_std_days": F.when(gap_count >= 2, F.sqrt(F.greatest(gap_variance, F.lit(0.0)))),
+        },
+    )
+
+
+def _purchases_and_revenue(inside: Column) -> tuple[Column, Column]:
+    """The purchases on the invoices where `inside` holds, and their value."""
+    inside = _purchase() & inside
+    return F.count(F.when(inside, 1)).cast("int"), _sum_or_zero(inside, F.col(VALUE)).cast("double")
+
+
+def trailing_windows(windows_days: Sequence[int]) -> FeatureGroup:
+    """Purchases and revenue in each trailing window: the trend that totals since the first
+    purchase hide (a big spender who stopped a year ago)."""
+    history = {}
+    for days in windows_days:
+        history[f"purchases_{days}d"], history[f"revenue_{days}d"] = _purchases_and_revenue(_days_before() < days)
+    return FeatureGroup("trailing_windows", history=history, features={name: F.col(name) for name in history})
+
+
 def _last_year_rate(purchase_days: DataFrame, snapshots: DataFrame, window_days: int) -> DataFrame:
     """Per snapshot: of the customers who had bought by a year before it, the share who bought
     again within `window_days` after that day (null when nobody had bought by then)."""
-    year_ago = F.date_sub(F.col("snapshot_date"), 365)
-    first_days = purchase_days.groupBy("customer_id").agg(F.min("day").alias("first_day"))
-    known = (first_days.join(snapshots, F.col("first_day") <= year_ago)
-             .groupBy("snapshot_date").agg(F.count("*").alias("known")))
+    year_ago = F.date_sub(F.col(SNAPSHOT), 365)
+    first_days = purchase_days.groupBy(ENTITY).agg(F.min(DAY).alias("first_day"))
+    known = (
+        first_days.join(snapshots, F.col("first_day") <= year_ago).groupBy(SNAPSHOT).agg(F.count("*").alias("known"))
+    )
     came_back = (
-        purchase_days.join(first_days, "customer_id")
-        .join(snapshots, (F.col("first_day") <= year_ago) & (F.col("day") > year_ago)
-              & (F.col("day") <= F.date_add(year_ago, window_days)))
-        .groupBy("snapshot_date").agg(F.countDistinct("customer_id").alias("came_back"))
+        purchase_days.join(first_days, ENTITY)
+        .join(
+            snapshots,
+            (F.col("first_day") <= year_ago)
+            & (F.col(DAY) > year_ago)
+            & (F.col(DAY) <= F.date_add(year_ago, window_days)),
+        )
+        .groupBy(SNAPSHOT)
+        .agg(F.countDistinct(ENTITY).alias("came_back"))
     )
-    return known.join(came_back, "snapshot_date", "left").select(
-        "snapshot_date",
-        (F.coalesce(F.col("came_back"), F.lit(0)) / F.col("known")).cast("double").alias("repurchase_rate_last_year_ahead"),
+    rate = F.coalesce(F.col("came_back"), F.lit(0)) / F.col("known")
+    return known.join(came_back, SNAPSHOT, "left").select(
+        SNAPSHOT, rate.cast("double").alias("repurchase_rate_last_year_ahead")
     )
+
+
+def seasonality(window_days: int) -> FeatureGroup:
+    """Last year's version of the horizon being predicted: a gift retailer's pre-Christmas buyers
+    come back every autumn, which recency alone cannot see.
+
+    What the customer bought on the days 365-w .. 365 before the snapshot, and how many of all
+    customers known a year before the snapshot bought in that window
+    (`repurchase_rate_last_year_ahead`, one value per snapshot: the season's base rate, which the
+    stacked snapshots otherwise blur together). Everything counted closed before the snapshot.
+    """
+    if not 0 < window_days <= 365:
+        raise ValueError(f"seasonal_window_days={window_days} must lie in (0, 365]")
+    days_before = _days_before()
+    purchases, revenue = _purchases_and_revenue((days_before >= 365 - window_days) & (days_before < 365))
+    rate = "repurchase_rate_last_year_ahead"
+    return FeatureGroup(
+        "seasonality",
+        history={"purchases_last_year_ahead": purchases, "revenue_last_year_ahead": revenue},
+        per_snapshot=partial(_last_year_rate, window_days=window_days),
+        features={name: F.col(name) for name in ("purchases_last_year_ahead", "revenue_last_year_ahead", rate)},
+    )
+
+
+def calendar() -> FeatureGroup:
+    """The snapshot's month, for a model that should learn a season directly rather than through
+    last year's purchases (off by default: it always drifts, see docs/model_quality.md)."""
+    return FeatureGroup("calendar", features={"snapshot_month": F.month(F.col(SNAPSHOT))})
+
+
+def population(home_country: str) -> FeatureGroup:
+    """`home_country_share`, the share of the customer's purchases up to the snapshot placed from
+    `home_country` (a value of the `country` column): country as a feature, for a model trained on
+    several countries' customers (mlops.population, `pooled`), which keeps its own by it."""
+    at_home = F.col("at_home")
+    return FeatureGroup(
+        "population",
+        invoice={"at_home": F.max((F.col("country") == F.lit(home_country)).cast("int"))},
+        history={"home_country_share": F.avg(F.when(_purchase(), at_home)).cast("double")},
+        features={"home_country_share": F.col("home_country_share")},
+    )
+
+
+def value_rates(longest_window_days: int) -> FeatureGroup:
+    """Value per day of tenure and the recent share of it: they separate big from small spenders,
+    and a customer whose spending moved into the last window from one whose spending left it."""
+    days_before = F.when(_purchase(), _days_before())
+    revenue_total, recent = F.col("value_rates_revenue_total"), F.col("value_rates_revenue_recent")
+    return FeatureGroup(
+        "value_rates",
+        history={
+            "value_rates_revenue_total": _sum_or_zero(_purchase(), F.col(VALUE)).cast("double"),
+            "value_rates_tenure_days": F.max(days_before).cast("int"),
+            "value_rates_revenue_recent": _purchases_and_revenue(_days_before() < longest_window_days)[1],
+        },
+        features={
+            "revenue_per_day": revenue_total / (F.col("value_rates_tenure_days") + 1),
+            f"revenue_share_{longest_window_days}d": F.when(revenue_total > 0, recent / revenue_total).otherwise(
+                F.lit(0.0)
+            ),
+        },
+    )
+
+
+def _aggregates(groups: Sequence[FeatureGroup], kind: str) -> list[Column]:
+    return [column.alias(name) for group in groups for name, column in getattr(group, kind).items()]
+
+
+def _check_names(groups: Sequence[FeatureGroup]) -> None:
+    """Two groups naming one column would meet as an ambiguous reference deep inside Spark's
+    analysis; said here, it names the groups."""
+    owner: dict[str, str] = {ENTITY: "the keys", SNAPSHOT: "the keys", PURCHASE_COUNT: "the population"}
+    for group in groups:
+        names = {*group.invoice, *group.history, *group.days, *group.products}
+        for name in names:
+            if name in owner:
+                raise ValueError(f"feature groups {owner[name]!r} and {group.name!r} both compute {name!r}")
+            owner[name] = group.name
+    outputs: dict[str, str] = {}
+    for group in groups:
+        for name in group.features:
+            if name in outputs:
+                raise ValueError(f"feature groups {outputs[name]!r} and {group.name!r} both output {name!r}")
+            outputs[name] = group.name
+
+
+def compute_feature_groups(
+    input_df: DataFrame,
+    timestamp_column: str,
+    start_date: dt.date,
+    end_date: dt.date,
+    *,
+    key_columns: Sequence[str],
+    groups: Sequence[FeatureGroup],
+    cadence_months: int = 1,
+    dates: Sequence[dt.date] | None = None,
+) -> DataFrame:
+    """The keys and the groups' features, in the groups' order, one row per customer and snapshot.
+
+    A snapshot sees only transactions on or before its date (by calendar day), and the
+    population of a snapshot is every customer with at least one purchase by then. Work is done
+    on invoices, not lines, and each history is joined to the (small, broadcast) snapshot list
+    once per grain, so cost grows with invoices x snapshots rather than lines x snapshots; the
+    purchase-day and product passes run only when a group needs them. `dates`, when given,
+    replaces the monthly calendar (scoring several arbitrary dates in one pass).
+    """
+    entity, snapshot = key_names(key_columns)
+    _check_names(groups)
+    log.debug("feature groups %s keyed by %s", [group.name for group in groups], [entity, snapshot])
+    snapshots = _snapshots(input_df, start_date, end_date, cadence_months, dates)
+    lines = input_df.select("*", F.col(entity).alias(ENTITY), F.to_date(F.col(timestamp_column)).alias(DAY))
+    invoices = lines.groupBy(ENTITY, "invoice", "is_return").agg(
+        F.min(DAY).alias(DAY),
+        F.sum(money("revenue")).alias(VALUE),
+        F.sum("quantity").alias(UNITS),
+        *_aggregates(groups, "invoice"),
+    )
+    seen_by_snapshot = F.col(DAY) <= F.col(SNAPSHOT)
+    keys = [ENTITY, SNAPSHOT]
+    rows = (
+        invoices.join(snapshots, seen_by_snapshot)
+        .groupBy(*keys)
+        .agg(F.count(F.when(_purchase(), 1)).cast("int").alias(PURCHASE_COUNT), *_aggregates(groups, "history"))
+        .where(F.col(PURCHASE_COUNT) > 0)
+    )
+
+    purchase_days = invoices.where(_purchase()).select(ENTITY, DAY).distinct()
+    if any(group.days for group in groups):
+        previous_day = F.lag(DAY).over(Window.partitionBy(ENTITY).orderBy(DAY))
+        days = purchase_days.select(ENTITY, DAY, F.datediff(F.col(DAY), previous_day).alias(GAP))
+        per_day = days.join(snapshots, seen_by_snapshot).groupBy(*keys).agg(*_aggregates(groups, "days"))
+        rows = rows.join(per_day, keys, "left")
+    if any(group.products for group in groups):
+        first_purchase_of_product = lines.where(_purchase()).groupBy(ENTITY, "stock_code").agg(F.min(DAY).alias(DAY))
+        per_product = (
+            first_purchase_of_product.join(snapshots, seen_by_snapshot)
+            .groupBy(*keys)
+            .agg(*_aggregates(groups, "products"))
+        )
+        rows = rows.join(per_product, keys, "left")
+    for group in groups:
+        if group.per_snapshot is not None:
+            rows = rows.join(F.broadcast(group.per_snapshot(purchase_days, snapshots)), SNAPSHOT, "left")
+
+    return rows.select(
+        F.col(ENTITY).alias(entity),
+        F.col(SNAPSHOT).alias(snapshot),
+        *(column.alias(name) for group in groups for name, column in group.features.items()),
+    )
+
+
+def repurchase_groups(
+    *,
+    windows_days: Sequence[int] = (30, 90, 180, 365),
+    seasonal_window_days: int | None = None,
+    calendar_features: bool = False,
+    home_country: str | None = None,
+) -> list[FeatureGroup]:
+    """The repurchase model's groups, in the feature table's column order."""
+    groups = [recency_frequency(), monetary(), basket(), returns(), gaps(), trailing_windows(windows_days)]
+    if seasonal_window_days is not None:
+        groups.append(seasonality(seasonal_window_days))
+    if calendar_features:
+        groups.append(calendar())
+    if home_country:
+        groups.append(population(home_country))
+    return groups
 
 
 def compute_features_repurchase_fn(
@@ -60,6 +395,7 @@ def compute_features_repurchase_fn(
     start_date: dt.date,
     end_date: dt.date,
     *,
+    key_columns: Sequence[str],
     cadence_months: int = 1,
     windows_days: Sequence[int] = (30, 90, 180, 365),
     dates: Sequence[dt.date] | None = None,
@@ -67,130 +403,30 @@ def compute_features_repurchase_fn(
     calendar_features: bool = False,
     home_country: str | None = None,
 ) -> DataFrame:
-    """Recency, frequency, monetary, tenure, trailing windows, gaps, products, basket, returns.
+    """Recency, frequency, monetary, basket, returns, gaps and trailing windows per customer and
+    snapshot; seasonality (`seasonal_window_days`), the snapshot's month (`calendar_features`) and
+    the home-country share (`home_country`, which the platform passes for a pooled population)
+    when asked for. See the groups for why each is there, compute_feature_groups for what a
+    snapshot sees.
 
-    Seasonality, when asked for: `seasonal_window_days` adds what the customer bought in the
-    same window one year earlier (days 365-w .. 365 before the snapshot, i.e. last year's
-    version of the horizon being predicted), and how many of all customers known a year before
-    the snapshot bought in that window (`repurchase_rate_last_year_ahead`, one value per
-    snapshot: the season's base rate, which the stacked snapshots otherwise blur together);
-    `calendar_features` adds the snapshot's month. A gift retailer's pre-Christmas buyers come
-    back every autumn, which recency alone cannot see. Everything counted closed before the
-    snapshot, so no feature looks past it.
-
-    `home_country` (a value of the `country` column) adds `home_country_share`, the share of the
-    customer's purchases up to the snapshot placed from that country: country as a feature, for a
-    model trained on several countries' customers (mlops.population, `pooled`).
-
-    A snapshot sees only transactions on or before its date (by calendar day), and the
-    population of a snapshot is every customer with at least one purchase by then. Work is done
-    on invoices, not lines, and each history is joined to the (small, broadcast) snapshot list
-    once, so cost grows with invoices x snapshots rather than lines x snapshots. `dates`, when
-    given, replaces the monthly calendar (scoring several arbitrary dates in one pass).
+    `key_columns` (use_case.key_columns): the entity column of `input_df`, then the name of the
+    snapshot date column to write; the feature table's keys, in that order.
     """
-    if seasonal_window_days is not None and not 0 < seasonal_window_days <= 365:
-        raise ValueError(f"seasonal_window_days={seasonal_window_days} must lie in (0, 365]")
-    snapshots = _snapshots(input_df, start_date, end_date, cadence_months, dates)
-    lines = input_df.select(
-        "customer_id", "stock_code", "quantity", "revenue", "is_return", "invoice",
-        F.to_date(F.col(timestamp_column)).alias("day"),
-        *([(F.col("country") == F.lit(home_country)).cast("int").alias("at_home")] if home_country else []),
+    groups = repurchase_groups(
+        windows_days=windows_days,
+        seasonal_window_days=seasonal_window_days,
+        calendar_features=calendar_features,
+        home_country=home_country,
     )
-    invoices = lines.groupBy("customer_id", "invoice", "is_return").agg(
-        F.min("day").alias("day"), F.sum(money("revenue")).alias("value"), F.sum("quantity").alias("units"),
-        *([F.max("at_home").alias("at_home")] if home_country else []),
-    )
-    seen_by_snapshot = F.col("day") <= F.col("snapshot_date")
-    days_before = F.datediff(F.col("snapshot_date"), F.col("day"))
-    purchase = ~F.col("is_return")
-
-    trailing = []
-    for days in windows_days:
-        in_window = purchase & (days_before < days)
-        trailing += [
-            F.count(F.when(in_window, 1)).cast("int").alias(f"purchases_{days}d"),
-            _sum_or_zero(in_window, F.col("value")).cast("double").alias(f"revenue_{days}d"),
-        ]
-    seasonal = []
-    if seasonal_window_days:
-        last_year_ahead = purchase & (days_before >= 365 - seasonal_window_days) & (days_before < 365)
-        trailing += [
-            F.count(F.when(last_year_ahead, 1)).cast("int").alias("purchases_last_year_ahead"),
-            _sum_or_zero(last_year_ahead, F.col("value")).cast("double").alias("revenue_last_year_ahead"),
-        ]
-        seasonal = ["purchases_last_year_ahead", "revenue_last_year_ahead"]
-    if calendar_features:
-        seasonal.append(F.month("snapshot_date").alias("snapshot_month"))
-    history = (
-        invoices.join(snapshots, seen_by_snapshot)
-        .groupBy(*KEYS)
-        .agg(
-            F.count(F.when(purchase, 1)).cast("int").alias("purchase_count"),
-            F.min(F.when(purchase, days_before)).alias("days_since_last_purchase"),
-            F.max(F.when(purchase, days_before)).alias("tenure_days"),
-            _sum_or_zero(purchase, F.col("value")).cast("double").alias("revenue_total"),
-            _sum_or_zero(purchase, F.col("units")).cast("double").alias("units_total"),
-            _sum_or_zero(~purchase, -F.col("value")).cast("double").alias("returned_value"),
-            *trailing,
-            *([F.avg(F.when(purchase, F.col("at_home"))).cast("double").alias("home_country_share")]
-              if home_country else []),
-        )
-        .where(F.col("purchase_count") > 0)
-    )
-
-    purchase_days = invoices.where(purchase).select("customer_id", "day").distinct()
-    per_customer_by_time = Window.partitionBy("customer_id").orderBy("day")
-    gaps = purchase_days.select(
-        "customer_id", "day", F.datediff(F.col("day"), F.lag("day").over(per_customer_by_time)).alias("gap"),
-    ).where(F.col("gap").isNotNull())
-    gap_stats = (
-        gaps.join(snapshots, seen_by_snapshot)
-        .groupBy(*KEYS)
-        .agg(
-            F.count("gap").alias("gap_count"),
-            F.sum("gap").cast("double").alias("gap_sum"),
-            F.sum(F.col("gap") * F.col("gap")).cast("double").alias("gap_sum_sq"),
-        )
-    )
-
-    first_purchase_of_product = (
-        lines.where(~F.col("is_return")).groupBy("customer_id", "stock_code").agg(F.min("day").alias("day"))
-    )
-    products = (
-        first_purchase_of_product.join(snapshots, seen_by_snapshot)
-        .groupBy(*KEYS)
-        .agg(F.count("*").cast("int").alias("distinct_products"))
-    )
-
-    rows = history.join(gap_stats, KEYS, "left").join(products, KEYS, "left")
-    if seasonal_window_days:
-        rows = rows.join(F.broadcast(_last_year_rate(purchase_days, snapshots, seasonal_window_days)),
-                         "snapshot_date", "left")
-        seasonal.insert(2, "repurchase_rate_last_year_ahead")
-
-    gap_count = F.coalesce(F.col("gap_count"), F.lit(0))
-    # sample variance from running sums; clamp the rounding error that can make it -1e-12
-    gap_variance = (F.col("gap_sum_sq") - F.col("gap_sum") * F.col("gap_sum") / gap_count) / (gap_count - 1)
-    return (
-        rows.select(
-            "customer_id",
-            "snapshot_date",
-            F.col("days_since_last_purchase").cast("int").alias("days_since_last_purchase"),
-            F.col("tenure_days").cast("int").alias("tenure_days"),
-            "purchase_count",
-            (gap_count + 1).cast("int").alias("purchase_days"),
-            "revenue_total",
-            (F.col("revenue_total") / F.col("purchase_count")).alias("revenue_mean"),
-            (F.col("units_total") / F.col("purchase_count")).alias("basket_size_mean"),
-            F.coalesce(F.col("distinct_products"), F.lit(0)).cast("int").alias("distinct_products"),
-            F.when(F.col("revenue_total") > 0, F.col("returned_value") / F.col("revenue_total"))
-            .otherwise(F.lit(0.0)).alias("return_ratio"),
-            F.when(gap_count >= 1, F.col("gap_sum") / gap_count).alias("gap_mean_days"),
-            F.when(gap_count >= 2, F.sqrt(F.greatest(gap_variance, F.lit(0.0)))).alias("gap_std_days"),
-            *(name for days in windows_days for name in (f"purchases_{days}d", f"revenue_{days}d")),
-            *seasonal,
-            *(["home_country_share"] if home_country else []),
-        )
+    return compute_feature_groups(
+        input_df,
+        timestamp_column,
+        start_date,
+        end_date,
+        key_columns=key_columns,
+        groups=groups,
+        cadence_months=cadence_months,
+        dates=dates,
     )
 
 
@@ -200,6 +436,7 @@ def compute_features_ltv_fn(
     start_date: dt.date,
     end_date: dt.date,
     *,
+    key_columns: Sequence[str],
     cadence_months: int = 1,
     windows_days: Sequence[int] = (30, 90, 180, 365),
     dates: Sequence[dt.date] | None = None,
@@ -209,17 +446,22 @@ def compute_features_ltv_fn(
 ) -> DataFrame:
     """The repurchase features plus value-rate features that separate big from small spenders.
 
-    Built on compute_features_repurchase_fn rather than beside it: the two models share one
-    definition of recency, frequency and value.
+    The repurchase groups plus one, rather than a second definition beside them: the two models
+    share one definition of recency, frequency and value, and one pass over the data.
     """
-    base = compute_features_repurchase_fn(input_df, timestamp_column, start_date, end_date,
-                                          cadence_months=cadence_months, windows_days=windows_days, dates=dates,
-                                          seasonal_window_days=seasonal_window_days,
-                                          calendar_features=calendar_features, home_country=home_country)
-    longest = max(windows_days)
-    return base.select(
-        "*",
-        (F.col("revenue_total") / (F.col("tenure_days") + 1)).alias("revenue_per_day"),
-        F.when(F.col("revenue_total") > 0, F.col(f"revenue_{longest}d") / F.col("revenue_total"))
-        .otherwise(F.lit(0.0)).alias(f"revenue_share_{longest}d"),
+    groups = repurchase_groups(
+        windows_days=windows_days,
+        seasonal_window_days=seasonal_window_days,
+        calendar_features=calendar_features,
+        home_country=home_country,
+    )
+    return compute_feature_groups(
+        input_df,
+        timestamp_column,
+        start_date,
+        end_date,
+        key_columns=key_columns,
+        groups=[*groups, value_rates(max(windows_days))],
+        cadence_months=cadence_months,
+        dates=dates,
     )

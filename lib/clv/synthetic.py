@@ -15,6 +15,7 @@ A share of extra invoices has no customer id, as in the real extract, where ~20%
 Customers are generated in fixed-size blocks, each with its own seed derived from (seed, block),
 so the output for a seed does not depend on how many files it is written to.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -109,8 +110,11 @@ class Catalogue:
         )
 
 
-def _customer_purchases(spec: SyntheticSpec, rng: np.random.Generator, n: int,
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def _customer_purchases(
+    spec: SyntheticSpec,
+    rng: np.random.Generator,
+    n: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """(owner, day offset from spec.start) of every purchase, first purchases included, sorted."""
     window = float(spec.window_days)
     first = rng.uniform(0.0, spec.acquisition_share * window, n)
@@ -142,8 +146,12 @@ def _stamp(spec: SyntheticSpec, rng: np.random.Generator, offset_days: np.ndarra
     return base + (day * _DAY_SECONDS + within).astype("timedelta64[s]")
 
 
-def _lines(spec: SyntheticSpec, catalogue: Catalogue, rng: np.random.Generator, values: np.ndarray,
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _lines(
+    spec: SyntheticSpec,
+    catalogue: Catalogue,
+    rng: np.random.Generator,
+    values: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split each invoice value over lines: (invoice index, product, quantity, price) per line."""
     n_lines = 1 + rng.poisson(spec.lines_per_invoice - 1.0, values.size)
     invoice = np.repeat(np.arange(values.size), n_lines)
@@ -176,8 +184,9 @@ def generate_block(spec: SyntheticSpec, block: int, catalogue: Catalogue | None 
     # an anonymous invoice is a one-off customer: its own nu, one draw of value
     anon_nu = rng.gamma(shape=gg.q, scale=1.0 / gg.gamma, size=n_anonymous)
     anon_values = rng.gamma(shape=gg.p, scale=1.0 / anon_nu)
-    anon_country = rng.choice(len(spec.countries), size=n_anonymous,
-                              p=np.asarray(spec.country_weights) / sum(spec.country_weights))
+    anon_country = rng.choice(
+        len(spec.countries), size=n_anonymous, p=np.asarray(spec.country_weights) / sum(spec.country_weights)
+    )
 
     customer = np.concatenate([first_customer + owner, np.full(n_anonymous, -1)])
     offsets = np.concatenate([offset, anon_offset])
@@ -224,17 +233,19 @@ def _to_arrow(columns: dict[str, np.ndarray]):
     import pyarrow.compute as pc
 
     customer = columns["Customer ID"]
-    return pa.table({
-        "Invoice": pa.array(columns["Invoice"], pa.string()),
-        "StockCode": pa.array(columns["StockCode"], pa.string()),
-        "Description": pa.array(columns["Description"], pa.string()),
-        "Quantity": pa.array(columns["Quantity"], pa.int64()),
-        # "YYYY-MM-DD HH:MM:SS", the real file's format
-        "InvoiceDate": pc.strftime(pa.array(columns["InvoiceDate"], pa.timestamp("s")), format="%Y-%m-%d %H:%M:%S"),
-        "Price": pa.array(columns["Price"], pa.float64()),
-        "Customer ID": pa.array(customer, pa.int64(), mask=customer < 0),  # empty field when missing
-        "Country": pa.array(columns["Country"], pa.string()),
-    })
+    return pa.table(
+        {
+            "Invoice": pa.array(columns["Invoice"], pa.string()),
+            "StockCode": pa.array(columns["StockCode"], pa.string()),
+            "Description": pa.array(columns["Description"], pa.string()),
+            "Quantity": pa.array(columns["Quantity"], pa.int64()),
+            # "YYYY-MM-DD HH:MM:SS", the real file's format
+            "InvoiceDate": pc.strftime(pa.array(columns["InvoiceDate"], pa.timestamp("s")), format="%Y-%m-%d %H:%M:%S"),
+            "Price": pa.array(columns["Price"], pa.float64()),
+            "Customer ID": pa.array(customer, pa.int64(), mask=customer < 0),  # empty field when missing
+            "Country": pa.array(columns["Country"], pa.string()),
+        }
+    )
 
 
 @dataclass(frozen=True)

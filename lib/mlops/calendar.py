@@ -1,4 +1,5 @@
 """Month arithmetic for snapshot and scoring dates, anchored on the newest date."""
+
 from __future__ import annotations
 
 import calendar

@@ -1,4 +1,5 @@
 """The one wrapper every script uses: config -> RunContext -> stage(s) -> log and exit code."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,15 +20,11 @@ log = logging.getLogger(__name__)
 
 def run_stages(stages: Sequence[str], cfg: DictConfig, ctx: RunContext | None = None) -> list[StageResult]:
     """Run stages in order in one RunContext (one Spark session); errors propagate."""
-    from mlops.stages import STAGES
-
-    unknown = [stage for stage in stages if stage not in STAGES]
-    if unknown:
-        from mlops.errors import ConfigError
-
-        raise ConfigError(f"unknown stage(s) {unknown}", where="pipeline.stages", fix=f"one of {list(STAGES)}")
     from mlops.config import validate_config
+    from mlops.graph import Graph
 
+    graph = Graph.from_config(cfg)
+    graph.require_stages(stages, "pipeline.stages")
     validate_config(cfg)  # before the lock: a bad name must not create folders or files first
     results = []
     with run_lock(cfg):
@@ -35,11 +32,17 @@ def run_stages(stages: Sequence[str], cfg: DictConfig, ctx: RunContext | None = 
         recover_unfinished_writes(ctx)  # a killed run's half-written unit, undone while the lock is held
         for stage in stages:
             started = time.perf_counter()
-            log.info("stage %s: %s %s %s (env %s)", stage, cfg.use_case.name, cfg.model.name, cfg.country.code,
-                     cfg.env.name)
-            result = STAGES[stage](ctx)
-            log.info("stage %s done in %.1f s: tables %s, rows %s", stage, time.perf_counter() - started,
-                     result.tables, result.rows)
+            log.info(
+                "stage %s: %s %s %s (env %s)", stage, cfg.use_case.name, cfg.model.name, cfg.country.code, cfg.env.name
+            )
+            result = graph.function(stage)(ctx)
+            log.info(
+                "stage %s done in %.1f s: tables %s, rows %s",
+                stage,
+                time.perf_counter() - started,
+                result.tables,
+                result.rows,
+            )
             results.append(result)
     return results
 
@@ -51,9 +54,11 @@ def run_lock(cfg: DictConfig) -> Iterator[None]:
     Two runs writing the same tables would interleave their versions (one run's features next to
     the other's labels). Per country, not per model: `transactions` is shared by the models. On
     Databricks the jobs' max_concurrent_runs and queues give the same guarantee, so only
-    delta_path worlds take a file lock; a second run waits up to env.lock_timeout_seconds.
+    worlds whose tables are local files (DeltaPathTableStore) take a file lock; a second run waits up to env.lock_timeout_seconds.
     """
-    if cfg.env.tables.kind != "delta_path":
+    from mlops.tables import keeps_local_files
+
+    if not keeps_local_files(cfg.env):
         yield
         return
     import fcntl
@@ -73,12 +78,14 @@ def run_lock(cfg: DictConfig) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise ConcurrentRunError(
-                        f"another run of {cfg.use_case.name} {cfg.country.code} has held the lock for "
-                        f"{timeout:.0f} s", where=str(path),
-                        fix="wait for it to finish, or raise env.lock_timeout_seconds") from None
+                        f"another run of {cfg.use_case.name} {cfg.country.code} has held the lock for {timeout:.0f} s",
+                        where=str(path),
+                        fix="wait for it to finish, or raise env.lock_timeout_seconds",
+                    ) from None
                 if not waited:
-                    log.info("another run of %s %s is writing; waiting for %s", cfg.use_case.name,
-                             cfg.country.code, path)
+                    log.info(
+                        "another run of %s %s is writing; waiting for %s", cfg.use_case.name, cfg.country.code, path
+                    )
                     waited = True
                 time.sleep(0.5)
         try:

@@ -1,16 +1,18 @@
 """Population stability: profiles saved at training time, PSI of new data against them."""
+
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 # a bin that is empty on one side would make PSI infinite; this floor keeps it large but finite
 _FLOOR = 1e-4
 
 
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+def psi(expected: npt.ArrayLike, actual: npt.ArrayLike) -> float:
     """Population stability index sum((a - e) * ln(a / e)) over matching bins of two distributions."""
     e = np.clip(np.asarray(expected, dtype=float), _FLOOR, None)
     a = np.clip(np.asarray(actual, dtype=float), _FLOOR, None)
@@ -31,8 +33,7 @@ def proportions(values: np.ndarray, edges: list[float]) -> list[float]:
     """Share of values in each bin (-inf, e1], (e1, e2], ..., (ek, inf), then the share missing."""
     values = np.asarray(values, dtype=float)
     missing = np.isnan(values)
-    counts = np.bincount(np.searchsorted(np.asarray(edges), values[~missing], side="left"),
-                         minlength=len(edges) + 1)
+    counts = np.bincount(np.searchsorted(np.asarray(edges), values[~missing], side="left"), minlength=len(edges) + 1)
     total = max(len(values), 1)
     return (counts / total).tolist() + [float(missing.sum()) / total]
 
@@ -49,5 +50,8 @@ def profile(frame: pd.DataFrame, bins: int = 10) -> dict[str, dict[str, list[flo
 
 def drift(saved: dict[str, dict[str, Any]], frame: pd.DataFrame) -> dict[str, float]:
     """PSI of each profiled column of `frame` against its saved training profile."""
-    return {column: psi(spec["proportions"], proportions(frame[column].to_numpy(dtype=float), spec["edges"]))
-            for column, spec in saved.items() if column in frame.columns}
+    return {
+        column: psi(spec["proportions"], proportions(frame[column].to_numpy(dtype=float), spec["edges"]))
+        for column, spec in saved.items()
+        if column in frame.columns
+    }

@@ -1,4 +1,5 @@
 """Pipeline errors that carry what went wrong, where, and how to fix it, plus an exit code."""
+
 from __future__ import annotations
 
 import errno
@@ -70,15 +71,23 @@ class StorageError(PipelineError):
 
 # errno -> (what Python, Spark or deltalake say, what it means, what to do)
 _STORAGE_FAULTS = {
-    errno.ENOSPC: ("No space left on device", "the disk is full",
-                   "free space there or point env.storage_root at a larger disk, then re-run; the previous table "
-                   "versions are intact"),
-    errno.EROFS: ("Read-only file system", "the storage is read-only",
-                  "point env.storage_root at a writable folder"),
-    errno.EACCES: ("Permission denied", "the storage may not be written",
-                   "point env.storage_root at a folder this user may write, or fix its permissions"),
-    errno.EPERM: ("Operation not permitted", "the storage may not be written",
-                  "point env.storage_root at a folder this user may write, or fix its permissions"),
+    errno.ENOSPC: (
+        "No space left on device",
+        "the disk is full",
+        "free space there or point env.storage_root at a larger disk, then re-run; the previous table "
+        "versions are intact",
+    ),
+    errno.EROFS: ("Read-only file system", "the storage is read-only", "point env.storage_root at a writable folder"),
+    errno.EACCES: (
+        "Permission denied",
+        "the storage may not be written",
+        "point env.storage_root at a folder this user may write, or fix its permissions",
+    ),
+    errno.EPERM: (
+        "Operation not permitted",
+        "the storage may not be written",
+        "point env.storage_root at a folder this user may write, or fix its permissions",
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """The deployment gate: thresholds, the textbook baseline and the champion, as pure decisions."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -27,8 +28,12 @@ class Verdict:
         return [check.detail for check in self.checks if not check.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "beats_champion": self.beats_champion,
-                "checks": [asdict(check) for check in self.checks], "reasons": self.reasons}
+        return {
+            "passed": self.passed,
+            "beats_champion": self.beats_champion,
+            "checks": [asdict(check) for check in self.checks],
+            "reasons": self.reasons,
+        }
 
 
 def _better_or_equal(metric: str, value: float, reference: float) -> bool:
@@ -42,8 +47,11 @@ def _threshold_checks(candidate: dict[str, float], thresholds: dict[str, dict[st
         for kind, bound in bounds.items():
             ok = value is not None and (value >= bound if kind == "min" else value <= bound)
             relation = ">=" if kind == "min" else "<="
-            checks.append(Check(f"threshold.{metric}.{kind}", ok, value, bound,
-                                f"{metric}={_fmt(value)} must be {relation} {bound}"))
+            checks.append(
+                Check(
+                    f"threshold.{metric}.{kind}", ok, value, bound, f"{metric}={_fmt(value)} must be {relation} {bound}"
+                )
+            )
     return checks
 
 
@@ -74,8 +82,10 @@ def decide(
             lower = baseline_metric in LOWER_IS_BETTER
             allowed = reference + baseline_tolerance if lower else reference - baseline_tolerance
             ok = _better_or_equal(baseline_metric, value, allowed)
-            detail = (f"{baseline_metric}={_fmt(value)} vs baseline {_fmt(reference)} "
-                      f"(tolerance {baseline_tolerance}: must be {'<=' if lower else '>='} {allowed:.4f})")
+            detail = (
+                f"{baseline_metric}={_fmt(value)} vs baseline {_fmt(reference)} "
+                f"(tolerance {baseline_tolerance}: must be {'<=' if lower else '>='} {allowed:.4f})"
+            )
         checks.append(Check(f"baseline.{baseline_metric}", ok, value, reference, detail))
     passed = all(check.passed for check in checks)
 
@@ -86,9 +96,12 @@ def decide(
         lower = champion_metric in LOWER_IS_BETTER
         needed = None if reference is None else (reference - min_improvement if lower else reference + min_improvement)
         beats = value is not None and needed is not None and _better_or_equal(champion_metric, value, needed)
-        detail = (f"{champion_metric}={_fmt(value)} vs champion {_fmt(reference)} "
-                  f"(must be {'<=' if lower else '>='} {_fmt(needed)})")
-    checks.append(Check(f"champion.{champion_metric or 'none'}", beats, candidate.get(champion_metric or ""),
-                        reference, detail))
+        detail = (
+            f"{champion_metric}={_fmt(value)} vs champion {_fmt(reference)} "
+            f"(must be {'<=' if lower else '>='} {_fmt(needed)})"
+        )
+    checks.append(
+        Check(f"champion.{champion_metric or 'none'}", beats, candidate.get(champion_metric or ""), reference, detail)
+    )
     # the champion comparison never fails the gate: it only decides promotion
     return Verdict(passed=passed, beats_champion=passed and beats, checks=checks)

@@ -1,4 +1,5 @@
 """The write journal: a multi-table write that a kill cut in half is found, and undone, by the next run."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,12 +33,14 @@ class UnfinishedWriteError(PipelineError):
 def journal_folder(cfg: DictConfig) -> Path | None:
     """Where this use case and country keep their open write units; None where there is no journal.
 
-    Only delta_path worlds have one. Their storage root is durable, and recovery is safe only
+    Only worlds whose tables are local files (DeltaPathTableStore) have one. Their storage root is durable, and recovery is safe only
     because of the run lock that guards that root (`cli.run_lock`). On catalog envs the storage
     root is on a job cluster's disk, so it is lost with the cluster, and nothing takes a lock there
     either: a model's training job and its scoring job may run at the same time.
     """
-    if cfg.env.tables.kind != "delta_path":
+    from mlops.tables import keeps_local_files
+
+    if not keeps_local_files(cfg.env):
         return None
     return Path(cfg.env.storage_root) / "journal" / f"{cfg.use_case.name}_{cfg.country.suffix}"
 
@@ -83,7 +86,7 @@ class WriteUnit:
     host: str
     tables: list[JournalTable]
     in_flight: InFlight | None = None
-    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat())
+    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
 
     # -- the record ----------------------------------------------------------------------------
 
@@ -93,7 +96,7 @@ class WriteUnit:
         _write_atomically(self.path, json.dumps(record, indent=1))
 
     @classmethod
-    def load(cls, path: Path) -> "WriteUnit":
+    def load(cls, path: Path) -> WriteUnit:
         record = json.loads(path.read_text(encoding="utf-8"))
         in_flight = record.pop("in_flight")
         tables = [JournalTable(**entry) for entry in record.pop("tables")]
@@ -134,14 +137,17 @@ class WriteUnit:
             if step == "restore":
                 plan.append((entry, current))
             elif step == "foreign":
-                foreign.append(f"{entry.name} is at version {current}, which this unit did not write "
-                               f"(before it: {entry.before}, it wrote: {entry.written})")
+                foreign.append(
+                    f"{entry.name} is at version {current}, which this unit did not write "
+                    f"(before it: {entry.before}, it wrote: {entry.written})"
+                )
         if foreign:
             raise UnfinishedWriteError(
                 f"an interrupted {self.stage} write of {self.model} cannot be undone: " + "; ".join(foreign),
                 where=str(self.path),
                 fix="look at the tables' Delta history; restore them to a consistent set by hand, then delete the "
-                    "journal record (or delete it to keep the tables as they are)")
+                "journal record (or delete it to keep the tables as they are)",
+            )
         done = []
         for entry, current in plan:
             self.in_flight = InFlight(entry.key, "restore", current)
@@ -150,14 +156,16 @@ class WriteUnit:
             entry.restored = tables.version(entry.table_name)
             self.in_flight = None
             self.save()
-            done.append(f"{entry.name} from version {current} back to "
-                        f"{'not existing' if entry.before is None else f'version {entry.before}'}"
-                        f"{'' if entry.restored is None else f' (now version {entry.restored})'}")
+            done.append(
+                f"{entry.name} from version {current} back to "
+                f"{'not existing' if entry.before is None else f'version {entry.before}'}"
+                f"{'' if entry.restored is None else f' (now version {entry.restored})'}"
+            )
         self.finish()
         return done
 
     def _undo_step(self, entry: JournalTable, current: int | None) -> str:
-        """"keep" (nothing of the unit's is in the table), "restore", or "foreign" (written since)."""
+        """ "keep" (nothing of the unit's is in the table), "restore", or "foreign" (written since)."""
         if current == entry.before or (entry.restored is not None and current == entry.restored):
             return "keep"
         flight = self.in_flight
@@ -171,12 +179,15 @@ class WriteUnit:
         return next(entry for entry in self.tables if entry.key == key)
 
     def describe(self) -> str:
-        return (f"a {self.stage} run of {self.model} (started {self.run_started_at}, pid {self.pid} on {self.host}) "
-                f"that did not finish writing {', '.join(entry.name for entry in self.tables)}")
+        return (
+            f"a {self.stage} run of {self.model} (started {self.run_started_at}, pid {self.pid} on {self.host}) "
+            f"that did not finish writing {', '.join(entry.name for entry in self.tables)}"
+        )
 
 
-def begin_unit(cfg: DictConfig, names: dict[str, TableName], before: dict[str, int | None],
-               run_started_at: dt.datetime) -> WriteUnit | None:
+def begin_unit(
+    cfg: DictConfig, names: dict[str, TableName], before: dict[str, int | None], run_started_at: dt.datetime
+) -> WriteUnit | None:
     """Record a unit before its first write, so that a kill between its writes is found later.
 
     None when there is nothing to record: one table is one atomic commit, and envs without a
@@ -187,17 +198,23 @@ def begin_unit(cfg: DictConfig, names: dict[str, TableName], before: dict[str, i
         return None
     unfinished = open_units(cfg)
     if unfinished:  # this unit's `before` would be a half-written state: undo the older one first
-        raise UnfinishedWriteError(f"found {unfinished[0].describe()}, not yet undone", where=str(unfinished[0].path),
-                                   fix="run any stage through its script or mlops.cli.run_stages: it undoes the "
-                                       "unfinished write first, under the run lock")
-    from mlops.stages import PRODUCER
+        raise UnfinishedWriteError(
+            f"found {unfinished[0].describe()}, not yet undone",
+            where=str(unfinished[0].path),
+            fix="run any stage through its script or mlops.cli.run_stages: it undoes the "
+            "unfinished write first, under the run lock",
+        )
+    from mlops.graph import Graph
 
     keys = list(names)
-    now = dt.datetime.now(dt.timezone.utc)
-    stage = PRODUCER.get(keys[0], "unknown")
+    now = dt.datetime.now(dt.UTC)
+    stage = Graph.from_config(cfg).producer(keys[0]) or "unknown"
     unit = WriteUnit(
         path=folder / f"{now:%Y%m%dT%H%M%S%f}_{stage}_{uuid.uuid4().hex[:8]}.json",
-        stage=stage, model=str(cfg.model.name), run_started_at=run_started_at.isoformat(), pid=os.getpid(),
+        stage=stage,
+        model=str(cfg.model.name),
+        run_started_at=run_started_at.isoformat(),
+        pid=os.getpid(),
         host=socket.gethostname(),
         tables=[JournalTable(key, str(names[key]), before[key]) for key in keys],
         in_flight=InFlight(keys[0], "write", before[keys[0]]),
@@ -222,7 +239,7 @@ def open_units(cfg: DictConfig) -> list[WriteUnit]:
     return [WriteUnit.load(path) for path in sorted(folder.glob("*.json"))]
 
 
-def recover_unfinished_writes(ctx: "RunContext") -> list[WriteUnit]:
+def recover_unfinished_writes(ctx: RunContext) -> list[WriteUnit]:
     """Undo every multi-table write of this use case and country that a killed run left half done.
 
     Called at the start of every stage run while the run lock is held (`cli.run_stages`): no other
@@ -233,10 +250,12 @@ def recover_unfinished_writes(ctx: "RunContext") -> list[WriteUnit]:
     units = open_units(ctx.cfg)
     for unit in units:
         restored = unit.roll_back(ctx.tables)
-        log.warning("found %s (killed?): %s, so its tables are consistent again; the record %s is cleared",
-                    unit.describe(),
-                    "restored " + "; ".join(restored) if restored else "none of its writes had landed",
-                    unit.path.name)
+        log.warning(
+            "found %s (killed?): %s, so its tables are consistent again; the record %s is cleared",
+            unit.describe(),
+            "restored " + "; ".join(restored) if restored else "none of its writes had landed",
+            unit.path.name,
+        )
     return units
 
 
@@ -258,4 +277,3 @@ def _sync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-

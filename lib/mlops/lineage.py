@@ -1,4 +1,5 @@
 """Where a result came from: the code version that made it."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,9 @@ def git_commit(cfg: Any = None, repo_dir: Path | None = None) -> str:
         return os.environ["GIT_COMMIT"]
     repo_dir = repo_dir or Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True,
-                             timeout=10, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True, timeout=10, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"

@@ -4,6 +4,7 @@ Binary metrics take a score (the probability of class 1); multi-class metrics ta
 class. Bootstrap intervals resample whole customers when groups are given: a customer appears in
 many snapshots, and resampling rows would pretend those rows are independent.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -146,7 +147,8 @@ def metrics_with_ci(
         return values
     out = dict(values)
     for name in names:
-        low, high = bootstrap_ci(METRICS[name], y_true, y_pred, groups=groups, n_resamples=n_resamples,
-                                 confidence=confidence, seed=seed)
+        low, high = bootstrap_ci(
+            METRICS[name], y_true, y_pred, groups=groups, n_resamples=n_resamples, confidence=confidence, seed=seed
+        )
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
     return out

@@ -1,4 +1,5 @@
 """A logged model together with what it needs to predict exactly as it did in training."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ class ScoredModel:
     features: list[str]
 
     @classmethod
-    def from_run(cls, run_id: str, model_uri: str) -> "ScoredModel":
+    def from_run(cls, run_id: str, model_uri: str) -> ScoredModel:
         """The run's target and features with its model; the URI must be that run's, in the configured registry.
 
         `model_uri` comes from a run tag or a registry alias, so it is checked (ConfigError) before

@@ -1,4 +1,5 @@
 """Data contracts: Great Expectations suites from config, run on Spark before any write."""
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,11 @@ def _expectation_class(name: str):
     try:
         return getattr(gx.expectations, class_name)
     except AttributeError:
-        raise ConfigError(f"unknown Great Expectations expectation {name!r}", where="use_case.quality",
-                          fix="use a GX 1.x core expectation name, e.g. expect_column_values_to_not_be_null") from None
+        raise ConfigError(
+            f"unknown Great Expectations expectation {name!r}",
+            where="use_case.quality",
+            fix="use a GX 1.x core expectation name, e.g. expect_column_values_to_not_be_null",
+        ) from None
 
 
 def parse_expectation(entry: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
@@ -37,8 +41,11 @@ def parse_expectation(entry: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
     names = [key for key in entry if key.startswith("expect_")]
     unknown = set(entry) - set(names) - {"hint"}
     if len(names) != 1 or unknown:
-        raise ConfigError(f"malformed expectation entry {entry!r}", where="use_case.quality",
-                          fix="each entry is one `expect_<name>: {arguments}` plus an optional `hint`")
+        raise ConfigError(
+            f"malformed expectation entry {entry!r}",
+            where="use_case.quality",
+            fix="each entry is one `expect_<name>: {arguments}` plus an optional `hint`",
+        )
     name = names[0]
     return name, dict(entry[name] or {}), str(entry.get("hint") or "")
 
@@ -53,8 +60,11 @@ def build_suite(entries: list[dict[str, Any]], name: str):
         try:
             expectation = _expectation_class(exp_name)(**args, meta={"hint": hint} if hint else None)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"bad arguments for {exp_name}: {exc}", where=f"use_case.quality ({name})",
-                              fix="check the expectation's arguments in the GX docs") from None
+            raise ConfigError(
+                f"bad arguments for {exp_name}: {exc}",
+                where=f"use_case.quality ({name})",
+                fix="check the expectation's arguments in the GX docs",
+            ) from None
         expectations.append(expectation)
     return gx.ExpectationSuite(name=name, expectations=expectations)
 
@@ -79,9 +89,19 @@ def _batch_definition(persist: bool = True):
 
 def _describe(result) -> dict[str, Any]:
     config = result.expectation_config
-    details = {key: value for key, value in result.result.items()
-               if key in ("observed_value", "element_count", "unexpected_count", "unexpected_percent",
-                          "partial_unexpected_list", "details")}
+    details = {
+        key: value
+        for key, value in result.result.items()
+        if key
+        in (
+            "observed_value",
+            "element_count",
+            "unexpected_count",
+            "unexpected_percent",
+            "partial_unexpected_list",
+            "details",
+        )
+    }
     kwargs = {key: value for key, value in config.kwargs.items() if key not in ("batch_id", "result_format")}
     hint = (config.meta or {}).get("hint", "")
     errors = _raised(result)
@@ -101,13 +121,18 @@ def _raised(result) -> list[str]:
 _ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_]+(?:\.[A-Z0-9_]+)?)\]\s*([^:\n]*)")
 # Spark error class -> the likely cause in the input, as a reader would fix it
 _LIKELY_CAUSES = (
-    (("MALFORMED", "CSV"), "lines that do not split into the header's columns: a delimiter other than "
-                           "use_case.source.delimiter, a quoted field with a line break inside, or a file cut off "
-                           "mid-line"),
+    (
+        ("MALFORMED", "CSV"),
+        "lines that do not split into the header's columns: a delimiter other than "
+        "use_case.source.delimiter, a quoted field with a line break inside, or a file cut off "
+        "mid-line",
+    ),
     (("NUMERIC_VALUE_OUT_OF_RANGE", "OVERFLOW", "DECIMAL"), "a number too large for its column type"),
     (("UNRESOLVED_COLUMN", "FIELD_NOT_FOUND"), "a column the contract names is not in the table"),
-    (("INVALID_ATTRIBUTE_NAME_SYNTAX",), "a column name Spark cannot parse (it holds a backtick or a dot); rename the "
-                                         "column in the source"),
+    (
+        ("INVALID_ATTRIBUTE_NAME_SYNTAX",),
+        "a column name Spark cannot parse (it holds a backtick or a dot); rename the column in the source",
+    ),
     (("CAST_INVALID_INPUT", "DATETIME", "PARSE"), "a value that does not parse as its type"),
     (("FAILED_READ_FILE", "FILE_NOT_FOUND", "PATH_NOT_FOUND"), "a source file that cannot be read completely"),
 )
@@ -126,12 +151,14 @@ def spark_failure(message: str) -> tuple[str, str]:
     else:
         error_class, first = "", next((line.strip() for line in message.splitlines() if line.strip()), "")[:200]
     classes = " ".join(name for name, _ in found).upper() or message[:500].upper()
-    cause = next((text for keys, text in _LIKELY_CAUSES if any(key in classes for key in keys)),
-                 "Spark could not compute the checks on this input")
+    cause = next(
+        (text for keys, text in _LIKELY_CAUSES if any(key in classes for key in keys)),
+        "Spark could not compute the checks on this input",
+    )
     return first, cause
 
 
-def validate(df: "DataFrame", entries: list[dict[str, Any]], *, table: str, persist: bool = True) -> None:
+def validate(df: DataFrame, entries: list[dict[str, Any]], *, table: str, persist: bool = True) -> None:
     """Raise DataQualityError naming every broken expectation; return quietly when all hold."""
     if not entries:
         log.debug("no data contract configured for %s", table)
@@ -145,8 +172,11 @@ def validate(df: "DataFrame", entries: list[dict[str, Any]], *, table: str, pers
     failures = [_describe(result) for result in outcome.results if not result.success]
     # GX raises for a column the table lacks; that is a contract failure (the columns check says
     # which and how to map it), not Spark failing on the rows
-    raised = [failure for failure in failures if failure["errors"]
-              and not any("does not exist" in error for error in failure["errors"])]
+    raised = [
+        failure
+        for failure in failures
+        if failure["errors"] and not any("does not exist" in error for error in failure["errors"])
+    ]
     if raised:
         # the other expectations' verdicts mean nothing when Spark could not read the rows
         error, cause = spark_failure(raised[0]["errors"][0])
@@ -154,8 +184,11 @@ def validate(df: "DataFrame", entries: list[dict[str, Any]], *, table: str, pers
         raise DataQualityError(
             f"Spark failed while checking {table} ({len(raised)} of {len(entries)} expectations could not be "
             f"computed): {error}" + (f" (first in column {column!r})" if column else "") + f"; likely cause: {cause}",
-            where=table, fix="correct the input (or its use_case.source settings: delimiter, encoding, "
-                             "timestamp_format); nothing was written", failures=failures)
+            where=table,
+            fix="correct the input (or its use_case.source settings: delimiter, encoding, "
+            "timestamp_format); nothing was written",
+            failures=failures,
+        )
     lines = []
     for failure in failures:
         line = f"{failure['expectation']}({_short(failure['kwargs'])}) -> {_short(failure['result'])}"

@@ -1,4 +1,5 @@
 """Credentials out of everything the pipeline writes: log lines, error messages, script output, MLflow artifacts."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,14 +17,37 @@ MASK = "***"
 
 # A key names a secret when one of its words is one of these (databricks_token, DB_PASSWORD, accessToken,
 # client_secret, sig in an Azure SAS URL), or is "key" after one of _KEY_QUALIFIERS (api_key, AccountKey).
-_SECRET_WORDS = frozenset({"token", "secret", "password", "passwd", "pwd", "passphrase", "credential",
-                           "credentials", "apikey", "sig"})
-_KEY_QUALIFIERS = frozenset({"api", "access", "account", "private", "secret", "sas", "master", "client", "signing",
-                             "shared"})
+_SECRET_WORDS = frozenset(
+    {"token", "secret", "password", "passwd", "pwd", "passphrase", "credential", "credentials", "apikey", "sig"}
+)
+_KEY_QUALIFIERS = frozenset(
+    {"api", "access", "account", "private", "secret", "sas", "master", "client", "signing", "shared"}
+)
 # ... unless its last word says it names, locates or measures the secret instead of holding it:
 # token_url, secret_scope, password_file, token_count
-_DESCRIBING_WORDS = frozenset({"url", "uri", "endpoint", "scope", "env", "var", "variable", "name", "file", "path",
-                               "id", "type", "kind", "ttl", "lifetime", "expiry", "count", "length", "size"})
+_DESCRIBING_WORDS = frozenset(
+    {
+        "url",
+        "uri",
+        "endpoint",
+        "scope",
+        "env",
+        "var",
+        "variable",
+        "name",
+        "file",
+        "path",
+        "id",
+        "type",
+        "kind",
+        "ttl",
+        "lifetime",
+        "expiry",
+        "count",
+        "length",
+        "size",
+    }
+)
 # words of snake_case, kebab-case, dotted and camelCase keys: AccountKey -> Account, Key
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
@@ -39,7 +63,8 @@ _ASSIGNMENT = re.compile(
     rf"""(?<![\w.-])(?P<quote>["']?)(?P<key>[\w.-]*?{_KEY_STEMS}[\w.-]*)(?P=quote)"""
     r"""(?P<sep>[ \t]*(?:=(?!=)|:(?!//))[ \t]*)"""
     r"""(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s"'&;,)\]}>]+)""",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # values that hold no secret: nothing, a flag, a reference to where the secret lives, an earlier mask
 _NOT_A_SECRET = re.compile(r"""(?i)(?:|null|none|~|true|false|\*\*\*|\$\{.*|\$\(.*|\{\{.*|<.*)""")
 
@@ -50,7 +75,8 @@ def is_secret_key(key: object) -> bool:
     if not words or words[-1] in _DESCRIBING_WORDS:
         return False
     return any(word in _SECRET_WORDS for word in words) or any(
-        first in _KEY_QUALIFIERS and second == "key" for first, second in zip(words, words[1:]))
+        first in _KEY_QUALIFIERS and second == "key" for first, second in zip(words, words[1:])
+    )
 
 
 def _mask_assignment(match: re.Match) -> str:
@@ -222,7 +248,7 @@ def redacted_output() -> Iterator[None]:
     originals = sys.stdout, sys.stderr
     wrappers = _wrapped(sys.stdout), _wrapped(sys.stderr)
     make_record = logging.getLogRecordFactory()
-    sys.stdout, sys.stderr = wrappers  # type: ignore[assignment]
+    sys.stdout, sys.stderr = wrappers
     logging.setLogRecordFactory(_redacting_record_factory(make_record))
     try:
         yield

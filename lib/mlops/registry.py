@@ -1,4 +1,5 @@
 """MLflow per env: tracking and registry URIs, experiments, and how models are saved and loaded."""
+
 from __future__ import annotations
 
 import contextlib
@@ -58,10 +59,12 @@ def configure_mlflow(cfg: DictConfig) -> str:
         from mlops.errors import StorageError
 
         first = str(exc).strip().splitlines()[0][:300]
-        raise StorageError(f"the MLflow tracking store cannot be read: {first}",
-                           where=settings.tracking_uri.removeprefix("sqlite:///"),
-                           fix="restore the database from a backup, or point env.mlflow.tracking_uri at a working "
-                               "store; no run was started and no alias moved") from None
+        raise StorageError(
+            f"the MLflow tracking store cannot be read: {first}",
+            where=settings.tracking_uri.removeprefix("sqlite:///"),
+            fix="restore the database from a backup, or point env.mlflow.tracking_uri at a working "
+            "store; no run was started and no alias moved",
+        ) from None
     if experiment is None:
         artifact_location = None
         if settings.artifact_root:
@@ -94,14 +97,19 @@ def fail_orphaned_runs(cfg: DictConfig, stage: str) -> list[str]:
     from mlflow import MlflowClient
 
     if _configured is None:
-        raise ConfigError("no MLflow experiment is configured in this process", where="mlops.registry",
-                          fix="call configure_mlflow(cfg) first (every stage does)")
+        raise ConfigError(
+            "no MLflow experiment is configured in this process",
+            where="mlops.registry",
+            fix="call configure_mlflow(cfg) first (every stage does)",
+        )
     tags = {"stage": stage, "model": str(cfg.model.name), "country": str(cfg.country.code)}
     if any("'" in value for value in tags.values()):
-        raise ConfigError(f"a quote in {tags} would break the MLflow search", where="model.name / country.code",
-                          fix="use plain names")
-    query = "attributes.status = 'RUNNING' and " + " and ".join(f"tags.{key} = '{value}'"
-                                                              for key, value in tags.items())
+        raise ConfigError(
+            f"a quote in {tags} would break the MLflow search", where="model.name / country.code", fix="use plain names"
+        )
+    query = "attributes.status = 'RUNNING' and " + " and ".join(
+        f"tags.{key} = '{value}'" for key, value in tags.items()
+    )
     client = MlflowClient()
     active = mlflow.active_run()
     orphans: list[str] = []
@@ -115,9 +123,15 @@ def fail_orphaned_runs(cfg: DictConfig, stage: str) -> list[str]:
     for run_id in orphans:
         client.set_terminated(run_id, "FAILED")
     if orphans:
-        log.warning("marked %d %s run(s) of %s %s FAILED: %s; they were still RUNNING, so their process ended "
-                    "without finishing them (killed?)", len(orphans), stage, cfg.model.name, cfg.country.code,
-                    ", ".join(orphans))
+        log.warning(
+            "marked %d %s run(s) of %s %s FAILED: %s; they were still RUNNING, so their process ended "
+            "without finishing them (killed?)",
+            len(orphans),
+            stage,
+            cfg.model.name,
+            cfg.country.code,
+            ", ".join(orphans),
+        )
     return orphans
 
 
@@ -128,9 +142,11 @@ def skops_trusted_types(model: Any) -> list[str]:
     needed = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     foreign = [name for name in needed if not name.startswith(TRUSTED_MODULE_PREFIXES)]
     if foreign:
-        raise ConfigError(f"the estimator contains types outside scikit-learn/numpy/scipy: {foreign}",
-                          where="model.estimator",
-                          fix="use a scikit-learn estimator, or extend TRUSTED_MODULE_PREFIXES deliberately")
+        raise ConfigError(
+            f"the estimator contains types outside scikit-learn/numpy/scipy: {foreign}",
+            where="model.estimator",
+            fix="use a scikit-learn estimator, or extend TRUSTED_MODULE_PREFIXES deliberately",
+        )
     return needed
 
 
@@ -183,10 +199,12 @@ def _trusted_model_loading() -> Iterator[None]:
 
 
 def _refuse(model_uri: str, why: str) -> ConfigError:
-    return ConfigError(f"refusing to load model {model_uri!r}: {why}", where="model URI (evaluation.run_id, the "
-                       "training run's model_uri tag, or a registry alias)",
-                       fix="load only models:/<use_case.registered_model>/<version> or @<alias>, or the model a "
-                           "training run of the configured experiment logged (runs:/<run id>/model)")
+    return ConfigError(
+        f"refusing to load model {model_uri!r}: {why}",
+        where="model URI (evaluation.run_id, the training run's model_uri tag, or a registry alias)",
+        fix="load only models:/<use_case.registered_model>/<version> or @<alias>, or the model a "
+        "training run of the configured experiment logged (runs:/<run id>/model)",
+    )
 
 
 def check_model_uri(model_uri: str, *, run_id: str | None = None) -> None:
@@ -206,8 +224,11 @@ def check_model_uri(model_uri: str, *, run_id: str | None = None) -> None:
     from mlflow.exceptions import MlflowException
 
     if _configured is None:
-        raise ConfigError(f"no MLflow registry is configured in this process to load {model_uri!r} from",
-                          where="mlops.registry", fix="call configure_mlflow(cfg) first (every stage does)")
+        raise ConfigError(
+            f"no MLflow registry is configured in this process to load {model_uri!r} from",
+            where="mlops.registry",
+            fix="call configure_mlflow(cfg) first (every stage does)",
+        )
     parsed = urllib.parse.urlparse(model_uri)
     if parsed.scheme not in ("models", "runs"):
         raise _refuse(model_uri, "only models:/ and runs:/ URIs are loaded")
@@ -220,14 +241,20 @@ def check_model_uri(model_uri: str, *, run_id: str | None = None) -> None:
                 raise _refuse(model_uri, f"runs:/ loads only runs:/{run_id or '<run id>'}/{MODEL_ARTIFACT_PATH}")
             experiment_id = mlflow.get_run(parts[0]).info.experiment_id
             if str(experiment_id) != _configured.experiment_id:
-                raise _refuse(model_uri, f"run {parts[0]} belongs to experiment {experiment_id}, not the configured "
-                                         f"{_configured.experiment_id}")
+                raise _refuse(
+                    model_uri,
+                    f"run {parts[0]} belongs to experiment {experiment_id}, not the configured "
+                    f"{_configured.experiment_id}",
+                )
             return
         if len(parts) == 1 and "@" not in parts[0]:  # models:/<model id>: a logged model, not a registered one
             logged = mlflow.get_logged_model(parts[0])
             if str(logged.experiment_id) != _configured.experiment_id:
-                raise _refuse(model_uri, f"logged model {parts[0]} belongs to experiment {logged.experiment_id}, "
-                                         f"not the configured {_configured.experiment_id}")
+                raise _refuse(
+                    model_uri,
+                    f"logged model {parts[0]} belongs to experiment {logged.experiment_id}, "
+                    f"not the configured {_configured.experiment_id}",
+                )
             if run_id is not None and logged.source_run_id != run_id:
                 raise _refuse(model_uri, f"logged model {parts[0]} comes from run {logged.source_run_id}, not {run_id}")
             return
@@ -237,18 +264,20 @@ def check_model_uri(model_uri: str, *, run_id: str | None = None) -> None:
             raise _refuse(model_uri, f"{name!r} is not the configured registered model {configured!r}")
         if run_id is None:
             return
-        if alias is None and not version.isdigit():
+        if alias is None and not str(version).isdigit():
             raise _refuse(model_uri, "a model paired with its run is loaded by version number or alias")
         client = MlflowClient()
-        found = (client.get_model_version_by_alias(name, alias) if alias is not None
-                 else client.get_model_version(name, version))
+        found = (
+            client.get_model_version_by_alias(name, alias)
+            if alias is not None
+            else client.get_model_version(name, str(version))
+        )
         if run_id not in (found.run_id, (found.tags or {}).get("source_run_id")):
             raise _refuse(model_uri, f"version {found.version} was registered from run {found.run_id}, not {run_id}")
     except MlflowException as error:
         if error.error_code not in _NOT_FOUND_CODES:
             raise  # permission, network, server: not a verdict on the URI
-        raise _refuse(model_uri, f"it is not in the configured tracking store or registry ({error.message})") \
-            from error
+        raise _refuse(model_uri, f"it is not in the configured tracking store or registry ({error.message})") from error
 
 
 def _registered_parts(model_uri: str, parts: list[str]) -> tuple[str, str | None, str | None]:
@@ -288,8 +317,11 @@ def _normalised_model_name(configured: str) -> str:
 
     parts = configured.split(".")
     if len(parts) != 3:
-        raise ConfigError(f"registered model name {configured!r} is not catalog.schema.name",
-                          where="use_case.registered_model", fix="e.g. dev.clv.clv_repurchase_de")
+        raise ConfigError(
+            f"registered model name {configured!r} is not catalog.schema.name",
+            where="use_case.registered_model",
+            fix="e.g. dev.clv.clv_repurchase_de",
+        )
     return str(TableName.of(*parts)).lower()
 
 
@@ -323,8 +355,12 @@ def version_of_run(name: str, run_id: str) -> Any | None:
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    matches = [v for v in model_versions(name) if v.run_id == run_id
-               or (not v.run_id and client.get_model_version(name, v.version).tags.get("source_run_id") == run_id)]
+    matches = [
+        v
+        for v in model_versions(name)
+        if v.run_id == run_id
+        or (not v.run_id and client.get_model_version(name, v.version).tags.get("source_run_id") == run_id)
+    ]
     if not matches:
         return None
     return client.get_model_version(name, min(matches, key=lambda v: int(v.version)).version)
@@ -394,8 +430,11 @@ def promote_to_champion(name: str, version: str | int) -> bool:
     set_alias(name, "champion", version)
     challenger = alias_version(name, "challenger")
     if challenger is None or str(challenger.version) != str(version):
-        log.info("%s@challenger %s: left as it is", name,
-                 "does not exist" if challenger is None else f"is version {challenger.version}")
+        log.info(
+            "%s@challenger %s: left as it is",
+            name,
+            "does not exist" if challenger is None else f"is version {challenger.version}",
+        )
         return False
     try:
         MlflowClient().delete_registered_model_alias(name, "challenger")

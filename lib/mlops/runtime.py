@@ -1,123 +1,35 @@
 """Where a stage runs: the Spark session factory and the RunContext that stages receive."""
+
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
-import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from mlops.config import validate_config
 from mlops.errors import ConfigError, MissingInputError
+from mlops.frames import first_row
 from mlops.tables import TableName, TableStore, make_table_store
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from mlops.feature_store import FeatureStore, FeatureTableSpec
+    from mlops.population import Population
 
 log = logging.getLogger(__name__)
 
 
-def _local_spark(spark_cfg: DictConfig) -> "SparkSession":
-    # Python workers must be this interpreter, or UDFs import a different site-packages;
-    # loopback only, since the machine (and a CI runner) may have no routable address.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
+def get_spark(spark_cfg: DictConfig) -> SparkSession:
+    """The env's Spark world (env/spark: one YAML file per class in mlops.worlds); one session per
+    process, since getOrCreate returns the running one on a second call."""
+    from mlops.config import build
 
-    conf = {key: str(value) for key, value in (spark_cfg.conf or {}).items()}
-    log4j = Path(__file__).with_name("log4j2.properties").as_uri()
-    java_options = conf.get("spark.driver.extraJavaOptions", "")
-    conf["spark.driver.extraJavaOptions"] = f"{java_options} -Dlog4j2.configurationFile={log4j}".strip()
-    builder = SparkSession.builder.master(spark_cfg.master).appName(spark_cfg.app_name)
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    log.info("Spark %s, master %s", session.version, spark_cfg.master)
-    return session
-
-
-def _connect_spark(spark_cfg: DictConfig) -> "SparkSession":
-    from pyspark.sql import SparkSession
-
-    if not spark_cfg.remote:
-        raise ConfigError("env.spark.mode=connect needs a server address", where="env.spark.remote",
-                          fix="e.g. env.spark.remote=sc://127.0.0.1:15002")
-    builder = SparkSession.builder.remote(spark_cfg.remote)
-    for key, value in (spark_cfg.conf or {}).items():  # session settings; the server owns static ones
-        builder = builder.config(key, str(value))
-    return builder.getOrCreate()
-
-
-# Where Databricks Connect looks for a workspace when the builder is given none (its documented order).
-_DATABRICKS_AUTH_VARIABLES = ("DATABRICKS_HOST", "DATABRICKS_CONFIG_PROFILE", "SPARK_REMOTE")
-
-
-def _databricks_configured(spark_cfg: DictConfig) -> bool:
-    config_file = Path(os.environ.get("DATABRICKS_CONFIG_FILE", Path.home() / ".databrickscfg"))
-    return bool(spark_cfg.get("remote") or spark_cfg.get("profile")
-                or any(os.environ.get(name) for name in _DATABRICKS_AUTH_VARIABLES) or config_file.is_file())
-
-
-def _databricks_spark(spark_cfg: DictConfig) -> "SparkSession":
-    """The job's own session on Databricks; Databricks Connect from anywhere else.
-
-    Credentials never come from config: Databricks Connect reads them from a CLI profile or the
-    DATABRICKS_* variables. Config only picks the profile and the compute (cluster or serverless).
-    """
-    if "DATABRICKS_RUNTIME_VERSION" in os.environ:  # a job task: the runtime has built the session
-        from pyspark.sql import SparkSession
-
-        return SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
-    where = "env.spark.mode=databricks"
-    try:
-        from databricks.connect import DatabricksSession  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError("env is a Databricks target but databricks-connect is not installed", where=where,
-                          fix="in a separate virtual environment (it cannot share one with pyspark): "
-                              "pip install -e '.[databricks]' (README: Databricks Connect from your IDE); "
-                              "or use env=local") from None
-    if not _databricks_configured(spark_cfg):
-        raise ConfigError("Databricks Connect has no workspace to connect to", where=where,
-                          fix="set env.spark.profile=<CLI profile>, or DATABRICKS_HOST plus auth variables "
-                              "(`databricks auth login` writes a profile)")
-    builder = DatabricksSession.builder
-    if spark_cfg.get("remote"):
-        builder = builder.remote(spark_cfg.remote)
-    else:
-        if spark_cfg.get("profile"):
-            builder = builder.profile(spark_cfg.profile)
-        if spark_cfg.get("serverless"):
-            builder = builder.serverless(True)
-        elif spark_cfg.get("cluster_id"):
-            builder = builder.clusterId(spark_cfg.cluster_id)
-    try:
-        session = builder.getOrCreate()
-    except Exception as error:  # the SDK's own errors name the missing setting; keep them, add the where
-        raise ConfigError(f"Databricks Connect could not start a session: {error}", where=where,
-                          fix="check the profile / DATABRICKS_* variables and that the cluster or serverless "
-                              "compute is reachable (`databricks auth profiles`)") from error
-    log.info("Spark session from Databricks Connect (%s)", "remote URL" if spark_cfg.get("remote") else "workspace")
-    return session
-
-
-SPARK_FACTORIES = {"local": _local_spark, "connect": _connect_spark, "databricks": _databricks_spark}
-
-
-def get_spark(spark_cfg: DictConfig) -> "SparkSession":
-    """One session per process: getOrCreate returns the running one on a second call."""
-    try:
-        factory = SPARK_FACTORIES[spark_cfg.mode]
-    except KeyError:
-        raise ConfigError(f"unknown Spark mode {spark_cfg.mode!r}", where="env.spark.mode",
-                          fix=f"one of {sorted(SPARK_FACTORIES)}") from None
-    return factory(spark_cfg)
+    return build(spark_cfg).session()
 
 
 @dataclass
@@ -125,17 +37,21 @@ class StageResult:
     """What a stage did, for logs, tests and the next stage's lineage."""
 
     stage: str
-    tables: dict[str, int] = field(default_factory=dict)   # table key -> Delta version written
-    rows: dict[str, int] = field(default_factory=dict)     # table key -> row count written
+    tables: dict[str, int | None] = field(default_factory=dict)  # table key -> Delta version written
+    rows: dict[str, int] = field(default_factory=dict)  # table key -> row count written
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of_writes(cls, stage: str, written: dict[str, tuple[int | None, int]], **extra: Any) -> "StageResult":
+    def of_writes(cls, stage: str, written: dict[str, tuple[int | None, int]], **extra: Any) -> StageResult:
         """A result from RunContext.write_all's (version, rows) per table."""
-        return cls(stage=stage, tables={key: version for key, (version, _) in written.items()},
-                   rows={key: rows for key, (_, rows) in written.items()}, **extra)
+        return cls(
+            stage=stage,
+            tables={key: version for key, (version, _) in written.items()},
+            rows={key: rows for key, (_, rows) in written.items()},
+            **extra,
+        )
 
 
 @dataclass
@@ -143,12 +59,12 @@ class RunContext:
     """Everything a stage may touch: config, Spark, tables, feature tables. Stages get nothing else."""
 
     cfg: DictConfig
-    spark: "SparkSession"
+    spark: SparkSession
     tables: TableStore
-    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     upstream_runs: list[str] = field(default_factory=list)
-    # the env's world for feature tables (env.feature_store.kind); built from cfg when not given
-    feature_store: "FeatureStore | None" = None
+    # the env's world for feature tables (env/feature_store); built from cfg when not given
+    feature_store: FeatureStore = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.feature_store is None:
@@ -157,7 +73,7 @@ class RunContext:
             self.feature_store = make_feature_store(self.cfg.env, self.spark, self.tables)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, spark: "SparkSession | None" = None) -> "RunContext":
+    def from_config(cls, cfg: DictConfig, spark: SparkSession | None = None) -> RunContext:
         from mlops.feature_store import make_feature_store
 
         validate_config(cfg)
@@ -165,12 +81,19 @@ class RunContext:
         tables = make_table_store(cfg.env, spark)
         return cls(cfg=cfg, spark=spark, tables=tables, feature_store=make_feature_store(cfg.env, spark, tables))
 
+    @functools.cached_property
+    def population(self) -> Population:
+        """Who the models learn from, are judged on and serve (use_case.population)."""
+        from mlops.population import population_of
+
+        return population_of(self.cfg)
+
     @property
     def persist(self) -> bool:
         """Whether this env's Spark may cache DataFrames (serverless compute may not)."""
         return bool(self.cfg.env.spark.get("persist", True))
 
-    def cache(self, df: "DataFrame") -> "DataFrame":
+    def cache(self, df: DataFrame) -> DataFrame:
         """Keep a frame that several actions read (a count, then the contract and the write), so
         it is computed once; where the env forbids caching it is computed per action instead."""
         return df.persist() if self.persist else df
@@ -179,50 +102,46 @@ class RunContext:
         try:
             table = self.cfg.use_case.tables[key]
         except Exception:
-            raise ConfigError(f"no table named {key!r} in config", where="use_case.tables",
-                              fix=f"add use_case.tables.{key}") from None
+            raise ConfigError(
+                f"no table named {key!r} in config", where="use_case.tables", fix=f"add use_case.tables.{key}"
+            ) from None
         return TableName.of(self.cfg.env.catalog, self.cfg.env.schema, table)
 
-    def read(self, key: str) -> "DataFrame":
+    def read(self, key: str) -> DataFrame:
         """Read an input table; locally, first run the stage that makes it if it is missing."""
         name = self.table_name(key)
         if not self.tables.exists(name):
-            if not self.cfg.env.run_missing_upstream:
-                from mlops.stages import PRODUCER
-
-                raise MissingInputError(f"input table {name} does not exist", where=f"table key {key!r}",
-                                        fix=f"run the {PRODUCER.get(key, 'upstream')} stage first")
-            self._run_producer(key, name)
+            self.make(key, f"input table {name} does not exist", where=f"table key {key!r}")
         return self.tables.read(name)
 
-    def _run_producer(self, key: str, name: TableName) -> None:
-        from mlops.stages import PRODUCER
+    def make(self, output: str, why: str, *, where: str) -> StageResult:
+        """Run the stage of the pipeline graph that makes a missing output, in this context (local
+        envs only: elsewhere a missing input means the upstream job has not run, and says so)."""
+        from mlops.graph import Graph
 
-        stage = PRODUCER.get(key)
-        if stage is None:
-            raise MissingInputError(f"input table {name} does not exist and no stage makes it",
-                                    where=f"table key {key!r}", fix="create the table or fix use_case.tables")
-        self.run_upstream(stage, f"input {name} is missing")
-
-    def run_upstream(self, stage: str, why: str) -> "StageResult":
-        """Run the stage that makes a missing input, in this context (local envs only)."""
-        from mlops.stages import STAGES
-
+        graph = Graph.from_config(self.cfg)
+        stage = graph.producer(output)
+        if not self.cfg.env.run_missing_upstream or stage is None:
+            raise MissingInputError(
+                f"{why}{'' if stage else ' and no stage makes it'}",
+                where=where,
+                fix=f"run the {stage} stage first" if stage else "create it, or fix use_case.tables / pipeline.graph",
+            )
         log.info("%s: running stage %r first", why, stage)
         self.upstream_runs.append(stage)
-        return STAGES[stage](self)
+        return graph.function(stage)(self)
 
-    def write(self, key: str, df: "DataFrame") -> tuple[int | None, int]:
+    def write(self, key: str, df: DataFrame) -> tuple[int | None, int]:
         """Validate, then overwrite atomically; returns (new version, rows in the table)."""
         return self.write_all({key: df})[key]
 
     def write_all(
         self,
-        outputs: dict[str, "DataFrame"],
+        outputs: dict[str, DataFrame],
         *,
         replace_dates: tuple[str, list] | None = None,
         extra_expectations: dict[str, list[dict]] | None = None,
-        feature_tables: dict[str, "FeatureTableSpec"] | None = None,
+        feature_tables: dict[str, FeatureTableSpec] | None = None,
     ) -> dict[str, tuple[int | None, int]]:
         """Write a stage's outputs as one unit: every contract is checked before the first write,
         and if a later write fails the earlier ones are rolled back to their previous versions.
@@ -239,12 +158,18 @@ class RunContext:
         feature_tables = feature_tables or {}
         for key, spec in feature_tables.items():
             if key not in outputs or spec.name != names[key] or replace_dates:
-                raise ConfigError(f"feature table {key!r} must be an output, named {names.get(key)}, and loaded whole",
-                                  where="RunContext.write_all(feature_tables=...)",
-                                  fix="build the spec from ctx.table_name(key) and do not combine it with replace_dates")
+                raise ConfigError(
+                    f"feature table {key!r} must be an output, named {names.get(key)}, and loaded whole",
+                    where="RunContext.write_all(feature_tables=...)",
+                    fix="build the spec from ctx.table_name(key) and do not combine it with replace_dates",
+                )
         for key, df in outputs.items():
-            validate(df, self.suite(key) + (extra_expectations or {}).get(key, []), table=str(names[key]),
-                     persist=self.persist)
+            validate(
+                df,
+                self.suite(key) + (extra_expectations or {}).get(key, []),
+                table=str(names[key]),
+                persist=self.persist,
+            )
         self._check_shrink(names, outputs, replace_dates)
         for key, spec in feature_tables.items():
             self.feature_store.ensure_table(spec, outputs[key].schema)
@@ -282,8 +207,9 @@ class RunContext:
             unit.finish()
         return written
 
-    def _check_shrink(self, names: dict[str, TableName], outputs: dict[str, "DataFrame"],
-                      replace_dates: tuple[str, list] | None) -> None:
+    def _check_shrink(
+        self, names: dict[str, TableName], outputs: dict[str, DataFrame], replace_dates: tuple[str, list] | None
+    ) -> None:
         """A new version may not hold far fewer rows than the current one (for a per-date replace:
         than the current rows of those dates). Every contract can hold on a collapsed input, e.g. a
         source of returns only; this keeps the last good version current unless the user says so."""
@@ -309,10 +235,12 @@ class RunContext:
             if guards.get("allow_shrink"):
                 log.warning("%s: %s; allowed by use_case.guards.allow_shrink=true", names[key], change)
                 continue
-            raise DataQualityError(f"{change}, more than use_case.guards.max_shrink_share={float(limit):g} allows",
-                                   where=str(names[key]),
-                                   fix="check the input (a partial or filtered source?); if the smaller table is "
-                                       "right, run once with use_case.guards.allow_shrink=true; nothing was written")
+            raise DataQualityError(
+                f"{change}, more than use_case.guards.max_shrink_share={float(limit):g} allows",
+                where=str(names[key]),
+                fix="check the input (a partial or filtered source?); if the smaller table is "
+                "right, run once with use_case.guards.allow_shrink=true; nothing was written",
+            )
 
     def suite(self, key: str) -> list[dict]:
         """The table's contract: the use case's expectations plus the model's own for that table."""
@@ -320,10 +248,10 @@ class RunContext:
         for owner in (self.cfg.use_case, self.cfg.model):
             suite = (owner.get("quality") or {}).get(key)
             if suite:
-                entries += OmegaConf.to_container(suite, resolve=True)  # type: ignore[operator]
+                entries += cast(list, OmegaConf.to_container(suite, resolve=True))
         return entries
 
-    def observed_days(self, transactions: "DataFrame") -> tuple[dt.date, dt.date, dt.date]:
+    def observed_days(self, transactions: DataFrame) -> tuple[dt.date, dt.date, dt.date]:
         """(first day, last day, last fully observed day) of the transactions.
 
         The latest day is usually cut off mid-day, so unless use_case.snapshots.observed_until
@@ -336,13 +264,19 @@ class RunContext:
         from mlops.errors import DataQualityError
 
         day = F.to_date(F.col(self.cfg.use_case.timestamp_column))
-        bounds = transactions.agg(F.min(day).alias("first"), F.max(day).alias("last")).first()
+        bounds = first_row(transactions.agg(F.min(day).alias("first"), F.max(day).alias("last")))
         if bounds["last"] is None:
-            raise DataQualityError("the transactions table is empty", where=str(self.table_name("transactions")),
-                                   fix="re-run extract on a source that has rows for this country")
+            raise DataQualityError(
+                "the transactions table is empty",
+                where=str(self.table_name("transactions")),
+                fix="re-run extract on a source that has rows for this country",
+            )
         configured = self.cfg.use_case.snapshots.observed_until
-        observed_until = (parse_date(configured, "use_case.snapshots.observed_until") if configured
-                          else bounds["last"] - dt.timedelta(days=1))
+        observed_until = (
+            parse_date(configured, "use_case.snapshots.observed_until")
+            if configured
+            else bounds["last"] - dt.timedelta(days=1)
+        )
         return bounds["first"], bounds["last"], observed_until
 
     def input_versions(self, *keys: str) -> dict[str, int | None]:

@@ -1,10 +1,16 @@
-"""Reading the raw source of a use case: bundled package data, a file path, or a table."""
+"""Reading the raw source of a use case: one class per kind, named by use_case/source (conf/use_case/source).
+
+Every source returns every column as a string, so one contract (use_case.quality.source) checks
+CSV, Parquet, tables and the packaged sample alike. A new kind is one class here (or anywhere
+importable) with `read(spark)` and `describe()`, and one YAML file naming it.
+"""
+
 from __future__ import annotations
 
 import importlib.resources
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 from pyspark.sql import DataFrame, SparkSession
@@ -18,47 +24,174 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def column(name: str) -> "F.Column":
+def column(name: str) -> F.Column:
     """A source column by its exact name: quoted, with backticks inside doubled, since source
     columns may hold spaces, dots or backticks that Spark would otherwise parse."""
     return F.col("`" + str(name).replace("`", "``") + "`")
 
 
-def describe_source(source: DictConfig) -> str:
-    if source.kind == "bundled":
-        return f"bundled {source.bundled_package}/{source.bundled_file}"
-    if source.kind == "table":
-        return f"table {source.table}"
-    return f"{source.kind} {source.path}"
+class Source:
+    """What every source has: the canonical name -> source column map and the timestamp format
+    (read by extract and the cleaning function through config)."""
+
+    # the option of use_case/source that names this class, for messages
+    kind = ""
+    # the packaged sample, refused where env.allow_bundled_sample is false
+    packaged_sample = False
+
+    def __init__(self, columns: Any = None, timestamp_format: str | None = None) -> None:
+        self.columns, self.timestamp_format = columns, timestamp_format
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def load(self, spark: SparkSession) -> DataFrame:
+        raise NotImplementedError
+
+    def read(self, spark: SparkSession) -> DataFrame:
+        """The raw source with every column as a string."""
+        raw = self.load(spark)
+        return raw.select(*(column(name).cast("string").alias(name) for name in raw.columns))
 
 
-def _read_bundled(spark: SparkSession, source: DictConfig) -> DataFrame:
-    # Read on the driver and ship the rows: over Spark Connect or Databricks Connect the
-    # cluster cannot see files inside this package. Bounded: the sample is ~31k lines.
-    import pandas as pd
+class BundledSource(Source):
+    """A CSV file inside an installed package (the use case's sample)."""
 
-    resource = importlib.resources.files(source.bundled_package).joinpath(source.bundled_file)
-    with importlib.resources.as_file(resource) as path:
-        if not Path(path).is_file():
-            raise SourceError(f"bundled sample {source.bundled_file} is missing from package "
-                              f"{source.bundled_package}", where="use_case.source",
-                              fix="reinstall the project (pip install -e .) or set use_case.source.kind")
+    kind = "bundled"
+    packaged_sample = True
+
+    def __init__(self, package: str, file: str, **common: Any) -> None:
+        super().__init__(**common)
+        self.package, self.file = package, file
+
+    def describe(self) -> str:
+        return f"bundled {self.package}/{self.file}"
+
+    def load(self, spark: SparkSession) -> DataFrame:
+        # Read on the driver and ship the rows: over Spark Connect or Databricks Connect the
+        # cluster cannot see files inside this package. Bounded: the sample is ~31k lines.
+        import pandas as pd
+
+        resource = importlib.resources.files(self.package).joinpath(self.file)
+        with importlib.resources.as_file(resource) as path:
+            if not Path(path).is_file():
+                raise SourceError(
+                    f"bundled sample {self.file} is missing from package {self.package}",
+                    where="use_case.sample",
+                    fix="reinstall the project (pip install -e .) or choose use_case/source=csv",
+                )
+            try:
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # the sample: UTF-8, comma-separated
+            except (OSError, EOFError, ValueError) as exc:
+                raise SourceError(
+                    f"cannot read bundled sample: {exc}",
+                    where=str(path),
+                    fix="reinstall the project to restore the file",
+                ) from None
+        frame = frame.replace("", None)
+        return spark.createDataFrame(frame, schema=", ".join(f"`{c}` string" for c in frame.columns))
+
+
+class _FileSource(Source):
+    def __init__(self, path: str | None = None, **common: Any) -> None:
+        super().__init__(**common)
+        self.path = path
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.path}"
+
+    def _reader(self, spark: SparkSession) -> Any:
+        return spark.read
+
+    def load(self, spark: SparkSession) -> DataFrame:
+        if not self.path:
+            raise ConfigError(
+                f"use_case/source={self.kind} needs a path",
+                where="use_case.source.path",
+                fix="e.g. use_case.source.path=/data/online_retail.csv.gz",
+            )
+        path = str(self.path)
+        _check_local_path(path)
+        if self.kind == "csv" and "://" not in path and Path(path).exists():
+            _check_gzip(path, self.kind)
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # the sample: UTF-8, comma-separated
-        except (OSError, EOFError, ValueError) as exc:
-            raise SourceError(f"cannot read bundled sample: {exc}", where=str(path),
-                              fix="reinstall the project to restore the file") from None
-    frame = frame.replace("", None)
-    return spark.createDataFrame(frame, schema=", ".join(f"`{c}` string" for c in frame.columns))
+            return getattr(self._reader(spark), self.kind)(path)
+        except Exception as exc:  # Spark's AnalysisException et al.: keep the first line only
+            raise SourceError(
+                f"cannot read {self.kind} source: {str(exc).splitlines()[0][:300]}",
+                where=path,
+                fix="check the path and the file format",
+            ) from None
+
+
+class CsvSource(_FileSource):
+    """CSV with a header row; gzip files are read through once first (a cut-off file is an error)."""
+
+    kind = "csv"
+
+    def __init__(self, path: str | None = None, encoding: str = "UTF-8", delimiter: str = ",", **common: Any) -> None:
+        super().__init__(path, **common)
+        self.encoding, self.delimiter = encoding, delimiter
+
+    def _reader(self, spark: SparkSession) -> Any:
+        return (
+            spark.read.option("header", "true")
+            .option("mode", "FAILFAST")
+            .option("encoding", self.encoding or "UTF-8")
+            .option("sep", self.delimiter or ",")
+        )
+
+
+class ParquetSource(_FileSource):
+    kind = "parquet"
+
+
+class TableSource(Source):
+    """A table of the Spark catalog (Unity Catalog on Databricks)."""
+
+    kind = "table"
+
+    def __init__(self, table: str | None = None, **common: Any) -> None:
+        super().__init__(**common)
+        self.table = table
+
+    def describe(self) -> str:
+        return f"table {self.table}"
+
+    def name(self) -> TableName:
+        """use_case.source.table as a checked catalog.schema.table name (nothing in it reaches SQL unchecked)."""
+        from mlops.tables import TableName
+
+        parts = str(self.table or "").split(".")
+        if len(parts) != 3:
+            raise ConfigError(
+                f"source table {self.table!r} is not catalog.schema.table",
+                where="use_case.source.table",
+                fix="e.g. use_case.source.table=main.raw.online_retail",
+            )
+        return TableName.of(*parts)
+
+    def load(self, spark: SparkSession) -> DataFrame:
+        return spark.table(self.name().quoted)
+
+
+def make_source(source: DictConfig) -> Source:
+    """The use case's source (use_case/source: one YAML file per class)."""
+    from mlops.config import build
+
+    return build(source, _convert_="all")
 
 
 def _check_local_path(path: str) -> None:
     # Only paths that look local can be checked here; cluster paths (dbfs:, /Volumes, s3:) are
     # checked by Spark, whose error is wrapped below.
-    if "://" not in path and not path.startswith(("dbfs:", "/Volumes/")) and not any(c in path for c in "*?["):
-        if not Path(path).exists():
-            raise SourceError(f"source file {path} does not exist", where="use_case.source.path",
-                              fix="point use_case.source.path at an existing CSV/Parquet file or folder")
+    local = "://" not in path and not path.startswith(("dbfs:", "/Volumes/")) and not any(c in path for c in "*?[")
+    if local and not Path(path).exists():
+        raise SourceError(
+            f"source file {path} does not exist",
+            where="use_case.source.path",
+            fix="point use_case.source.path at an existing CSV/Parquet file or folder",
+        )
 
 
 def _check_gzip(path: str, kind: str) -> None:
@@ -74,44 +207,8 @@ def _check_gzip(path: str, kind: str) -> None:
                 while stream.read(1 << 22):
                     pass
         except (EOFError, OSError, zlib.error) as exc:
-            raise SourceError(f"cannot read {kind} source: {file.name} is not a complete gzip file ({exc})",
-                              where=str(file), fix="re-export or re-download the file; it was cut off or damaged") from None
-
-
-def source_table_name(source: DictConfig) -> "TableName":
-    """use_case.source.table as a checked catalog.schema.table name (nothing in it reaches SQL unchecked)."""
-    from mlops.tables import TableName
-
-    parts = str(source.table or "").split(".")
-    if len(parts) != 3:
-        raise ConfigError(f"source table {source.table!r} is not catalog.schema.table",
-                          where="use_case.source.table", fix="e.g. use_case.source.table=main.raw.online_retail")
-    return TableName.of(*parts)
-
-
-def read_source(spark: SparkSession, source: DictConfig) -> DataFrame:
-    """The raw source with every column as a string, so one contract checks CSV, Parquet and tables."""
-    kind = source.kind
-    if kind == "bundled":
-        raw = _read_bundled(spark, source)
-    elif kind in ("csv", "parquet"):
-        if not source.path:
-            raise ConfigError(f"use_case.source.kind={kind} needs a path", where="use_case.source.path",
-                              fix="e.g. use_case.source.path=/data/online_retail.csv.gz")
-        _check_local_path(str(source.path))
-        if kind == "csv" and "://" not in str(source.path) and Path(str(source.path)).exists():
-            _check_gzip(str(source.path), kind)
-        reader = (spark.read.option("header", "true").option("mode", "FAILFAST")
-                  .option("encoding", source.get("encoding") or "UTF-8").option("sep", source.get("delimiter") or ",")
-                  if kind == "csv" else spark.read)
-        try:
-            raw = reader.csv(str(source.path)) if kind == "csv" else reader.parquet(str(source.path))
-        except Exception as exc:  # Spark's AnalysisException et al.: keep the first line only
-            raise SourceError(f"cannot read {kind} source: {str(exc).splitlines()[0][:300]}",
-                              where=str(source.path), fix="check the path and the file format") from None
-    elif kind == "table":
-        raw = spark.table(source_table_name(source).quoted)
-    else:
-        raise ConfigError(f"unknown source kind {kind!r}", where="use_case.source.kind",
-                          fix="one of bundled, csv, parquet, table")
-    return raw.select(*(column(name).cast("string").alias(name) for name in raw.columns))
+            raise SourceError(
+                f"cannot read {kind} source: {file.name} is not a complete gzip file ({exc})",
+                where=str(file),
+                fix="re-export or re-download the file; it was cut off or damaged",
+            ) from None

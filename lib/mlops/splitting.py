@@ -1,4 +1,5 @@
 """Deterministic, entity-level sampling and train/test assignment: by hashing the key, or by time."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -7,6 +8,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from mlops.errors import ConfigError
+from mlops.frames import first_row
 
 _BUCKETS = 1_000_000
 
@@ -33,8 +35,9 @@ def assign_split(df: DataFrame, key: str, test_fraction: float, seed: int, colum
     return df.withColumn(column, F.when(is_test, F.lit("test")).otherwise(F.lit("train")))
 
 
-def assign_time_split(df: DataFrame, date_column: str, test_date: dt.date | None, *, horizon_days: int,
-                      column: str = "split") -> DataFrame:
+def assign_time_split(
+    df: DataFrame, date_column: str, test_date: dt.date | None, *, horizon_days: int, column: str = "split"
+) -> DataFrame:
     """Out-of-time: `test` is the snapshot on `test_date`, `train` every snapshot whose label horizon
     closes on or before it; snapshots in between are dropped.
 
@@ -45,16 +48,20 @@ def assign_time_split(df: DataFrame, date_column: str, test_date: dt.date | None
     """
     snapshot = F.col(date_column)
     if test_date is None:
-        test_date = df.agg(F.max(snapshot)).first()[0]
+        test_date = first_row(df.agg(F.max(snapshot)))[0]
         if test_date is None:
-            raise ConfigError("no labelled snapshots to split", where="use_case.split",
-                              fix="more history or a shorter model.horizon_days")
+            raise ConfigError(
+                "no labelled snapshots to split",
+                where="use_case.split",
+                fix="more history or a shorter model.horizon_days",
+            )
     elif not df.where(snapshot == F.lit(test_date)).limit(1).count():
-        raise ConfigError(f"use_case.split.test_snapshot_date={test_date} has no snapshot with labels",
-                          where="use_case.split.test_snapshot_date",
-                          fix="a snapshot date: the snapshot calendar is anchored on use_case.snapshots.end_date, "
-                              "so set that to the test date (its labels need horizon_days of data after it)")
+        raise ConfigError(
+            f"use_case.split.test_date={test_date} has no snapshot with labels",
+            where="use_case.split.test_date",
+            fix="a snapshot date: the snapshot calendar is anchored on use_case.snapshots.end_date, "
+            "so set that to the test date (its labels need horizon_days of data after it)",
+        )
     is_test = snapshot == F.lit(test_date)
     is_train = F.date_add(snapshot, horizon_days) <= F.lit(test_date)
-    return df.where(is_test | is_train).withColumn(
-        column, F.when(is_test, F.lit("test")).otherwise(F.lit("train")))
+    return df.where(is_test | is_train).withColumn(column, F.when(is_test, F.lit("test")).otherwise(F.lit("train")))

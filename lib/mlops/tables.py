@@ -1,4 +1,5 @@
 """Tables by validated name, read and atomically overwritten through one interface, two worlds."""
+
 from __future__ import annotations
 
 import contextlib
@@ -37,11 +38,14 @@ class TableName:
     def __post_init__(self) -> None:
         for part, value in (("catalog", self.catalog), ("schema", self.schema), ("table", self.table)):
             if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
-                raise ConfigError(f"invalid {part} name {value!r}", where=f"table name {part}",
-                                  fix="use letters, digits and underscores only, not starting with a digit")
+                raise ConfigError(
+                    f"invalid {part} name {value!r}",
+                    where=f"table name {part}",
+                    fix="use letters, digits and underscores only, not starting with a digit",
+                )
 
     @classmethod
-    def of(cls, catalog: object, schema: object, table: object) -> "TableName":
+    def of(cls, catalog: object, schema: object, table: object) -> TableName:
         return cls(str(catalog), str(schema), str(table))
 
     def __str__(self) -> str:
@@ -57,11 +61,11 @@ class TableStore(Protocol):
 
     def exists(self, name: TableName) -> bool: ...
 
-    def read(self, name: TableName) -> "DataFrame": ...
+    def read(self, name: TableName) -> DataFrame: ...
 
-    def overwrite(self, name: TableName, df: "DataFrame") -> int | None: ...
+    def overwrite(self, name: TableName, df: DataFrame) -> int | None: ...
 
-    def replace_dates(self, name: TableName, df: "DataFrame", column: str, dates: Sequence[dt.date]) -> int | None:
+    def replace_dates(self, name: TableName, df: DataFrame, column: str, dates: Sequence[dt.date]) -> int | None:
         """Replace only the rows whose `column` is one of `dates` (one commit); keep the rest."""
         ...
 
@@ -83,7 +87,9 @@ class DeltaPathTableStore:
     files that an overwrite has logically removed.
     """
 
-    def __init__(self, spark: "SparkSession", root: str | Path) -> None:
+    LOCAL_FILES = True
+
+    def __init__(self, spark: SparkSession, root: str | Path) -> None:
         self.spark = spark
         self.root = Path(root)
 
@@ -104,12 +110,14 @@ class DeltaPathTableStore:
             from mlops.errors import StorageError
 
             first = str(exc).strip().splitlines()[0][:300]
-            raise StorageError(f"the Delta log of table {name} cannot be read: {first}",
-                               where=str(self.path(name) / "_delta_log"),
-                               fix="restore the table folder from a backup, or move it away and re-run the stage "
-                                   "that writes it (it is rebuilt from its inputs)") from None
+            raise StorageError(
+                f"the Delta log of table {name} cannot be read: {first}",
+                where=str(self.path(name) / "_delta_log"),
+                fix="restore the table folder from a backup, or move it away and re-run the stage "
+                "that writes it (it is rebuilt from its inputs)",
+            ) from None
 
-    def read(self, name: TableName) -> "DataFrame":
+    def read(self, name: TableName) -> DataFrame:
         table = self._table(name)
         files = table.file_uris()
         if not files:
@@ -120,7 +128,7 @@ class DeltaPathTableStore:
         return self.spark.read.parquet(*files)
 
     @contextlib.contextmanager
-    def _staged(self, df: "DataFrame") -> Iterator["pa.RecordBatchReader"]:
+    def _staged(self, df: DataFrame) -> Iterator[pa.RecordBatchReader]:
         """The result written by Spark's executors to a staging folder, streamed back batch by batch.
 
         Collecting it instead (`toArrow`) would hold the whole table in driver memory, which
@@ -136,19 +144,21 @@ class DeltaPathTableStore:
             df.write.parquet(str(staging))
             # Spark's parquet types (INT96 timestamps, optional keys) back to what Spark declared
             schema = to_arrow_schema(df.schema, timezone="UTC")
-            batches = (pa.Table.from_batches([batch]).cast(schema).to_batches()
-                       for batch in ds.dataset(str(staging), format="parquet").to_batches())
+            batches = (
+                pa.Table.from_batches([batch]).cast(schema).to_batches()
+                for batch in ds.dataset(str(staging), format="parquet").to_batches()
+            )
             yield pa.RecordBatchReader.from_batches(schema, (b for table in batches for b in table))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             with contextlib.suppress(OSError):  # another write may be staging beside this one
                 staging.parent.rmdir()
 
-    def overwrite(self, name: TableName, df: "DataFrame") -> int:
+    def overwrite(self, name: TableName, df: DataFrame) -> int:
         with self._staged(df) as data:
             return self.overwrite_arrow(name, data)
 
-    def replace_dates(self, name: TableName, df: "DataFrame", column: str, dates: Sequence[dt.date]) -> int:
+    def replace_dates(self, name: TableName, df: DataFrame, column: str, dates: Sequence[dt.date]) -> int:
         if not self.exists(name):
             return self.overwrite(name, df)
         from deltalake import write_deltalake
@@ -157,7 +167,7 @@ class DeltaPathTableStore:
             write_deltalake(str(self.path(name)), data, mode="overwrite", predicate=date_predicate(column, dates))
         return self._table(name).version()
 
-    def overwrite_arrow(self, name: TableName, data: "pa.Table | pa.RecordBatchReader") -> int:
+    def overwrite_arrow(self, name: TableName, data: pa.Table | pa.RecordBatchReader) -> int:
         from deltalake import write_deltalake
 
         path = self.path(name)
@@ -181,22 +191,22 @@ class DeltaPathTableStore:
 class CatalogTableStore:
     """Tables in the Spark session's catalog: Unity Catalog on Databricks, a metastore elsewhere."""
 
-    def __init__(self, spark: "SparkSession") -> None:
+    def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
 
     def exists(self, name: TableName) -> bool:
         return bool(self.spark.catalog.tableExists(str(name)))
 
-    def read(self, name: TableName) -> "DataFrame":
+    def read(self, name: TableName) -> DataFrame:
         return self.spark.table(name.quoted)
 
-    def overwrite(self, name: TableName, df: "DataFrame") -> int | None:
+    def overwrite(self, name: TableName, df: DataFrame) -> int | None:
         # On Delta (Unity Catalog) an overwrite is one transaction; overwriteSchema lets
         # a new feature set replace the old one.
         df.write.mode("overwrite").option("overwriteSchema", "true").saveAsTable(name.quoted)
         return self.version(name)
 
-    def replace_dates(self, name: TableName, df: "DataFrame", column: str, dates: Sequence[dt.date]) -> int | None:
+    def replace_dates(self, name: TableName, df: DataFrame, column: str, dates: Sequence[dt.date]) -> int | None:
         if not self.exists(name):
             return self.overwrite(name, df)
         df.write.mode("overwrite").option("replaceWhere", date_predicate(column, dates)).saveAsTable(name.quoted)
@@ -234,7 +244,7 @@ class VersionedCatalogTableStore(CatalogTableStore):
 
     VERSION_PROPERTY = "mlops.version"
 
-    def __init__(self, spark: "SparkSession", keep_versions: int = 5) -> None:
+    def __init__(self, spark: SparkSession, keep_versions: int = 5) -> None:
         super().__init__(spark)
         self.keep_versions = max(2, int(keep_versions))
 
@@ -268,7 +278,7 @@ class VersionedCatalogTableStore(CatalogTableStore):
             f"AS SELECT * FROM {self._physical(name, version).quoted}"
         )
 
-    def overwrite(self, name: TableName, df: "DataFrame") -> int:
+    def overwrite(self, name: TableName, df: DataFrame) -> int:
         self._ensure_schema(name)
         present = self._versions_present(name)
         version = (max(present) + 1) if present else 0
@@ -279,7 +289,7 @@ class VersionedCatalogTableStore(CatalogTableStore):
         self._drop_old_versions(name, keep={version})
         return version
 
-    def replace_dates(self, name: TableName, df: "DataFrame", column: str, dates: Sequence[dt.date]) -> int:
+    def replace_dates(self, name: TableName, df: DataFrame, column: str, dates: Sequence[dt.date]) -> int:
         if not self.exists(name):
             return self.overwrite(name, df)
         from pyspark.sql import functions as F
@@ -310,14 +320,16 @@ def date_predicate(column: str, dates: Sequence[dt.date]) -> str:
     return f"{column} IN ({days})"
 
 
-def make_table_store(env: DictConfig, spark: "SparkSession") -> TableStore:
-    kind = env.tables.kind
-    if kind == "delta_path":
-        return DeltaPathTableStore(spark, env.tables.root)
-    if kind == "catalog":
-        return CatalogTableStore(spark)
-    if kind == "versioned_catalog":
-        return VersionedCatalogTableStore(spark, keep_versions=env.tables.get("keep_versions") or 5)
-    raise ConfigError(f"unknown table store kind {kind!r}", where="env.tables.kind",
-                      fix="delta_path (local Delta files), catalog (Unity Catalog, Delta) or "
-                          "versioned_catalog (any Spark catalog without Delta)")
+def make_table_store(env: DictConfig, spark: SparkSession) -> TableStore:
+    """The env's table store: env/tables is one YAML file per class (conf/env/tables)."""
+    from mlops.config import build
+
+    return build(env.tables, spark=spark)
+
+
+def keeps_local_files(env: DictConfig) -> bool:
+    """Whether the env's tables are files on this machine's storage root, which a file lock and a
+    write journal can guard (on Databricks, job queues do the one and Delta history the other)."""
+    from hydra.utils import get_class
+
+    return bool(getattr(get_class(env.tables._target_), "LOCAL_FILES", False))

@@ -3,6 +3,7 @@
 The fitted state (bucket edges, training class shares) is logged with the model as target.json,
 so evaluation and batch inference decode exactly as training did.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -43,7 +44,7 @@ class BinaryTarget:
 
     task = "binary"
 
-    def fit(self, y_raw: np.ndarray) -> "BinaryTarget":
+    def fit(self, y_raw: np.ndarray) -> BinaryTarget:
         return self
 
     def transform(self, y_raw: np.ndarray) -> np.ndarray:
@@ -77,28 +78,40 @@ class BucketTarget:
     task = "multiclass"
     DECODINGS = ("argmax", "ranked_expected_class")
 
-    def __init__(self, buckets: int = 3, edges: list[float] | None = None, decoding: str = "argmax",
-                 class_shares: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        buckets: int = 3,
+        edges: list[float] | None = None,
+        decoding: str = "argmax",
+        class_shares: list[float] | None = None,
+    ) -> None:
         if decoding not in self.DECODINGS:
-            raise ConfigError(f"unknown decoding {decoding!r}", where="model.target.decoding",
-                              fix=f"one of {list(self.DECODINGS)}")
+            raise ConfigError(
+                f"unknown decoding {decoding!r}", where="model.target.decoding", fix=f"one of {list(self.DECODINGS)}"
+            )
         if int(buckets) < 1:
             raise ConfigError(f"buckets={buckets} must be >= 1", where="model.target.buckets", fix="e.g. 3")
         if edges is not None and (len(edges) != int(buckets) - 1 or list(edges) != sorted(edges)):
-            raise ConfigError(f"edges {list(edges)} must be {int(buckets) - 1} increasing values",
-                              where="model.target.edges", fix="give buckets-1 increasing cut points, or null")
+            raise ConfigError(
+                f"edges {list(edges)} must be {int(buckets) - 1} increasing values",
+                where="model.target.edges",
+                fix="give buckets-1 increasing cut points, or null",
+            )
         self.buckets = int(buckets)
         self.edges = None if edges is None else [float(e) for e in edges]
         self.decoding = decoding
         self.class_shares = None if class_shares is None else [float(s) for s in class_shares]
 
-    def fit(self, y_raw: np.ndarray) -> "BucketTarget":
+    def fit(self, y_raw: np.ndarray) -> BucketTarget:
         y_raw = np.asarray(y_raw, dtype=float)
         if self.edges is None:
             positive = y_raw[y_raw > 0]
             if len(positive) < self.buckets:
-                raise ConfigError(f"only {len(positive)} positive values to cut into {self.buckets} buckets",
-                                  where="model.target", fix="use fewer buckets, fixed edges, or more data")
+                raise ConfigError(
+                    f"only {len(positive)} positive values to cut into {self.buckets} buckets",
+                    where="model.target",
+                    fix="use fewer buckets, fixed edges, or more data",
+                )
             self.edges = [float(q) for q in np.quantile(positive, np.arange(1, self.buckets) / self.buckets)]
         counts = np.bincount(self.transform(y_raw), minlength=self.buckets + 1)
         self.class_shares = (counts / counts.sum()).tolist()
@@ -132,8 +145,12 @@ class BucketTarget:
         return rank_into_shares(values, np.arange(self.buckets + 1), np.asarray(self.class_shares))
 
     def state(self) -> dict[str, Any]:
-        return {"buckets": self.buckets, "edges": self.edges, "decoding": self.decoding,
-                "class_shares": self.class_shares}
+        return {
+            "buckets": self.buckets,
+            "edges": self.edges,
+            "decoding": self.decoding,
+            "class_shares": self.class_shares,
+        }
 
 
 def target_to_dict(target: BinaryTarget | BucketTarget) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """Publishing a job task value (e.g. retrain_required) to Databricks, or to the log elsewhere."""
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,7 @@ def _job_dbutils() -> Any | None:
     if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
         return None
     try:
-        from databricks.sdk.runtime import dbutils  # type: ignore[import-not-found]
+        from databricks.sdk.runtime import dbutils
     except ImportError:
         return None
     return dbutils

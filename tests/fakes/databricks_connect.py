@@ -6,16 +6,17 @@ against this. `REAL_SIGNATURES` is copied by hand from the SDK's source; a test 
 against it, and the adapter's calls go through the fake's real signatures, so a call the SDK would
 reject (a wrong keyword, a missing argument) fails here too.
 """
+
 from __future__ import annotations
 
 import sys
 import types
-from typing import Any, Optional
+from typing import Any
 
 # (method, parameters as `inspect.signature` prints them, minus `self` and annotations)
 REAL_SIGNATURES: dict[str, str] = {
     "remote": "(conn_string=None, *, host=None, cluster_id=None, serverless=False, token=None, "
-              "user_agent='', headers=None)",
+    "user_agent='', headers=None)",
     "host": "(host)",
     "clusterId": "(clusterId)",
     "serverless": "(enabled=True)",
@@ -33,68 +34,75 @@ class FakeDatabricksSession:
 
     calls: list[tuple[str, tuple, dict]] = []
     sessions: list[dict[str, Any]] = []
-    session: Any = None           # what getOrCreate returns (a test's local SparkSession)
+    session: Any = None  # what getOrCreate returns (a test's local SparkSession)
     fail_with: Exception | None = None  # what getOrCreate raises (e.g. an unreachable workspace)
 
     class Builder:
         def __init__(self) -> None:
-            self._conn_string: Optional[str] = None
-            self._host: Optional[str] = None
-            self._cluster_id: Optional[str] = None
+            self._conn_string: str | None = None
+            self._host: str | None = None
+            self._cluster_id: str | None = None
             self._serverless_mode = False
-            self._token: Optional[str] = None
-            self._profile: Optional[str] = None
+            self._token: str | None = None
+            self._profile: str | None = None
             self._config: Any = None
-            self._validate: Optional[bool] = None
+            self._validate: bool | None = None
 
         def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
             FakeDatabricksSession.calls.append((name, args, kwargs))
 
-        def remote(self, conn_string: str = None, *, host: str = None, cluster_id: str = None,
-                   serverless: bool = False, token: str = None, user_agent: str = "",
-                   headers: Optional[dict[str, str]] = None) -> "FakeDatabricksSession.Builder":
-            self._record("remote", conn_string, host=host, cluster_id=cluster_id, serverless=serverless,
-                         token=token)
+        def remote(
+            self,
+            conn_string: str = None,
+            *,
+            host: str = None,
+            cluster_id: str = None,
+            serverless: bool = False,
+            token: str = None,
+            user_agent: str = "",
+            headers: dict[str, str] | None = None,
+        ) -> FakeDatabricksSession.Builder:
+            self._record("remote", conn_string, host=host, cluster_id=cluster_id, serverless=serverless, token=token)
             self._conn_string, self._host, self._cluster_id = conn_string, host, cluster_id
             self._serverless_mode, self._token = serverless, token
             return self
 
-        def host(self, host: str) -> "FakeDatabricksSession.Builder":
+        def host(self, host: str) -> FakeDatabricksSession.Builder:
             self._record("host", host)
             self._host = host
             return self
 
-        def clusterId(self, clusterId: str) -> "FakeDatabricksSession.Builder":  # noqa: N802, N803 (SDK names)
+        def clusterId(self, clusterId: str) -> FakeDatabricksSession.Builder:
             self._record("clusterId", clusterId)
             self._cluster_id = clusterId
             return self
 
-        def serverless(self, enabled: bool = True) -> "FakeDatabricksSession.Builder":
+        def serverless(self, enabled: bool = True) -> FakeDatabricksSession.Builder:
             self._record("serverless", enabled)
             self._serverless_mode = enabled
             return self
 
-        def token(self, token: str) -> "FakeDatabricksSession.Builder":
+        def token(self, token: str) -> FakeDatabricksSession.Builder:
             self._record("token", token)
             self._token = token
             return self
 
-        def profile(self, profile: str) -> "FakeDatabricksSession.Builder":
+        def profile(self, profile: str) -> FakeDatabricksSession.Builder:
             self._record("profile", profile)
             self._profile = profile
             return self
 
-        def sdkConfig(self, config: Any) -> "FakeDatabricksSession.Builder":  # noqa: N802
+        def sdkConfig(self, config: Any) -> FakeDatabricksSession.Builder:
             self._record("sdkConfig", config)
             self._config = config
             return self
 
-        def validateSession(self, enabled: bool = True) -> "FakeDatabricksSession.Builder":  # noqa: N802
+        def validateSession(self, enabled: bool = True) -> FakeDatabricksSession.Builder:
             self._record("validateSession", enabled)
             self._validate = enabled
             return self
 
-        def getOrCreate(self) -> Any:  # noqa: N802
+        def getOrCreate(self) -> Any:
             return self._create()
 
         def create(self) -> Any:
@@ -102,17 +110,23 @@ class FakeDatabricksSession:
 
         def _create(self) -> Any:
             # the SDK's own refusals, with its wording
-            if self._conn_string is not None and (self._host or self._token or self._cluster_id
-                                                  or self._serverless_mode):
+            if self._conn_string is not None and (
+                self._host or self._token or self._cluster_id or self._serverless_mode
+            ):
                 raise Exception("conn_string must not be set when connection parameters are explicitly configured.")
             if self._cluster_id and self._serverless_mode:
                 raise Exception("Can't set both cluster id and serverless.")
             if FakeDatabricksSession.fail_with is not None:
                 raise FakeDatabricksSession.fail_with
-            FakeDatabricksSession.sessions.append({
-                "conn_string": self._conn_string, "host": self._host, "cluster_id": self._cluster_id,
-                "serverless": self._serverless_mode, "profile": self._profile,
-            })
+            FakeDatabricksSession.sessions.append(
+                {
+                    "conn_string": self._conn_string,
+                    "host": self._host,
+                    "cluster_id": self._cluster_id,
+                    "serverless": self._serverless_mode,
+                    "profile": self._profile,
+                }
+            )
             return FakeDatabricksSession.session
 
     @classmethod

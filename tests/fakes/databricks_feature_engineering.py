@@ -42,6 +42,7 @@ The SDK rules enforced, with the SDK's wording where it has one (file names are 
    `explode_feature_lookups`), then the labels; exclude_columns dropped. The table data is pinned
    when the training set is created.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,27 +53,23 @@ import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any
 
 from mlops.tables import DeltaPathTableStore, TableName
 
 # (callable, parameters as `inspect.signature` prints them, minus `self` and annotations)
 REAL_SIGNATURES: dict[str, str] = {
     "FeatureEngineeringClient.__init__": "(*, model_registry_uri=None)",
-    "FeatureEngineeringClient.create_table":
-        "(*, name, primary_keys, df=None, timeseries_column=None, partition_columns=None, schema=None, "
-        "description=None, tags=None, **kwargs)",
+    "FeatureEngineeringClient.create_table": "(*, name, primary_keys, df=None, timeseries_column=None, partition_columns=None, schema=None, "
+    "description=None, tags=None, **kwargs)",
     "FeatureEngineeringClient.get_table": "(*, name)",
     "FeatureEngineeringClient.read_table": "(*, name, **kwargs)",
     "FeatureEngineeringClient.drop_table": "(*, name)",
-    "FeatureEngineeringClient.write_table":
-        "(*, name, df, mode='merge', checkpoint_location=None, trigger={'processingTime': '5 seconds'})",
-    "FeatureEngineeringClient.create_training_set":
-        "(*, df, feature_lookups=None, feature_spec=None, features=None, label, exclude_columns=None, "
-        "use_spark_native_join=False, use_timeseries_filtering=False, **kwargs)",
-    "FeatureLookup.__init__":
-        "(table_name, lookup_key, *, feature_names=None, rename_outputs=None, timestamp_lookup_key=None, "
-        "lookback_window=None, default_values=None, **kwargs)",
+    "FeatureEngineeringClient.write_table": "(*, name, df, mode='merge', checkpoint_location=None, trigger={'processingTime': '5 seconds'})",
+    "FeatureEngineeringClient.create_training_set": "(*, df, feature_lookups=None, feature_spec=None, features=None, label, exclude_columns=None, "
+    "use_spark_native_join=False, use_timeseries_filtering=False, **kwargs)",
+    "FeatureLookup.__init__": "(table_name, lookup_key, *, feature_names=None, rename_outputs=None, timestamp_lookup_key=None, "
+    "lookback_window=None, default_values=None, **kwargs)",
     "TrainingSet.load_df": "()",
 }
 
@@ -89,9 +86,9 @@ class FakeDeltaError(Exception):
 
 @dataclass
 class _FeatureTableMeta:
-    primary_keys: list[str]          # without the timestamp key, as Unity Catalog's constraint lists them
+    primary_keys: list[str]  # without the timestamp key, as Unity Catalog's constraint lists them
     timestamp_keys: list[str]
-    description: Optional[str]
+    description: str | None
     tags: dict[str, str]
     table_id: str
 
@@ -117,7 +114,7 @@ class FakeFeatureTable:
 class FakeUnityCatalog:
     """The workspace: Delta tables under `root`, which of them are feature tables, and every client call."""
 
-    def __init__(self, spark: Any, root: Union[str, Path]) -> None:
+    def __init__(self, spark: Any, root: str | Path) -> None:
         self.spark = spark
         self.delta = DeltaPathTableStore(spark, root)
         self.feature_tables: dict[str, _FeatureTableMeta] = {}
@@ -127,7 +124,7 @@ class FakeUnityCatalog:
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         return [arguments for name, arguments in self.calls if name == method]
 
-    def client(self) -> "FakeFeatureEngineeringClient":
+    def client(self) -> FakeFeatureEngineeringClient:
         return FakeFeatureEngineeringClient.on(self)
 
     def create_plain_table(self, name: TableName, df: Any) -> None:
@@ -148,22 +145,22 @@ class FakeUnityCatalogTables:
     def read(self, name: TableName) -> Any:
         return self._delta.read(name)
 
-    def version(self, name: TableName) -> Optional[int]:
+    def version(self, name: TableName) -> int | None:
         return self._delta.version(name)
 
     def history(self, name: TableName) -> list[dict[str, Any]]:
         return self._delta.history(name)
 
-    def restore(self, name: TableName, version: Optional[int]) -> None:
+    def restore(self, name: TableName, version: int | None) -> None:
         # RESTORE TABLE brings back data and schema; the constraint is Unity Catalog's, so it stays
         self._delta.restore(name, version)
         if version is None:
             self._catalog.feature_tables.pop(str(name), None)
 
-    def replace_dates(self, name: TableName, df: Any, column: str, dates: Any) -> Optional[int]:
+    def replace_dates(self, name: TableName, df: Any, column: str, dates: Any) -> int | None:
         return self._delta.replace_dates(name, df, column, dates)
 
-    def overwrite(self, name: TableName, df: Any) -> Optional[int]:
+    def overwrite(self, name: TableName, df: Any) -> int | None:
         """A Delta overwrite with mergeSchema: existing columns keep their type, new ones are added,
         missing ones become null, and a feature table's key columns stay NOT NULL."""
         from pyspark.sql import functions as F
@@ -174,25 +171,33 @@ class FakeUnityCatalogTables:
         incoming = {field.name: field.dataType for field in df.schema.fields}
         for column, kind in incoming.items():
             if column in existing and existing[column] != kind:
-                raise FakeDeltaError(f"[DELTA_FAILED_TO_MERGE_FIELDS] Failed to merge fields '{column}' and "
-                                     f"'{column}' ({existing[column].simpleString()} vs {kind.simpleString()})")
+                raise FakeDeltaError(
+                    f"[DELTA_FAILED_TO_MERGE_FIELDS] Failed to merge fields '{column}' and "
+                    f"'{column}' ({existing[column].simpleString()} vs {kind.simpleString()})"
+                )
         meta = self._catalog.feature_tables.get(str(name))
-        for key in (meta.all_keys if meta else []):
+        for key in meta.all_keys if meta else []:
             if key not in incoming:
-                raise FakeDeltaError(f"[DELTA_NOT_NULL_CONSTRAINT_VIOLATED] NOT NULL constraint violated for column: {key}.")
+                raise FakeDeltaError(
+                    f"[DELTA_NOT_NULL_CONSTRAINT_VIOLATED] NOT NULL constraint violated for column: {key}."
+                )
         conformed = df.select(
-            *[F.col(column) if column in incoming else F.lit(None).cast(kind).alias(column)
-              for column, kind in existing.items()],
+            *[
+                F.col(column) if column in incoming else F.lit(None).cast(kind).alias(column)
+                for column, kind in existing.items()
+            ],
             *[F.col(column) for column in incoming if column not in existing],
         )
-        data = conformed.toArrow()   # the whole result first: a failing query writes nothing
-        for key in (meta.all_keys if meta else []):
+        data = conformed.toArrow()  # the whole result first: a failing query writes nothing
+        for key in meta.all_keys if meta else []:
             if data.column(key).null_count:
-                raise FakeDeltaError(f"[DELTA_NOT_NULL_CONSTRAINT_VIOLATED] NOT NULL constraint violated for column: {key}.")
+                raise FakeDeltaError(
+                    f"[DELTA_NOT_NULL_CONSTRAINT_VIOLATED] NOT NULL constraint violated for column: {key}."
+                )
         return self._delta.overwrite_arrow(name, data)
 
 
-def _as_list(value: Any, default: Optional[list] = None) -> list:
+def _as_list(value: Any, default: list | None = None) -> list:
     if value is None:
         return list(default or [])
     return [value] if isinstance(value, str) else list(value)
@@ -201,13 +206,18 @@ def _as_list(value: Any, default: Optional[list] = None) -> list:
 class FakeFeatureLookup:
     """`FeatureLookup`: the same constructor and the same refusals."""
 
-    def __init__(self, table_name: str, lookup_key: Union[str, List[str]], *,
-                 feature_names: Union[str, List[str], None] = None,
-                 rename_outputs: Optional[Dict[str, str]] = None,
-                 timestamp_lookup_key: Optional[str] = None,
-                 lookback_window: Optional[datetime.timedelta] = None,
-                 default_values: Optional[Dict[str, Any]] = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        lookup_key: str | list[str],
+        *,
+        feature_names: str | list[str] | None = None,
+        rename_outputs: dict[str, str] | None = None,
+        timestamp_lookup_key: str | None = None,
+        lookback_window: datetime.timedelta | None = None,
+        default_values: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         feature_name = kwargs.pop("feature_name", None)
         kwargs.pop("output_name", None)
         if kwargs:
@@ -220,8 +230,10 @@ class FakeFeatureLookup:
             else:
                 raise ValueError("Setting multiple timestamp lookup keys is not supported.")
         if lookback_window is not None and not timestamp_lookup_key:
-            raise ValueError(f"Unexpected lookback_window value: {lookback_window}, lookback windows can only be "
-                             "applied on time series feature tables.")
+            raise ValueError(
+                f"Unexpected lookback_window value: {lookback_window}, lookback windows can only be "
+                "applied on time series feature tables."
+            )
         self.table_name = table_name
         self.lookup_key = copy.copy(lookup_key)
         self.feature_names = _as_list(feature_names) or ([feature_name] if feature_name else [])
@@ -237,10 +249,10 @@ class _Lookup:
 
     table_name: str
     lookup_key: list[str]
-    timestamp_lookup_key: Optional[str]
+    timestamp_lookup_key: str | None
     table_keys: list[str]
-    table_timestamp_key: Optional[str]
-    features: list[str]            # joined from the table (features already in df are not)
+    table_timestamp_key: str | None
+    features: list[str]  # joined from the table (features already in df are not)
     data: Any = field(repr=False)
 
 
@@ -255,18 +267,26 @@ def _native_as_of_join(df: Any, lookup: _Lookup) -> Any:
         rows = lookup.data.select(*[F.col(t).alias(k) for t, k in zip(lookup.table_keys, keys)], *lookup.features)
         return df.join(rows, keys, "left")
     label_keys = df.select(*[F.col(k).alias(f"__l{i}") for i, k in enumerate(keys)], F.col(ts).alias("__lts"))
-    feature_keys = lookup.data.select(*[F.col(t).alias(f"__f{i}") for i, t in enumerate(lookup.table_keys)],
-                                      F.col(lookup.table_timestamp_key).alias("__fts"))
+    feature_keys = lookup.data.select(
+        *[F.col(t).alias(f"__f{i}") for i, t in enumerate(lookup.table_keys)],
+        F.col(lookup.table_timestamp_key).alias("__fts"),
+    )
     same_key = functools.reduce(operator.and_, [F.col(f"__l{i}") == F.col(f"__f{i}") for i in range(len(keys))])
-    newest = (label_keys.join(feature_keys, same_key & (F.col("__lts") >= F.col("__fts")), "left")
-              .groupBy(*[f"__l{i}" for i in range(len(keys))], "__lts")
-              .agg(F.max("__fts").alias("__max_ts")))
-    rows = lookup.data.select(*[F.col(t).alias(f"__f{i}") for i, t in enumerate(lookup.table_keys)],
-                              F.col(lookup.table_timestamp_key).alias("__fts"), *lookup.features)
-    picked = (rows.join(newest, same_key & (F.col("__fts") == F.col("__max_ts")), "inner")
-              .select(*[F.col(f"__l{i}").alias(k) for i, k in enumerate(keys)], F.col("__lts").alias(ts),
-                      *lookup.features)
-              .dropDuplicates([*keys, ts]))
+    newest = (
+        label_keys.join(feature_keys, same_key & (F.col("__lts") >= F.col("__fts")), "left")
+        .groupBy(*[f"__l{i}" for i in range(len(keys))], "__lts")
+        .agg(F.max("__fts").alias("__max_ts"))
+    )
+    rows = lookup.data.select(
+        *[F.col(t).alias(f"__f{i}") for i, t in enumerate(lookup.table_keys)],
+        F.col(lookup.table_timestamp_key).alias("__fts"),
+        *lookup.features,
+    )
+    picked = (
+        rows.join(newest, same_key & (F.col("__fts") == F.col("__max_ts")), "inner")
+        .select(*[F.col(f"__l{i}").alias(k) for i, k in enumerate(keys)], F.col("__lts").alias(ts), *lookup.features)
+        .dropDuplicates([*keys, ts])
+    )
     return df.join(picked, [*keys, ts], "left")
 
 
@@ -292,16 +312,16 @@ class FakeFeatureEngineeringClient:
     """`FeatureEngineeringClient` on a FakeUnityCatalog."""
 
     # what a client constructed the SDK's way (no arguments, e.g. by the adapter) talks to; set by install()
-    default_catalog: Optional[FakeUnityCatalog] = None
+    default_catalog: FakeUnityCatalog | None = None
 
-    def __init__(self, *, model_registry_uri: Optional[str] = None) -> None:
+    def __init__(self, *, model_registry_uri: str | None = None) -> None:
         if FakeFeatureEngineeringClient.default_catalog is None:
             raise RuntimeError("no FakeUnityCatalog installed: use install(monkeypatch, catalog)")
         self._uc = FakeFeatureEngineeringClient.default_catalog
         self._uc.calls.append(("__init__", {"model_registry_uri": model_registry_uri}))
 
     @classmethod
-    def on(cls, catalog: FakeUnityCatalog) -> "FakeFeatureEngineeringClient":
+    def on(cls, catalog: FakeUnityCatalog) -> FakeFeatureEngineeringClient:
         client = cls.__new__(cls)
         client._uc = catalog
         return client
@@ -314,8 +334,10 @@ class FakeFeatureEngineeringClient:
     def _uc_name(self, name: str) -> TableName:
         parts = name.split(".") if isinstance(name, str) else []
         if len(parts) != 3 or parts[0].lower() in LOCAL_METASTORE_NAMES:
-            raise ValueError("FeatureEngineeringClient only supports feature tables in Unity Catalog. "
-                             "For feature tables in hive metastore, use databricks.feature_store.FeatureStoreClient.")
+            raise ValueError(
+                "FeatureEngineeringClient only supports feature tables in Unity Catalog. "
+                "For feature tables in hive metastore, use databricks.feature_store.FeatureStoreClient."
+            )
         return TableName.of(*parts)
 
     def _meta(self, name: str) -> _FeatureTableMeta:
@@ -324,9 +346,11 @@ class FakeFeatureEngineeringClient:
             raise ValueError(f"The feature data table for '{name}' could not be found.")
         meta = self._uc.feature_tables.get(str(table))
         if meta is None:
-            raise ValueError("Table can't be used as a feature table because it has no primary key constraint defined."
-                             " Use 'ALTER TABLE table_name ADD CONSTRAINT table_name_pk PRIMARY KEY( key_column [,...] )'"
-                             " to add a primary key constraint on the table.")
+            raise ValueError(
+                "Table can't be used as a feature table because it has no primary key constraint defined."
+                " Use 'ALTER TABLE table_name ADD CONSTRAINT table_name_pk PRIMARY KEY( key_column [,...] )'"
+                " to add a primary key constraint on the table."
+            )
         return meta
 
     @staticmethod
@@ -338,12 +362,31 @@ class FakeFeatureEngineeringClient:
 
     # --- the SDK's public methods ---
 
-    def create_table(self, *, name: str, primary_keys: Union[str, List[str]], df: Optional[Any] = None,
-                     timeseries_column: Optional[str] = None, partition_columns: Union[str, List[str], None] = None,
-                     schema: Optional[Any] = None, description: Optional[str] = None,
-                     tags: Optional[Dict[str, str]] = None, **kwargs: Any) -> FakeFeatureTable:
-        self._record("create_table", name=name, primary_keys=primary_keys, df=df, timeseries_column=timeseries_column,
-                     partition_columns=partition_columns, schema=schema, description=description, tags=tags, **kwargs)
+    def create_table(
+        self,
+        *,
+        name: str,
+        primary_keys: str | list[str],
+        df: Any | None = None,
+        timeseries_column: str | None = None,
+        partition_columns: str | list[str] | None = None,
+        schema: Any | None = None,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> FakeFeatureTable:
+        self._record(
+            "create_table",
+            name=name,
+            primary_keys=primary_keys,
+            df=df,
+            timeseries_column=timeseries_column,
+            partition_columns=partition_columns,
+            schema=schema,
+            description=description,
+            tags=tags,
+            **kwargs,
+        )
         table = self._uc_name(name)
         if timeseries_column is None:
             if "timestamp_keys" in kwargs:
@@ -359,8 +402,10 @@ class FakeFeatureEngineeringClient:
                     raise ValueError("Setting multiple timeseries keys is not supported.")
         keys = _as_list(primary_keys)
         if timeseries_column is not None and timeseries_column not in keys:
-            raise ValueError(f"Timeseries column '{timeseries_column}' is not in primary_keys. "
-                             "Timeseries columns must be primary keys.")
+            raise ValueError(
+                f"Timeseries column '{timeseries_column}' is not in primary_keys. "
+                "Timeseries columns must be primary keys."
+            )
         if kwargs:
             raise ValueError(f"create_table got unexpected keyword arguments {sorted(kwargs)}")
         if len(set(keys)) != len(keys):
@@ -368,27 +413,33 @@ class FakeFeatureEngineeringClient:
         if schema is None and df is None:
             raise ValueError("Either schema or df must be provided")
         if schema is not None and df is not None and schema != df.schema:
-            raise ValueError("Provide either 'schema' or 'df' arguments. If both arguments "
-                             "are provided, their schemas must match.")
+            raise ValueError(
+                "Provide either 'schema' or 'df' arguments. If both arguments are provided, their schemas must match."
+            )
         table_schema = schema if schema is not None else df.schema
         for kind, columns in (("primary keys", keys), ("partition columns", _as_list(partition_columns))):
             missing = [column for column in columns if column not in table_schema.names]
             if missing:
-                raise ValueError(f"The provided DataFrame or schema must contain all specified {kind}. "
-                                 f"Schema {table_schema} is missing column(s) {missing}")
+                raise ValueError(
+                    f"The provided DataFrame or schema must contain all specified {kind}. "
+                    f"Schema {table_schema} is missing column(s) {missing}"
+                )
         if self._uc.delta.exists(table):
             # Unity Catalog: an existing table is returned as it is (keys not compared, df not written)
             return self.get_table(name=name)
         timestamp_keys = _as_list(timeseries_column)
         entity_keys = [key for key in keys if key not in timestamp_keys]
         self._uc.delta.overwrite(table, self._uc.spark.createDataFrame([], table_schema))
-        self._uc.feature_tables[str(table)] = _FeatureTableMeta(entity_keys, timestamp_keys, description,
-                                                                dict(tags or {}), f"fake-{len(self._uc.feature_tables)}")
+        self._uc.feature_tables[str(table)] = _FeatureTableMeta(
+            entity_keys, timestamp_keys, description, dict(tags or {}), f"fake-{len(self._uc.feature_tables)}"
+        )
         if df is not None:
             try:
                 if self._non_unique(df, entity_keys + timestamp_keys):
-                    raise ValueError("Non-unique rows detected in input dataframe for key combination "
-                                     f"{entity_keys + timestamp_keys}.")
+                    raise ValueError(
+                        "Non-unique rows detected in input dataframe for key combination "
+                        f"{entity_keys + timestamp_keys}."
+                    )
                 self._uc.tables.overwrite(table, df)
             except Exception:
                 # the SDK deletes the table it just created when the first write fails
@@ -415,15 +466,25 @@ class FakeFeatureEngineeringClient:
         self._uc.feature_tables.pop(str(table))
         self._uc.delta.restore(table, None)
 
-    def write_table(self, *, name: str, df: Any, mode: str = MERGE, checkpoint_location: Optional[str] = None,
-                    trigger: Dict[str, Any] = _DEFAULT_WRITE_STREAM_TRIGGER) -> Any:
-        self._record("write_table", name=name, df=df, mode=mode, checkpoint_location=checkpoint_location,
-                     trigger=trigger)
+    def write_table(
+        self,
+        *,
+        name: str,
+        df: Any,
+        mode: str = MERGE,
+        checkpoint_location: str | None = None,
+        trigger: dict[str, Any] = _DEFAULT_WRITE_STREAM_TRIGGER,
+    ) -> Any:
+        self._record(
+            "write_table", name=name, df=df, mode=mode, checkpoint_location=checkpoint_location, trigger=trigger
+        )
         self._uc_name(name)
         if mode != MERGE:
-            raise ValueError(f"Unsupported mode '{mode}'. '{MERGE}' is the only supported mode. If you want to "
-                             "overwrite a table, run SQL 'DELETE FROM <table name>;' to delete all rows, or drop "
-                             "and recreate the table before calling this method.")
+            raise ValueError(
+                f"Unsupported mode '{mode}'. '{MERGE}' is the only supported mode. If you want to "
+                "overwrite a table, run SQL 'DELETE FROM <table name>;' to delete all rows, or drop "
+                "and recreate the table before calling this method."
+            )
         meta = self._meta(name)
         table = self._uc_name(name)
         existing = self._uc.delta.read(table)
@@ -431,13 +492,17 @@ class FakeFeatureEngineeringClient:
         df_types = {f.name: f.dataType for f in df.schema.fields}
         for kind, keys in (("primary key columns", meta.primary_keys), ("timestamp key column", meta.timestamp_keys)):
             if any(df_types.get(key) != table_types[key] for key in keys):
-                raise ValueError(f"The provided DataFrame must contain all specified {kind} and have the same type. "
-                                 f"Could not find key(s) '{keys}' with correct types in schema {df.schema}.")
+                raise ValueError(
+                    f"The provided DataFrame must contain all specified {kind} and have the same type. "
+                    f"Could not find key(s) '{keys}' with correct types in schema {df.schema}."
+                )
         if meta.timestamp_keys:
             missing = sorted(set(table_types) - set(df_types))
             if missing:
-                raise ValueError("Feature table has a timestamp column. When calling write_table the provided "
-                                 f"DataFrame must contain all the feature columns. Could not find column(s) '{missing}'.")
+                raise ValueError(
+                    "Feature table has a timestamp column. When calling write_table the provided "
+                    f"DataFrame must contain all the feature columns. Could not find column(s) '{missing}'."
+                )
         keys = meta.all_keys
         if self._non_unique(df, keys):
             raise ValueError(f"Non-unique rows detected in input dataframe for key combination {keys}.")
@@ -445,15 +510,31 @@ class FakeFeatureEngineeringClient:
         self._uc.tables.overwrite(table, kept.unionByName(df, allowMissingColumns=True))
         return None
 
-    def create_training_set(self, *, df: Any, feature_lookups: Optional[List[Any]] = None,
-                            feature_spec: Optional[str] = None, features: Optional[List[Any]] = None,
-                            label: Union[str, List[str], None], exclude_columns: Optional[List[str]] = None,
-                            use_spark_native_join: bool = False, use_timeseries_filtering: bool = False,
-                            **kwargs: Any) -> FakeTrainingSet:
-        self._record("create_training_set", df=df, feature_lookups=feature_lookups, feature_spec=feature_spec,
-                     features=features, label=label, exclude_columns=exclude_columns,
-                     use_spark_native_join=use_spark_native_join, use_timeseries_filtering=use_timeseries_filtering,
-                     **kwargs)
+    def create_training_set(
+        self,
+        *,
+        df: Any,
+        feature_lookups: list[Any] | None = None,
+        feature_spec: str | None = None,
+        features: list[Any] | None = None,
+        label: str | list[str] | None,
+        exclude_columns: list[str] | None = None,
+        use_spark_native_join: bool = False,
+        use_timeseries_filtering: bool = False,
+        **kwargs: Any,
+    ) -> FakeTrainingSet:
+        self._record(
+            "create_training_set",
+            df=df,
+            feature_lookups=feature_lookups,
+            feature_spec=feature_spec,
+            features=features,
+            label=label,
+            exclude_columns=exclude_columns,
+            use_spark_native_join=use_spark_native_join,
+            use_timeseries_filtering=use_timeseries_filtering,
+            **kwargs,
+        )
         unknown = sorted(set(kwargs) - set(_KNOWN_TRAINING_SET_KWARGS))
         if unknown:
             raise TypeError(f"create_training_set got unexpected keyword arguments {unknown}")
@@ -480,8 +561,9 @@ class FakeFeatureEngineeringClient:
                 raise ValueError(f"Label column '{name}' was not found in DataFrame")
             if name in exclude:
                 raise ValueError(f"Label column '{name}' cannot be excluded")
-        return FakeTrainingSet(df=df, lookups=self._resolve(df, feature_lookups), labels=labels,
-                               exclude_columns=exclude)
+        return FakeTrainingSet(
+            df=df, lookups=self._resolve(df, feature_lookups), labels=labels, exclude_columns=exclude
+        )
 
     def _resolve(self, df: Any, feature_lookups: list[FakeFeatureLookup]) -> list[_Lookup]:
         resolved = []
@@ -490,31 +572,47 @@ class FakeFeatureEngineeringClient:
             meta = self._meta(lookup.table_name)
             data = self._uc.delta.read(self._uc_name(lookup.table_name))
             error = f"Unable to join feature table '{lookup.table_name}'"
-            checks = [(_as_list(lookup.lookup_key), meta.primary_keys, "lookup key", "primary key"),
-                      (_as_list(lookup.timestamp_lookup_key), meta.timestamp_keys, "timestamp lookup key", "timestamp key")]
+            checks = [
+                (_as_list(lookup.lookup_key), meta.primary_keys, "lookup key", "primary key"),
+                (_as_list(lookup.timestamp_lookup_key), meta.timestamp_keys, "timestamp lookup key", "timestamp key"),
+            ]
             for df_keys, table_keys, df_kind, table_kind in checks:
                 missing = [key for key in df_keys if key not in df.columns]
                 if missing:
-                    raise ValueError(f"{error} because {df_kind} {', '.join(repr(k) for k in missing)} "
-                                     "not found in DataFrame.")
+                    raise ValueError(
+                        f"{error} because {df_kind} {', '.join(repr(k) for k in missing)} not found in DataFrame."
+                    )
                 if len(df_keys) != len(table_keys):
-                    raise ValueError(f"{error} because number of {table_kind}s ({table_keys}) does not match "
-                                     f"number of {df_kind}s ({df_keys}).")
+                    raise ValueError(
+                        f"{error} because number of {table_kind}s ({table_keys}) does not match "
+                        f"number of {df_kind}s ({df_keys})."
+                    )
                 for df_key, table_key in zip(df_keys, table_keys):
                     if df.schema[df_key].dataType != data.schema[table_key].dataType:
-                        raise ValueError(f"{error} because {table_kind} '{table_key}' has type "
-                                         f"'{data.schema[table_key].dataType.simpleString()}' but corresponding "
-                                         f"{df_kind} '{df_key}' has type "
-                                         f"'{df.schema[df_key].dataType.simpleString()}' in DataFrame.")
+                        raise ValueError(
+                            f"{error} because {table_kind} '{table_key}' has type "
+                            f"'{data.schema[table_key].dataType.simpleString()}' but corresponding "
+                            f"{df_kind} '{df_key}' has type "
+                            f"'{df.schema[df_key].dataType.simpleString()}' in DataFrame."
+                        )
             non_keys = [column for column in data.columns if column not in meta.all_keys]
             names = list(lookup.feature_names) or sorted(non_keys)
             unknown = [name for name in names if name not in non_keys]
             if unknown:
                 raise ValueError(f"Features {unknown} do not exist in feature table '{lookup.table_name}'.")
-            features = [name for name in names if name not in taken]   # a feature already in df is not looked up
+            features = [name for name in names if name not in taken]  # a feature already in df is not looked up
             taken.update(features)
-            resolved.append(_Lookup(lookup.table_name, _as_list(lookup.lookup_key), lookup.timestamp_lookup_key,
-                                    meta.primary_keys, (meta.timestamp_keys or [None])[0], features, data))
+            resolved.append(
+                _Lookup(
+                    lookup.table_name,
+                    _as_list(lookup.lookup_key),
+                    lookup.timestamp_lookup_key,
+                    meta.primary_keys,
+                    (meta.timestamp_keys or [None])[0],
+                    features,
+                    data,
+                )
+            )
         return resolved
 
 

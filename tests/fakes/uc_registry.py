@@ -43,6 +43,7 @@ asked for, and callers that need every version must follow `PagedList.token`.
 Every public call is recorded (outermost call only) in `calls` so tests can assert what our code
 asked of the registry.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -96,7 +97,7 @@ def _recorded(method: Callable) -> Callable:
     signature = inspect.signature(method)
 
     @functools.wraps(method)
-    def wrapper(self: "FakeUnityCatalogRegistryStore", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: FakeUnityCatalogRegistryStore, *args: Any, **kwargs: Any) -> Any:
         outermost = not getattr(self._depth, "value", 0)
         if outermost:
             bound = signature.bind(self, *args, **kwargs)
@@ -120,8 +121,10 @@ def uc_model_name(name: str) -> str:
     catalog, schema, model = split_uc_model_name(str(name))
     for part in (catalog, schema, model):
         if len(part) > MAX_NAME_PART_LENGTH or _FORBIDDEN_IN_NAME.search(part):
-            raise _unsupported(f"Invalid Unity Catalog name part {part!r} in '{name}': at most "
-                               f"{MAX_NAME_PART_LENGTH} characters, without space, '/', or control characters.")
+            raise _unsupported(
+                f"Invalid Unity Catalog name part {part!r} in '{name}': at most "
+                f"{MAX_NAME_PART_LENGTH} characters, without space, '/', or control characters."
+            )
     return f"{catalog}.{schema}.{model}".lower()
 
 
@@ -176,9 +179,18 @@ class FakeUnityCatalogRegistryStore(SqlAlchemyStore):
         _require_arg_unspecified("filter_string", filter_string)
         _require_arg_unspecified("order_by", order_by)
         page = super().search_registered_models(None, max_results or 100, None, page_token)
-        return PagedList([RegisteredModelSearch(name=m.name, creation_timestamp=m.creation_timestamp,
-                                                last_updated_timestamp=m.last_updated_timestamp,
-                                                description=m.description) for m in page], page.token)
+        return PagedList(
+            [
+                RegisteredModelSearch(
+                    name=m.name,
+                    creation_timestamp=m.creation_timestamp,
+                    last_updated_timestamp=m.last_updated_timestamp,
+                    description=m.description,
+                )
+                for m in page
+            ],
+            page.token,
+        )
 
     @_recorded
     def get_latest_versions(self, name, stages=None):
@@ -194,16 +206,24 @@ class FakeUnityCatalogRegistryStore(SqlAlchemyStore):
 
     # model versions
     @_recorded
-    def create_model_version(self, name, source, run_id=None, tags=None, run_link=None, description=None,
-                             local_model_path=None, model_id=None):
+    def create_model_version(
+        self,
+        name,
+        source,
+        run_id=None,
+        tags=None,
+        run_link=None,
+        description=None,
+        local_model_path=None,
+        model_id=None,
+    ):
         _require_arg_unspecified(arg_name="run_link", arg_value=run_link)
         name = uc_model_name(name)
         with self._model_dir(source, local_model_path) as model_dir:
             # MLflow's UC store does these checks on the client before it calls the server
             UcModelRegistryStore._validate_model_signature(self, model_dir)
             get_feature_dependencies(model_dir)
-            version = super().create_model_version(name, source, run_id, tags, None, description,
-                                                   model_id=model_id)
+            version = super().create_model_version(name, source, run_id, tags, None, description, model_id=model_id)
             target = self.version_storage(name, version.version)
             shutil.copytree(model_dir, target, dirs_exist_ok=True)
         return version
@@ -217,13 +237,16 @@ class FakeUnityCatalogRegistryStore(SqlAlchemyStore):
 
         with tempfile.TemporaryDirectory(prefix="uc-fake-download-") as scratch:
             try:
-                yield mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch,
-                                                          tracking_uri=self.tracking_uri)
+                yield mlflow.artifacts.download_artifacts(
+                    artifact_uri=source, dst_path=scratch, tracking_uri=self.tracking_uri
+                )
             except MlflowException:
                 raise
             except Exception as exc:  # the message UC's store gives when it cannot read the source
-                raise MlflowException(f"Unable to download model artifacts from source artifact location "
-                                      f"'{source}' in order to upload them to Unity Catalog. {exc}") from exc
+                raise MlflowException(
+                    f"Unable to download model artifacts from source artifact location "
+                    f"'{source}' in order to upload them to Unity Catalog. {exc}"
+                ) from exc
 
     @_recorded
     def update_model_version(self, name, version, description=None):
@@ -248,14 +271,17 @@ class FakeUnityCatalogRegistryStore(SqlAlchemyStore):
         return self.version_storage(name, version).as_uri()
 
     @_recorded
-    def search_model_versions(self, filter_string=None, max_results=SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
-                              order_by=None, page_token=None):
+    def search_model_versions(
+        self, filter_string=None, max_results=SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT, order_by=None, page_token=None
+    ):
         _require_arg_unspecified(arg_name="order_by", arg_value=order_by)
         match = _SUPPORTED_VERSION_FILTER.fullmatch(filter_string or "")
         if match is None:
-            raise _unsupported(f"Unsupported filter for model versions in Unity Catalog: {filter_string!r}. "
-                               "Only one exact match on name or run_id is supported, e.g. "
-                               "\"name = 'catalog.schema.model'\"; tag filters and LIKE, ILIKE, != are not.")
+            raise _unsupported(
+                f"Unsupported filter for model versions in Unity Catalog: {filter_string!r}. "
+                "Only one exact match on name or run_id is supported, e.g. "
+                "\"name = 'catalog.schema.model'\"; tag filters and LIKE, ILIKE, != are not."
+            )
         key, value = match.groups()
         if key == "name":
             value = uc_model_name(value)
@@ -296,11 +322,18 @@ class FakeUnityCatalogRegistryStore(SqlAlchemyStore):
 
 def _search_result(version: ModelVersion) -> ModelVersionSearch:
     """A search hit as MLflow's UC store builds it: no tags, no aliases."""
-    return ModelVersionSearch(name=version.name, version=version.version,
-                              creation_timestamp=version.creation_timestamp,
-                              last_updated_timestamp=version.last_updated_timestamp,
-                              description=version.description, user_id=version.user_id, source=version.source,
-                              run_id=version.run_id, status=version.status, status_message=version.status_message)
+    return ModelVersionSearch(
+        name=version.name,
+        version=version.version,
+        creation_timestamp=version.creation_timestamp,
+        last_updated_timestamp=version.last_updated_timestamp,
+        description=version.description,
+        user_id=version.user_id,
+        source=version.source,
+        run_id=version.run_id,
+        status=version.status,
+        status_message=version.status_message,
+    )
 
 
 def _read_from_managed_storage(repo: Any, lineage_header_info: Any = None) -> Any:

@@ -7,6 +7,7 @@ each task's process, so the project's own code path (mlops.task_values) runs unc
 task values it sets land in the file named by AC_MLOPS_TASK_VALUES, where the rehearsal reads them
 for `{{tasks.<task>.values.<key>}}`. Only what a task of ours calls is here: `jobs.taskValues.set`.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ class UserNamespaceInitializer:
     """What databricks.sdk.runtime asks the runtime for: the notebook/job namespace globals."""
 
     @classmethod
-    def getOrCreate(cls) -> "UserNamespaceInitializer":
+    def getOrCreate(cls) -> UserNamespaceInitializer:
         return cls()
 
     def get_namespace_globals(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """Stage batch_inference: `champion` + features at the scoring dates -> `predictions` (per-date replace)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,7 +16,6 @@ from mlops.calendar import monthly_dates
 from mlops.config import parse_date
 from mlops.errors import ConfigError, DataQualityError, MissingInputError
 from mlops.models import ScoredModel
-from mlops.population import feature_function, home_rows
 from mlops.registry import alias_version, configure_mlflow, registered_model_name
 from mlops.runtime import RunContext, StageResult
 
@@ -28,15 +28,18 @@ def champion_model(ctx: RunContext) -> tuple[str, Any, ScoredModel]:
     name = registered_model_name(ctx.cfg)
     version = alias_version(name, "champion")
     if version is None and ctx.cfg.env.run_missing_upstream:
-        ctx.run_upstream("evaluate", f"{name} has no champion yet")
+        ctx.make("mlflow:champion", f"{name} has no champion yet", where=f"registry alias {name}@champion")
         version = alias_version(name, "champion")
     if version is None:
-        raise MissingInputError(f"{name} has no champion to score with", where=f"registry alias {name}@champion",
-                                fix="run evaluate (a candidate must pass the gate) or promote a version")
+        raise MissingInputError(
+            f"{name} has no champion to score with",
+            where=f"registry alias {name}@champion",
+            fix="run evaluate (a candidate must pass the gate) or promote a version",
+        )
     return name, version, ScoredModel.from_run(version.run_id, f"models:/{name}/{version.version}")
 
 
-def scoring_dates(ctx: RunContext, first_day: dt.date, last_day: dt.date) -> list[dt.date]:
+def dates_to_score(ctx: RunContext, first_day: dt.date, last_day: dt.date) -> list[dt.date]:
     """The dates to score, from the most specific setting given; default the latest transaction day.
 
     Every date must lie within the observed data: before the first transaction there is nobody
@@ -45,37 +48,43 @@ def scoring_dates(ctx: RunContext, first_day: dt.date, last_day: dt.date) -> lis
     """
     cfg = ctx.cfg
     backfill = cfg.inference.backfill
-    if cfg.inference.scoring_dates:
-        dates = [parse_date(day, "inference.scoring_dates") for day in cfg.inference.scoring_dates]
+    if cfg.inference.dates:
+        dates = [parse_date(day, "inference.dates") for day in cfg.inference.dates]
     elif backfill.start or backfill.end:
         start = parse_date(backfill.start or first_day, "inference.backfill.start")
         end = parse_date(backfill.end or last_day, "inference.backfill.end")
         if start > end:
-            raise ConfigError(f"inference.backfill.start={start} is after inference.backfill.end={end}",
-                              where="config keys inference.backfill.start / end",
-                              fix=f"set start <= end; the data runs {first_day} .. {last_day}")
+            raise ConfigError(
+                f"inference.backfill.start={start} is after inference.backfill.end={end}",
+                where="config keys inference.backfill.start / end",
+                fix=f"set start <= end; the data runs {first_day} .. {last_day}",
+            )
         dates = monthly_dates(start, end, int(backfill.cadence_months))
-    elif cfg.scoring_date:
-        dates = [parse_date(cfg.scoring_date, "scoring_date")]
+    elif cfg.inference.date:
+        dates = [parse_date(cfg.inference.date, "inference.date")]
     else:
         dates = [last_day]
     early = [day for day in dates if day < first_day]
     if early or not dates:
-        raise ConfigError(f"scoring date(s) {early or dates} come before the first transaction ({first_day})",
-                          where="scoring_date / inference", fix=f"score on or after {first_day}")
+        raise ConfigError(
+            f"scoring date(s) {early or dates} come before the first transaction ({first_day})",
+            where="inference.date / inference.dates / inference.backfill",
+            fix=f"score on or after {first_day}",
+        )
     tolerance = int(cfg.inference.max_days_after_data)
     late = [day for day in dates if day > last_day + dt.timedelta(days=tolerance)]
     if late:
         raise DataQualityError(
             f"scoring date(s) {[str(day) for day in late]} lie more than {tolerance} day(s) after the last "
             f"transaction ({last_day}): the features would describe a future the data has not seen",
-            where="scoring_date / inference.scoring_dates / inference.backfill",
+            where="inference.date / inference.dates / inference.backfill",
             fix=f"score on or before {last_day + dt.timedelta(days=tolerance)}, load the newer transactions "
-                "(re-run extract), or raise inference.max_days_after_data")
+            "(re-run extract), or raise inference.max_days_after_data",
+        )
     return sorted(set(dates))
 
 
-def _score_udf(model: ScoredModel, classes: list[int], probability_columns: list[str]):
+def _score_udf(model: ScoredModel, classes: list[int], probability_columns: list[str], keys: list[str]):
     """A mapInPandas function that carries the fitted model in its closure: it runs wherever
     Spark runs Python (local workers, a Connect server, a cluster) with nothing to load there."""
     features, estimator, target = model.features, model.model, model.target
@@ -83,7 +92,7 @@ def _score_udf(model: ScoredModel, classes: list[int], probability_columns: list
     def score(batches):
         for batch in batches:
             proba = estimator.predict_proba(batch[features].astype("float64"))
-            out = pd.DataFrame({"customer_id": batch["customer_id"], "scoring_date": batch["scoring_date"]})
+            out = pd.DataFrame({key: batch[key] for key in keys})
             for column, values in zip(probability_columns, proba.T):
                 out[column] = values
             out["score"] = target.score(proba, np.asarray(classes))
@@ -93,11 +102,10 @@ def _score_udf(model: ScoredModel, classes: list[int], probability_columns: list
     return score
 
 
-def _ranked_classes(score: Column, shares: list[float]) -> Column:
-    """Spark twin of targets.rank_into_shares, per scoring date; ties broken by customer id."""
-    per_date_by_score = Window.partitionBy("scoring_date").orderBy(score, F.col("customer_id"))
-    position = (F.row_number().over(per_date_by_score) - F.lit(0.5)) / F.count("*").over(
-        Window.partitionBy("scoring_date"))
+def _ranked_classes(score: Column, shares: list[float], entity: str, date: str) -> Column:
+    """Spark twin of targets.rank_into_shares, per scoring date; ties broken by the entity key."""
+    per_date_by_score = Window.partitionBy(date).orderBy(score, F.col(entity))
+    position = (F.row_number().over(per_date_by_score) - F.lit(0.5)) / F.count("*").over(Window.partitionBy(date))
     cumulative = np.cumsum(shares) / np.sum(shares)
     expression = F.lit(len(shares) - 1)
     for cls in reversed(range(len(shares) - 1)):
@@ -105,29 +113,46 @@ def _ranked_classes(score: Column, shares: list[float]) -> Column:
     return expression
 
 
-def predictions_frame(features: DataFrame, model: ScoredModel, *, name: str, version: str, scored_at: dt.datetime,
-                      threshold: float | None) -> DataFrame:
+def predictions_frame(
+    features: DataFrame,
+    model: ScoredModel,
+    *,
+    keys: list[str],
+    name: str,
+    version: str,
+    scored_at: dt.datetime,
+    threshold: float | None,
+) -> DataFrame:
+    """One row per key (entity, scoring date): the prediction, the class probabilities, the score
+    monitoring compares, and the model that made it."""
     classes = [int(c) for c in model.model.classes_]
     binary = model.target.task == "binary"
     probability_columns = ["probability"] if binary else [f"probability_{c}" for c in classes]
-    schema = ("customer_id string, scoring_date date, "
-              + ", ".join(f"{c} double" for c in (["probability_0"] if binary else []) + probability_columns)
-              + ", score double, argmax_class int")
+    key_types = ", ".join(f"`{key}` {features.schema[key].dataType.simpleString()}" for key in keys)
+    schema = (
+        f"{key_types}, "
+        + ", ".join(f"{c} double" for c in (["probability_0"] if binary else []) + probability_columns)
+        + ", score double, argmax_class int"
+    )
     columns = (["probability_0"] + probability_columns) if binary else probability_columns
-    scored = features.select("customer_id", "scoring_date", *model.features).mapInPandas(
-        _score_udf(model, classes, columns), schema)
+    scored = features.select(*keys, *model.features).mapInPandas(_score_udf(model, classes, columns, keys), schema)
     if binary:
         prediction = (F.col("probability") >= F.lit(float(threshold if threshold is not None else 0.5))).cast("int")
     elif model.target.decoding == "ranked_expected_class":
-        prediction = _ranked_classes(F.col("score"), list(model.target.class_shares))
+        prediction = _ranked_classes(F.col("score"), list(model.target.class_shares), *keys)
     else:
         prediction = F.col("argmax_class")
     total = reduce(lambda a, b: a + b, (F.col(c) for c in columns))
     return scored.select(
-        "customer_id", "scoring_date", prediction.cast("int").alias("prediction"),
-        *probability_columns, "score", total.alias("probability_total"),
-        F.lit(name).alias("model_name"), F.lit(str(version)).alias("model_version"),
-        F.lit(model.run_id).alias("run_id"), F.lit(scored_at).cast("timestamp").alias("scored_at"),
+        *keys,
+        prediction.cast("int").alias("prediction"),
+        *probability_columns,
+        "score",
+        total.alias("probability_total"),
+        F.lit(name).alias("model_name"),
+        F.lit(str(version)).alias("model_version"),
+        F.lit(model.run_id).alias("run_id"),
+        F.lit(scored_at).cast("timestamp").alias("scored_at"),
     )
 
 
@@ -136,31 +161,53 @@ def batch_inference(ctx: RunContext) -> StageResult:
     name, version, model = champion_model(ctx)
     transactions = ctx.read("transactions")
     first_day, last_day, _ = ctx.observed_days(transactions)
-    dates = scoring_dates(ctx, first_day, last_day)
+    dates = dates_to_score(ctx, first_day, last_day)
     log.info("scoring %d date(s) %s .. %s with %s version %s", len(dates), dates[0], dates[-1], name, version.version)
 
-    features = feature_function(cfg)(transactions, cfg.use_case.timestamp_column, dates[0], dates[-1],
-                                     dates=dates).withColumnRenamed("snapshot_date", "scoring_date")
-    features = home_rows(features, cfg)  # a pooled model serves the country's own customers only
+    entity, snapshot = cfg.use_case.key_columns
+    scoring = cfg.use_case.scoring_key
+    features = ctx.population.feature_function(cfg.model.features.fn)(
+        transactions, cfg.use_case.timestamp_column, dates[0], dates[-1], dates=dates
+    ).withColumnRenamed(snapshot, scoring)
+    features = ctx.population.served_rows(features)  # e.g. a pooled model serves the country's own customers only
     missing = [column for column in model.features if column not in features.columns]
     if missing:
-        raise ConfigError(f"champion version {version.version} needs features {missing}", where="model.features",
-                          fix="re-train with the current feature function, or promote a matching version")
+        raise ConfigError(
+            f"champion version {version.version} needs features {missing}",
+            where="model.features",
+            fix="re-train with the current feature function, or promote a matching version",
+        )
     features = ctx.cache(features)  # counted, checked, scored and written: computed once
     population = features.count()
     if population == 0:
         # an empty population would replace the dates' predictions with nothing, and pass every contract
-        raise DataQualityError(f"no customers to score on {[str(day) for day in dates]}: the features at those "
-                               "dates have no rows", where=str(ctx.table_name("transactions")),
-                               fix="score dates that have customers with purchases before them, or re-run extract "
-                                   "on a source with this country's sales; the previous predictions are kept")
-    predictions = predictions_frame(features, model, name=name, version=version.version, scored_at=ctx.started_at,
-                                    threshold=cfg.model.inference.threshold)
+        raise DataQualityError(
+            f"no customers to score on {[str(day) for day in dates]}: the features at those dates have no rows",
+            where=str(ctx.table_name("transactions")),
+            fix="score dates that have customers with purchases before them, or re-run extract "
+            "on a source with this country's sales; the previous predictions are kept",
+        )
+    predictions = predictions_frame(
+        features,
+        model,
+        keys=[entity, scoring],
+        name=name,
+        version=version.version,
+        scored_at=ctx.started_at,
+        threshold=cfg.model.inference.threshold,
+    )
     written = ctx.write_all(
         {"scoring_features": features, "predictions": predictions},
-        replace_dates=("scoring_date", dates),
-        extra_expectations={"predictions": [{"expect_table_row_count_to_equal": {"value": population},
-                                             "hint": "one prediction per customer in the scoring population"}]},
+        replace_dates=(scoring, dates),
+        extra_expectations={
+            "predictions": [
+                {
+                    "expect_table_row_count_to_equal": {"value": population},
+                    "hint": "one prediction per customer in the scoring population",
+                }
+            ]
+        },
     )
-    return StageResult.of_writes("batch_inference", written,
-                                 details={"dates": dates, "population": population, "version": str(version.version)})
+    return StageResult.of_writes(
+        "batch_inference", written, details={"dates": dates, "population": population, "version": str(version.version)}
+    )

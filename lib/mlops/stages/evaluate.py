@@ -1,4 +1,5 @@
 """Stage evaluate: the latest training run -> the gate -> a registered version and its aliases."""
+
 from __future__ import annotations
 
 import logging
@@ -8,20 +9,27 @@ import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
 
-from mlops.errors import ConfigError, GateRejectedError, MissingInputError
+from mlops.errors import ConfigError, GateRejectedError
+from mlops.frames import first_row
 from mlops.gate import Verdict, decide
 from mlops.lineage import git_commit
 from mlops.metrics import metric, metrics_with_ci
 from mlops.models import ScoredModel
-from mlops.registry import (alias_version, configure_mlflow, describe_version, fail_orphaned_runs,
-                            promote_to_champion, register_run_model, registered_model_name, set_alias)
+from mlops.registry import (
+    alias_version,
+    configure_mlflow,
+    describe_version,
+    fail_orphaned_runs,
+    promote_to_champion,
+    register_run_model,
+    registered_model_name,
+    set_alias,
+)
 from mlops.reports import evaluation_figures, log_figure, model_card, permutation_importance_figure
 from mlops.runtime import RunContext, StageResult
 from mlops.targets import require_classes
 
 log = logging.getLogger(__name__)
-
-RUN_MODES = ("disabled", "dry_run", "enabled")
 
 
 def candidate_run(ctx: RunContext, experiment_id: str) -> Any:
@@ -32,20 +40,28 @@ def candidate_run(ctx: RunContext, experiment_id: str) -> Any:
     if cfg.evaluation.run_id:
         run = mlflow.get_run(str(cfg.evaluation.run_id))
         if (run.data.tags.get("model"), run.data.tags.get("country")) != (cfg.model.name, cfg.country.code):
-            raise ConfigError(f"run {run.info.run_id} trained {run.data.tags.get('model')} for "
-                              f"{run.data.tags.get('country')}, not {cfg.model.name} for {cfg.country.code}",
-                              where="evaluation.run_id", fix="pass a run of this model and country")
+            raise ConfigError(
+                f"run {run.info.run_id} trained {run.data.tags.get('model')} for "
+                f"{run.data.tags.get('country')}, not {cfg.model.name} for {cfg.country.code}",
+                where="evaluation.run_id",
+                fix="pass a run of this model and country",
+            )
         return run
-    query = (f"tags.stage = 'train' and tags.model = '{cfg.model.name}' and tags.country = '{cfg.country.code}' "
-             "and attributes.status = 'FINISHED'")
-    runs = mlflow.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1,
-                              output_format="list")
+    query = (
+        f"tags.stage = 'train' and tags.model = '{cfg.model.name}' and tags.country = '{cfg.country.code}' "
+        "and attributes.status = 'FINISHED'"
+    )
+    runs = mlflow.search_runs(
+        [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1, output_format="list"
+    )
     if runs:
         return runs[0]
-    if not cfg.env.run_missing_upstream:
-        raise MissingInputError(f"no finished training run of {cfg.model.name} for {cfg.country.code}",
-                                where=f"MLflow experiment {cfg.use_case.experiment}", fix="run the train stage first")
-    return mlflow.get_run(ctx.run_upstream("train", "no training run yet").run_id)
+    made = ctx.make(
+        "mlflow:training_run",
+        f"no finished training run of {cfg.model.name} for {cfg.country.code}",
+        where=f"MLflow experiment {cfg.use_case.experiment}",
+    )
+    return mlflow.get_run(str(made.run_id))
 
 
 def _custom_metrics(cfg) -> dict[str, tuple[Any, dict[str, float]]]:
@@ -58,8 +74,15 @@ def _custom_metrics(cfg) -> dict[str, tuple[Any, dict[str, float]]]:
 
 
 def _score(names, y, prediction, groups, cfg, custom=None) -> dict[str, float]:
-    values = metrics_with_ci(names, y, prediction, groups=groups, n_resamples=int(cfg.evaluation.bootstrap_resamples),
-                             confidence=float(cfg.evaluation.confidence), seed=int(cfg.seed))
+    values = metrics_with_ci(
+        names,
+        y,
+        prediction,
+        groups=groups,
+        n_resamples=int(cfg.evaluation.bootstrap_resamples),
+        confidence=float(cfg.evaluation.confidence),
+        seed=int(cfg.seed),
+    )
     for name, (fn, _) in (custom or {}).items():
         values[name] = float(fn(y, prediction))
     return values
@@ -111,8 +134,6 @@ def evaluate(ctx: RunContext) -> StageResult:
 
     cfg = ctx.cfg
     run_mode = str(cfg.evaluation.run_mode)
-    if run_mode not in RUN_MODES:
-        raise ConfigError(f"evaluation.run_mode={run_mode!r}", where="evaluation.run_mode", fix=f"one of {RUN_MODES}")
     experiment_id = configure_mlflow(cfg)
     fail_orphaned_runs(cfg, "evaluate")  # a killed evaluate left its run RUNNING
     name = registered_model_name(cfg)
@@ -120,7 +141,7 @@ def evaluate(ctx: RunContext) -> StageResult:
     candidate = ScoredModel.from_run(run.info.run_id, run.data.tags["model_uri"])
 
     keys, label = list(cfg.use_case.key_columns), cfg.model.label.column
-    test = ctx.read("test").orderBy(*keys).toPandas()
+    test: pd.DataFrame = ctx.read("test").orderBy(*keys).toPandas()
     y = candidate.target.transform(test[label].to_numpy())
     require_classes(y, "test", str(ctx.table_name("test")))
     groups = test[keys[0]].to_numpy()
@@ -128,7 +149,8 @@ def evaluate(ctx: RunContext) -> StageResult:
     custom = _custom_metrics(cfg)
 
     prediction = candidate.predict(test)
-    scores = {"candidate": _score(names, y, prediction, groups, cfg, custom)}
+    candidate_scores = _score(names, y, prediction, groups, cfg, custom)
+    scores: dict[str, dict[str, float] | None] = {"candidate": candidate_scores}
     baseline_prediction, baseline_params = _baseline_prediction(ctx, candidate.target, test)
     scores["baseline"] = None if baseline_prediction is None else _score(names, y, baseline_prediction, groups, cfg)
     champion_version, champion, champion_note = _champion(name, candidate, test)
@@ -138,42 +160,74 @@ def evaluate(ctx: RunContext) -> StageResult:
     gate = cfg.model.gate
     thresholds = {key: dict(value) for key, value in gate.thresholds.items()}
     thresholds.update({key: bounds for key, (_, bounds) in custom.items() if bounds})
-    verdict = decide(scores["candidate"], thresholds=thresholds, baseline=scores["baseline"],
-                     baseline_metric=gate.baseline_metric, baseline_tolerance=float(gate.baseline_tolerance),
-                     champion=scores["champion"], champion_metric=gate.champion_metric,
-                     min_improvement=float(gate.min_improvement))
+    verdict = decide(
+        candidate_scores,
+        thresholds=thresholds,
+        baseline=scores["baseline"],
+        baseline_metric=gate.baseline_metric,
+        baseline_tolerance=float(gate.baseline_tolerance),
+        champion=scores["champion"],
+        champion_metric=gate.champion_metric,
+        min_improvement=float(gate.min_improvement),
+    )
     register, aliases = _plan(run_mode, verdict, champion_version, champion is not None)
-    action = (f"register {name} and set {', '.join(aliases) or 'no alias'}" if register
-              else "nothing registered; aliases unchanged")
+    action = (
+        f"register {name} and set {', '.join(aliases) or 'no alias'}"
+        if register
+        else "nothing registered; aliases unchanged"
+    )
     if "champion" in aliases:
         action += " (champion then takes challenger off this version)"
     log.info("gate %s (run_mode %s): %s", "passed" if verdict.passed else "failed", run_mode, action)
 
     from pyspark.sql import functions as F
 
-    trained_on = ctx.read("train").agg(F.count("*").alias("rows"), F.countDistinct(keys[0]).alias("customers"),
-                                       F.min(keys[1]).alias("first"), F.max(keys[1]).alias("last")).first()
+    trained_on = first_row(
+        ctx.read("train").agg(
+            F.count("*").alias("rows"),
+            F.countDistinct(keys[0]).alias("entities"),
+            F.min(keys[1]).alias("first"),
+            F.max(keys[1]).alias("last"),
+        )
+    )
     facts = {
         "model": f"{cfg.model.name} for {cfg.country.code} ({cfg.env.name})",
         "candidate run": candidate.run_id,
-        "train rows / customers": f"{trained_on['rows']} / {trained_on['customers']}",
+        f"train rows / {keys[0]}s": f"{trained_on['rows']} / {trained_on['entities']}",
         "train snapshots": f"{trained_on['first']} .. {trained_on['last']} (every {cfg.use_case.snapshots.cadence_months}"
-                           " month(s))",
-        "test rows / customers": f"{len(test)} / {test[keys[0]].nunique()}",
-        "test snapshots": f"{test['snapshot_date'].min()} .. {test['snapshot_date'].max()}",
+        " month(s))",
+        f"test rows / {keys[0]}s": f"{len(test)} / {test[keys[0]].nunique()}",
+        "test snapshots": f"{test[keys[1]].min()} .. {test[keys[1]].max()}",
         "horizon": f"{cfg.model.horizon_days} days",
         "test class shares": ", ".join(f"{c}: {np.mean(y == c):.1%}" for c in np.unique(y)),
         "champion": champion_note,
         "run mode": run_mode,
     }
-    card = model_card(title=f"{name}: evaluation of run {candidate.run_id}", facts=facts, metric_names=names,
-                      candidate=scores["candidate"], baseline=scores["baseline"], champion=scores["champion"],
-                      verdict=verdict.to_dict(), action=action, confidence=float(cfg.evaluation.confidence))
+    card = model_card(
+        title=f"{name}: evaluation of run {candidate.run_id}",
+        facts=facts,
+        metric_names=names,
+        candidate=candidate_scores,
+        baseline=scores["baseline"],
+        champion=scores["champion"],
+        verdict=verdict.to_dict(),
+        action=action,
+        confidence=float(cfg.evaluation.confidence),
+    )
 
     with mlflow.start_run(run_name=f"evaluate {cfg.model.name} {cfg.country.code}") as evaluation_run:
-        mlflow.set_tags({"stage": "evaluate", "model": cfg.model.name, "country": cfg.country.code,
-                         "env": cfg.env.name, "candidate_run_id": candidate.run_id, "run_mode": run_mode,
-                         "verdict": "passed" if verdict.passed else "failed", "git_commit": git_commit(cfg)})
+        mlflow.set_tags(
+            {
+                "stage": "evaluate",
+                "model": cfg.model.name,
+                "country": cfg.country.code,
+                "env": cfg.env.name,
+                "candidate_run_id": candidate.run_id,
+                "run_mode": run_mode,
+                "verdict": "passed" if verdict.passed else "failed",
+                "git_commit": git_commit(cfg),
+            }
+        )
         for role, values in scores.items():
             if values:
                 mlflow.log_metrics({f"{role}_{key}": value for key, value in values.items() if np.isfinite(value)})
@@ -188,29 +242,49 @@ def evaluate(ctx: RunContext) -> StageResult:
     version, held, challenger_removed = None, [], False
     if register:
         version = register_run_model(name, candidate.run_id, run.data.tags["model_uri"])
-        describe_version(name, version.version, card, {
-            "gate.verdict": "passed" if verdict.passed else "failed", "gate.run_mode": run_mode,
-            "evaluation_run_id": evaluation_run.info.run_id,
-            **{f"gate.{check.name}": "pass" if check.passed else "fail" for check in verdict.checks},
-        })
+        describe_version(
+            name,
+            version.version,
+            card,
+            {
+                "gate.verdict": "passed" if verdict.passed else "failed",
+                "gate.run_mode": run_mode,
+                "evaluation_run_id": evaluation_run.info.run_id,
+                **{f"gate.{check.name}": "pass" if check.passed else "fail" for check in verdict.checks},
+            },
+        )
         for alias in aliases:  # champion last: a crash before it leaves the old champion serving
             if alias == "champion":
                 challenger_removed = promote_to_champion(name, version.version)
             else:
                 set_alias(name, alias, version.version)
         held = sorted(mlflow.MlflowClient().get_model_version(name, str(version.version)).aliases)
-        log.info("%s version %s holds %s%s", name, version.version, ", ".join(held) or "no alias",
-                 "; challenger removed: it is champion now" if challenger_removed else "")
+        log.info(
+            "%s version %s holds %s%s",
+            name,
+            version.version,
+            ", ".join(held) or "no alias",
+            "; challenger removed: it is champion now" if challenger_removed else "",
+        )
     if run_mode == "enabled" and not verdict.passed:
-        raise GateRejectedError(f"{name}: candidate run {candidate.run_id} failed the gate: "
-                                + "; ".join(verdict.reasons), where=f"evaluation run {evaluation_run.info.run_id}",
-                                fix="see the model card there; the champion is unchanged")
-    return StageResult(stage="evaluate", run_id=evaluation_run.info.run_id,
-                       metrics={f"{role}_{key}": value for role, values in scores.items() if values
-                                for key, value in values.items()},
-                       details={"verdict": verdict.to_dict(), "version": None if version is None else str(version.version),
-                                "aliases": held, "aliases_set": aliases, "challenger_removed": challenger_removed,
-                                "candidate_run_id": candidate.run_id})
+        raise GateRejectedError(
+            f"{name}: candidate run {candidate.run_id} failed the gate: " + "; ".join(verdict.reasons),
+            where=f"evaluation run {evaluation_run.info.run_id}",
+            fix="see the model card there; the champion is unchanged",
+        )
+    return StageResult(
+        stage="evaluate",
+        run_id=evaluation_run.info.run_id,
+        metrics={f"{role}_{key}": value for role, values in scores.items() if values for key, value in values.items()},
+        details={
+            "verdict": verdict.to_dict(),
+            "version": None if version is None else str(version.version),
+            "aliases": held,
+            "aliases_set": aliases,
+            "challenger_removed": challenger_removed,
+            "candidate_run_id": candidate.run_id,
+        },
+    )
 
 
 def _log_importance(candidate: ScoredModel, test: pd.DataFrame, y: np.ndarray, metric_name: str, cfg) -> None:
@@ -224,11 +298,11 @@ def _log_importance(candidate: ScoredModel, test: pd.DataFrame, y: np.ndarray, m
         return metric_fn(y_true, candidate.target.predict(model.predict_proba(X), model.classes_))
 
     try:
-        figure, table = permutation_importance_figure(candidate.model, sample[candidate.features].astype("float64"),
-                                                      y[:rows], score, int(cfg.seed))
+        figure, table = permutation_importance_figure(
+            candidate.model, sample[candidate.features].astype("float64"), y[:rows], score, int(cfg.seed)
+        )
     except ValueError as exc:  # e.g. one class in the sample: importance is undefined, not fatal
         log.warning("permutation importance skipped: %s", exc)
         return
     log_figure(figure, "evaluation/permutation_importance.png")
     mlflow.log_table(table, "evaluation/permutation_importance.json")
-

@@ -1,4 +1,5 @@
 """Stage extract: the raw source -> the clean `transactions` table of one country (or every country, pooled)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,10 +11,10 @@ from pyspark.sql import functions as F
 from mlops.calendar import months_before
 from mlops.config import parse_date
 from mlops.errors import DataQualityError
-from mlops.population import cleaning_function, country_key, is_pooled
+from mlops.frames import first_row
 from mlops.quality import validate
 from mlops.runtime import RunContext, StageResult
-from mlops.sources import column, describe_source, read_source
+from mlops.sources import column, make_source
 
 log = logging.getLogger(__name__)
 
@@ -27,77 +28,84 @@ def earliest_plausible(ctx: RunContext, latest: dt.datetime) -> tuple[dt.date, s
     return months_before(latest.date(), 12 * years), f"use_case.guards.max_history_years={years}"
 
 
-def check_transactions(ctx: RunContext, transactions: DataFrame) -> None:
+def check_transactions(ctx: RunContext, transactions: DataFrame, source_counts: dict) -> None:
     """What the per-row contract cannot see: sales dated after this run started (a clock or
     timezone fault upstream) or implausibly early (a mistyped year, a default date), a source
-    loaded twice, and (pooled) no sales in the home country.
-    Errors give counts and a few invoice numbers, never whole rows of customer data."""
+    loaded twice, and what the population refuses (e.g. a pooled country without home sales).
+    Errors give counts and a few record names (use_case.record_column), never whole rows of customer data."""
     timestamp = F.col(ctx.cfg.use_case.timestamp_column)
+    record = ctx.cfg.use_case.record_column
     started_at = F.lit(ctx.started_at).cast("timestamp")
     where = str(ctx.table_name("transactions"))
     future = transactions.where(timestamp > started_at)
-    home = ctx.cfg.country.source_value
-    stats = transactions.agg(F.count("*").alias("rows"), F.count(F.when(timestamp > started_at, 1)).alias("future"),
-                             F.count(F.when(F.col("country") == F.lit(home), 1)).alias("home"),
-                             F.min(timestamp).alias("first"), F.max(timestamp).alias("latest")).first()
-    if is_pooled(ctx.cfg) and stats["rows"] and not stats["home"]:
-        # pooled keeps every country, so a misspelt country would train on the others and test on nobody
-        raise DataQualityError(f"no transactions of {home!r} among the {stats['rows']} of every country: a pooled "
-                               "population is judged and served on its home country's customers",
-                               where=f"{where} column country",
-                               fix="set country.source_value to a value of the source's country column")
+    population = ctx.population
+    stats = first_row(
+        transactions.agg(
+            F.count("*").alias("rows"),
+            F.count(F.when(timestamp > started_at, 1)).alias("future"),
+            F.min(timestamp).alias("first"),
+            F.max(timestamp).alias("latest"),
+            *(value.alias(name) for name, value in population.transaction_counts().items()),
+        )
+    ).asDict()
+    population.report(source_counts, stats, where)
     if stats["future"]:
-        examples = sorted({row["invoice"] for row in future.select("invoice").limit(3).collect()})
-        raise DataQualityError(f"{stats['future']} transaction(s) are dated after this run started "
-                               f"({ctx.started_at:%Y-%m-%d %H:%M} UTC), e.g. invoices {examples}",
-                               where=f"{where} column {ctx.cfg.use_case.timestamp_column}",
-                               fix="fix the source's dates or timezone (use_case.source.timestamp_format)")
+        examples = sorted({row[record] for row in future.select(record).limit(3).collect()})
+        raise DataQualityError(
+            f"{stats['future']} transaction(s) are dated after this run started "
+            f"({ctx.started_at:%Y-%m-%d %H:%M} UTC), e.g. {record}s {examples}",
+            where=f"{where} column {ctx.cfg.use_case.timestamp_column}",
+            fix="fix the source's dates or timezone (use_case.source.timestamp_format)",
+        )
     earliest, rule = (None, "") if stats["latest"] is None else earliest_plausible(ctx, stats["latest"])
     if earliest is not None and stats["first"].date() < earliest:
         early = transactions.where(F.to_date(timestamp) < F.lit(earliest))
-        examples = sorted({row["invoice"] for row in early.select("invoice").limit(3).collect()})
-        raise DataQualityError(f"{early.count()} transaction(s) are dated before {earliest}, the earliest plausible "
-                               f"day by {rule} (the earliest is {stats['first']:%Y-%m-%d}, the latest "
-                               f"{stats['latest']:%Y-%m-%d}), e.g. invoices {examples}: they would stretch the "
-                               "snapshots back to that year", where=f"{where} column {ctx.cfg.use_case.timestamp_column}",
-                               fix="fix those dates in the source, or set use_case.guards.earliest_date (or "
-                                   "max_history_years) if the history is genuine")
+        examples = sorted({row[record] for row in early.select(record).limit(3).collect()})
+        raise DataQualityError(
+            f"{early.count()} transaction(s) are dated before {earliest}, the earliest plausible "
+            f"day by {rule} (the earliest is {stats['first']:%Y-%m-%d}, the latest "
+            f"{stats['latest']:%Y-%m-%d}), e.g. {record}s {examples}: they would stretch the "
+            "snapshots back to that year",
+            where=f"{where} column {ctx.cfg.use_case.timestamp_column}",
+            fix="fix those dates in the source, or set use_case.guards.earliest_date (or "
+            "max_history_years) if the history is genuine",
+        )
     duplicates = stats["rows"] - transactions.distinct().count()
     limit = float(ctx.cfg.use_case.guards.max_duplicate_share)
     if stats["rows"] and duplicates / stats["rows"] > limit:
-        raise DataQualityError(f"{duplicates} of {stats['rows']} transaction lines are exact duplicates "
-                               f"({duplicates / stats['rows']:.0%} > {limit:.0%}): was the source loaded twice?",
-                               where=where, fix="deduplicate the source, or raise use_case.guards.max_duplicate_share")
+        raise DataQualityError(
+            f"{duplicates} of {stats['rows']} transaction lines are exact duplicates "
+            f"({duplicates / stats['rows']:.0%} > {limit:.0%}): was the source loaded twice?",
+            where=where,
+            fix="deduplicate the source, or raise use_case.guards.max_duplicate_share",
+        )
 
 
 def extract(ctx: RunContext) -> StageResult:
     use_case = ctx.cfg.use_case
-    source = describe_source(use_case.source)
-    raw = read_source(ctx.spark, use_case.source)
+    reader = make_source(use_case.source)
+    source = reader.describe()
+    raw = reader.read(ctx.spark)
     validate(raw, ctx.suite("source"), table=source, persist=ctx.persist)
 
     canonical = raw.select(*(column(source_name).alias(name) for name, source_name in use_case.source.columns.items()))
-    transactions = cleaning_function(ctx.cfg)(canonical)
+    transactions = ctx.population.cleaning_function(use_case.cleaning.fn)(canonical)
 
     entity = use_case.key_columns[0]
-    home, match = ctx.cfg.country.source_value, use_case.cleaning.fn.get("country_match", "exact")
-    other_spelling = (F.count(F.when((F.col("country") != F.lit(home))
-                                     & (country_key("country", match) == country_key(F.lit(home), match)), 1))
-                      if home is not None else F.lit(0))  # null: every country is kept, none is misspelt
-    counts = canonical.agg(
-        F.count("*").alias("rows"),
-        F.count(F.when(F.col(entity).isNull() | (F.trim(F.col(entity)) == ""), 1)).alias("without_key"),
-        other_spelling.alias("other_spelling"),
-    ).first()
+    counts = first_row(
+        canonical.agg(
+            F.count("*").alias("rows"),
+            F.count(F.when(F.col(entity).isNull() | (F.trim(F.col(entity)) == ""), 1)).alias("without_key"),
+            *(value.alias(name) for name, value in ctx.population.source_counts().items()),
+        )
+    ).asDict()
     log.info("source %s: %d rows, %d without %s (dropped)", source, counts["rows"], counts["without_key"], entity)
-    if counts["other_spelling"]:
-        log.warning("%d source rows spell country %r differently (case or spaces); kept as %r by "
-                    "use_case.cleaning.fn.country_match=%s", counts["other_spelling"], home, home, match)
 
-    check_transactions(ctx, transactions)
-    (version, rows), = ctx.write_all({"transactions": transactions}).values()
-    log.info("kept %d of %d source rows for %s%s", rows, counts["rows"], ctx.cfg.country.code,
-             " (pooled: every country's customers)" if is_pooled(ctx.cfg) else "")
+    check_transactions(ctx, transactions, counts)
+    ((version, rows),) = ctx.write_all({"transactions": transactions}).values()
+    log.info(
+        "kept %d of %d source rows for %s%s", rows, counts["rows"], ctx.cfg.country.code, ctx.population.describe()
+    )
     return StageResult(
         stage="extract",
         tables={"transactions": version},

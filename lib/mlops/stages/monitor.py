@@ -1,4 +1,5 @@
 """Stage monitor: predictions history -> drift and realised performance per scoring date -> retrain flag."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,8 +23,14 @@ from mlops.task_values import publish_task_value
 
 log = logging.getLogger(__name__)
 
-MONITORING_SCHEMA = ("scoring_date date, metric string, subject string, value double, threshold double, "
-                     "violated boolean, rows long, model_version string")
+# the monitoring table after its date column (use_case.scoring_key)
+MONITORING_COLUMNS = (
+    "metric string, subject string, value double, threshold double, violated boolean, rows long, model_version string"
+)
+
+
+def monitoring_schema(date: str) -> str:
+    return f"`{date}` date, {MONITORING_COLUMNS}"
 
 
 def retrain_required(violated_by_date: dict[dt.date, bool], violations: int, windows: int) -> bool:
@@ -32,10 +39,11 @@ def retrain_required(violated_by_date: dict[dt.date, bool], violations: int, win
     return bool(recent) and recent[-1] and sum(recent) >= violations
 
 
-def drift_rows(scored: pd.DataFrame, profiles: dict[str, dict[str, Any]], threshold: float) -> list[tuple]:
-    """PSI per feature and of the model's score, per scoring date, against the scoring run's training profile."""
+def drift_rows(scored: pd.DataFrame, profiles: dict[str, dict[str, Any]], threshold: float, date: str) -> list[tuple]:
+    """PSI per feature and of the model's score, per scoring date (column `date`), against the scoring
+    run's training profile."""
     rows = []
-    for (day, run_id, version), frame in scored.groupby(["scoring_date", "run_id", "model_version"], sort=True):
+    for (day, run_id, version), frame in scored.groupby([date, "run_id", "model_version"], sort=True):
         saved = profiles[run_id]
         values = {**drift(saved["features"], frame), "score": drift(saved["score"], frame)["score"]}
         for subject, value in values.items():
@@ -48,16 +56,20 @@ def performance_rows(ctx: RunContext, predictions, transactions, observed_until:
     """Realised metric per scoring date whose horizon has passed: predictions joined to actual labels."""
     cfg = ctx.cfg
     horizon = int(cfg.model.horizon_days)
-    matured = predictions.where(F.date_add(F.col("scoring_date"), horizon) <= F.lit(observed_until))
-    population = matured.select("customer_id", F.col("scoring_date").alias("snapshot_date"))
-    labels = instantiate(cfg.model.label.fn)(transactions, population, timestamp_column=cfg.use_case.timestamp_column,
-                                            observed_until=observed_until)
-    joined = (matured.join(labels.withColumnRenamed("snapshot_date", "scoring_date"), ["customer_id", "scoring_date"])
-              .select("scoring_date", "run_id", "model_version", "prediction", "score", cfg.model.label.column)
-              .toPandas())
+    (entity, snapshot), date = cfg.use_case.key_columns, cfg.use_case.scoring_key
+    matured = predictions.where(F.date_add(F.col(date), horizon) <= F.lit(observed_until))
+    population = matured.select(entity, F.col(date).alias(snapshot))
+    labels = instantiate(cfg.model.label.fn)(
+        transactions, population, timestamp_column=cfg.use_case.timestamp_column, observed_until=observed_until
+    )
+    joined = (
+        matured.join(labels.withColumnRenamed(snapshot, date), [entity, date])
+        .select(date, "run_id", "model_version", "prediction", "score", cfg.model.label.column)
+        .toPandas()
+    )
     name, minimum = str(cfg.model.monitoring.performance_metric), float(cfg.model.monitoring.min_performance)
     fn, rows = metric(name), []
-    for (day, run_id, version), frame in joined.groupby(["scoring_date", "run_id", "model_version"], sort=True):
+    for (day, run_id, version), frame in joined.groupby([date, "run_id", "model_version"], sort=True):
         target = target_from_dict(load_run_json(run_id, "config/target.json"))
         y = target.transform(frame[cfg.model.label.column].to_numpy())
         prediction = frame["score" if target.task == "binary" else "prediction"].to_numpy()
@@ -81,42 +93,68 @@ def monitor(ctx: RunContext) -> StageResult:
     configure_mlflow(cfg)
     fail_orphaned_runs(cfg, "monitor")  # a killed monitor left its run RUNNING
 
-    scored = (features.join(predictions.select("customer_id", "scoring_date", "score", "run_id", "model_version"),
-                            ["customer_id", "scoring_date"])
-              .orderBy("scoring_date", "customer_id").limit(int(cfg.monitoring.max_rows)).toPandas())
+    keys = [cfg.use_case.key_columns[0], cfg.use_case.scoring_key]
+    date = keys[1]
+    scored: pd.DataFrame = (
+        features.join(predictions.select(*keys, "score", "run_id", "model_version"), keys)
+        .orderBy(date, keys[0])
+        .limit(int(cfg.monitoring.max_rows))
+        .toPandas()
+    )
     if scored.empty:
         # nothing to measure: an empty monitoring table would replace the last real one
-        raise DataQualityError(f"no predictions to monitor in {name} (none joins its scoring features)",
-                               where=f"{name} and {ctx.table_name('scoring_features')}",
-                               fix="run batch_inference for a date with customers first; the monitoring table "
-                                   "is kept as it was")
+        raise DataQualityError(
+            f"no predictions to monitor in {name} (none joins its scoring features)",
+            where=f"{name} and {ctx.table_name('scoring_features')}",
+            fix="run batch_inference for a date with customers first; the monitoring table is kept as it was",
+        )
     profiles = {run_id: load_run_json(run_id, "config/training_profile.json") for run_id in scored["run_id"].unique()}
     threshold = float(cfg.monitoring.psi_threshold)
     _, _, observed_until = ctx.observed_days(transactions)
-    rows = drift_rows(scored, profiles, threshold) + performance_rows(ctx, predictions, transactions, observed_until)
-    table = pd.DataFrame(rows, columns=[c.split()[0] for c in MONITORING_SCHEMA.split(", ")])
+    rows = drift_rows(scored, profiles, threshold, date) + performance_rows(
+        ctx, predictions, transactions, observed_until
+    )
+    schema = monitoring_schema(date)
+    table = pd.DataFrame(rows, columns=[c.split()[0].strip("`") for c in schema.split(", ")])
 
     # a date violates when its score drifts, its features drift on average, or it underperforms
-    per_date = table.assign(
-        breach=lambda t: np.where(t["metric"] == "feature_psi", False, t["violated"]),
-    ).groupby("scoring_date")["breach"].any().to_dict()
-    mean_feature_psi = table[table["metric"] == "feature_psi"].groupby("scoring_date")["value"].mean()
+    per_date = (
+        table.assign(
+            breach=lambda t: np.where(t["metric"] == "feature_psi", False, t["violated"]),
+        )
+        .groupby(date)["breach"]
+        .any()
+        .to_dict()
+    )
+    mean_feature_psi = table[table["metric"] == "feature_psi"].groupby(date)["value"].mean()
     for day, value in mean_feature_psi.items():
         per_date[day] = per_date.get(day, False) or bool(value > threshold)
     retrain = retrain_required(per_date, int(cfg.monitoring.violations), int(cfg.monitoring.windows))
 
-    written = ctx.write_all({"monitoring": ctx.spark.createDataFrame(
-        list(table.itertuples(index=False, name=None)), MONITORING_SCHEMA)})
+    written = ctx.write_all(
+        {"monitoring": ctx.spark.createDataFrame(list(table.itertuples(index=False, name=None)), schema)}
+    )
     with mlflow.start_run(run_name=f"monitor {cfg.model.name} {cfg.country.code}") as run:
-        mlflow.set_tags({"stage": "monitor", "model": cfg.model.name, "country": cfg.country.code,
-                         "env": cfg.env.name, "git_commit": git_commit(cfg), "retrain_required": str(retrain)})
+        mlflow.set_tags(
+            {
+                "stage": "monitor",
+                "model": cfg.model.name,
+                "country": cfg.country.code,
+                "env": cfg.env.name,
+                "git_commit": git_commit(cfg),
+                "retrain_required": str(retrain),
+            }
+        )
         mlflow.log_metric("retrain_required", float(retrain))
-        mlflow.log_table(table.astype({"scoring_date": str}), "monitoring/monitoring.json")
-        for figure_name, figure in monitoring_figures(table).items():
+        mlflow.log_table(table.astype({date: str}), "monitoring/monitoring.json")
+        for figure_name, figure in monitoring_figures(table, date).items():
             log_figure(figure, f"monitoring/{figure_name}")
     publish_task_value("retrain_required", retrain)
-    log.info("retrain_required=%s (violations by date: %s)", retrain,
-             {str(day): bool(flag) for day, flag in sorted(per_date.items())})
-    return StageResult.of_writes("monitor", written, run_id=run.info.run_id,
-                                 details={"retrain_required": retrain, "violated_by_date": per_date})
-
+    log.info(
+        "retrain_required=%s (violations by date: %s)",
+        retrain,
+        {str(day): bool(flag) for day, flag in sorted(per_date.items())},
+    )
+    return StageResult.of_writes(
+        "monitor", written, run_id=run.info.run_id, details={"retrain_required": retrain, "violated_by_date": per_date}
+    )

@@ -1,4 +1,5 @@
 """Stage split: labelled features -> `train` and `test`, by customer or out of time, sampled outside prod."""
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,6 @@ from pyspark.sql import functions as F
 
 from mlops.config import parse_date
 from mlops.feature_store import FeatureLookupSpec, FeatureTableSpec
-from mlops.population import home_rows
 from mlops.runtime import RunContext, StageResult
 from mlops.splitting import assign_split, assign_time_split, sample_entities
 
@@ -24,7 +24,7 @@ def labelled_snapshots(ctx: RunContext, keys: list[str]) -> DataFrame:
     store never lets a later snapshot's features reach an earlier label.
     """
     features_name = ctx.table_name("features")
-    features = ctx.read("features")   # locally, a missing table first runs the features stage
+    features = ctx.read("features")  # locally, a missing table first runs the features stage
     labels = ctx.read("labels")
     table = FeatureTableSpec.from_key_columns(features_name, keys)
     feature_columns = [column for column in features.columns if column not in keys]
@@ -39,14 +39,23 @@ def assign(df: DataFrame, cfg) -> DataFrame:
     (use_case.split.kind is checked with the rest of the config, before any work)."""
     spec, keys = cfg.use_case.split, list(cfg.use_case.key_columns)
     if str(spec.get("kind") or "customer") == "customer":
-        log.info("sampling %.0f%% of customers (env %s), %.0f%% of them for test",
-                 100 * cfg.env.sample_fraction, cfg.env.name, 100 * spec.test_fraction)
+        log.info(
+            "sampling %.0f%% of customers (env %s), %.0f%% of them for test",
+            100 * cfg.env.sample_fraction,
+            cfg.env.name,
+            100 * spec.test_fraction,
+        )
         return assign_split(df, keys[0], spec.test_fraction, cfg.seed)
-    test_date = spec.get("test_snapshot_date")
-    test_date = parse_date(test_date, "use_case.split.test_snapshot_date") if test_date else None
-    log.info("sampling %.0f%% of customers (env %s); out of time: test on snapshot %s, train on snapshots "
-             "whose %d-day horizon closes by then", 100 * cfg.env.sample_fraction, cfg.env.name,
-             test_date or "(latest)", cfg.model.horizon_days)
+    test_date = spec.get("test_date")
+    test_date = parse_date(test_date, "use_case.split.test_date") if test_date else None
+    log.info(
+        "sampling %.0f%% of customers (env %s); out of time: test on snapshot %s, train on snapshots "
+        "whose %d-day horizon closes by then",
+        100 * cfg.env.sample_fraction,
+        cfg.env.name,
+        test_date or "(latest)",
+        cfg.model.horizon_days,
+    )
     return assign_time_split(df, keys[1], test_date, horizon_days=int(cfg.model.horizon_days))
 
 
@@ -59,6 +68,6 @@ def split(ctx: RunContext) -> StageResult:
     assigned = assign(sampled, cfg)
     parts = {part: assigned.where(F.col("split") == part).drop("split") for part in ("train", "test")}
     # pooled: training learns from every country, the gate judges the country's own customers
-    parts["test"] = home_rows(parts["test"], cfg)
+    parts["test"] = ctx.population.served_rows(parts["test"])
     written = ctx.write_all(parts)
     return StageResult.of_writes("split", written)

@@ -1,4 +1,5 @@
 """Stage train: `train` + `test` -> an MLflow run with the fitted model, test metrics and lineage."""
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,6 @@ from mlops.drift import profile
 from mlops.errors import TrainingDataError
 from mlops.lineage import git_commit
 from mlops.metrics import compute_metrics
-from mlops.population import home_mask
 from mlops.redact import redact_values, redacted_config
 from mlops.registry import configure_mlflow, fail_orphaned_runs, log_sklearn_model
 from mlops.runtime import RunContext, StageResult
@@ -31,8 +31,11 @@ def feature_columns(df: DataFrame, keys: list[str], label: str, configured: list
     if configured:
         missing = [column for column in configured if column not in df.columns]
         if missing:
-            raise TrainingDataError(f"configured feature columns {missing} are not in the training table",
-                                    where="model.features.columns", fix="re-run the features stage or fix the list")
+            raise TrainingDataError(
+                f"configured feature columns {missing} are not in the training table",
+                where="model.features.columns",
+                fix="re-run the features stage or fix the list",
+            )
         return list(configured)
     return [column for column in df.columns if column not in (*keys, label)]
 
@@ -43,7 +46,7 @@ def to_matrix(df: DataFrame, keys: list[str], columns: list[str], label: str, ma
     if rows > max_rows:
         log.warning("%d rows exceed model.training.max_rows=%d: keeping a deterministic sample", rows, max_rows)
         df = df.where(hash_unit(F.concat_ws("|", *keys), f"cap:{seed}") < F.lit(max_rows / rows))
-    frame = df.select(*keys, *columns, label).orderBy(*keys).toPandas()
+    frame: pd.DataFrame = df.select(*keys, *columns, label).orderBy(*keys).toPandas()
     # float64 throughout: a count that is whole in training may be missing when scoring, and the
     # logged signature must accept that
     return frame[columns].astype("float64"), frame[label].to_numpy()
@@ -72,17 +75,33 @@ def train(ctx: RunContext) -> StageResult:
     fail_orphaned_runs(cfg, "train")  # a killed train left its run RUNNING
     input_versions = ctx.input_versions("train", "test", "features", "labels", "transactions")
     with mlflow.start_run(run_name=f"train {cfg.model.name} {cfg.country.code}") as run:
-        mlflow.set_tags(redact_values({
-            "use_case": cfg.use_case.name, "model": cfg.model.name, "country": cfg.country.code,
-            "env": cfg.env.name, "stage": "train", "git_commit": git_commit(cfg),
-            **{f"input.{key}.table": str(ctx.table_name(key)) for key in input_versions},
-            **{f"input.{key}.version": str(version) for key, version in input_versions.items()},
-        }))
-        mlflow.log_params(redact_values({
-            **_flat_params(estimator), "seed": cfg.seed, "horizon_days": cfg.model.horizon_days,
-            "sample_fraction": cfg.env.sample_fraction, "train_rows": len(y_train), "test_rows": len(y_test),
-            "feature_count": len(columns),
-        }))
+        mlflow.set_tags(
+            redact_values(
+                {
+                    "use_case": cfg.use_case.name,
+                    "model": cfg.model.name,
+                    "country": cfg.country.code,
+                    "env": cfg.env.name,
+                    "stage": "train",
+                    "git_commit": git_commit(cfg),
+                    **{f"input.{key}.table": str(ctx.table_name(key)) for key in input_versions},
+                    **{f"input.{key}.version": str(version) for key, version in input_versions.items()},
+                }
+            )
+        )
+        mlflow.log_params(
+            redact_values(
+                {
+                    **_flat_params(estimator),
+                    "seed": cfg.seed,
+                    "horizon_days": cfg.model.horizon_days,
+                    "sample_fraction": cfg.env.sample_fraction,
+                    "train_rows": len(y_train),
+                    "test_rows": len(y_test),
+                    "feature_count": len(columns),
+                }
+            )
+        )
         mlflow.log_text(OmegaConf.to_yaml(redacted_config(cfg)), "config/resolved_config.yaml")
         mlflow.log_dict({"features": columns, "label": label, "keys": keys}, "config/model_inputs.json")
         mlflow.log_dict(target_to_dict(target), "config/target.json")
@@ -91,20 +110,29 @@ def train(ctx: RunContext) -> StageResult:
         estimator.fit(X_train, y_train)
         fit_seconds = time.perf_counter() - started
         predictions = target.predict(estimator.predict_proba(X_test), estimator.classes_)
-        metrics = {f"test_{name}": value
-                   for name, value in compute_metrics(cfg.model.metrics, y_test, predictions).items()}
-        metrics.update(fit_seconds=fit_seconds, **{f"train_class_share_{c}": float(np.mean(y_train == c))
-                                                   for c in np.unique(y_train)})
+        metrics = {
+            f"test_{name}": value for name, value in compute_metrics(cfg.model.metrics, y_test, predictions).items()
+        }
+        metrics.update(
+            fit_seconds=fit_seconds,
+            **{f"train_class_share_{c}": float(np.mean(y_train == c)) for c in np.unique(y_train)},
+        )
         mlflow.log_metrics(metrics)
         # what monitoring compares scoring-time data with: training feature and score distributions,
         # of the customers that scoring will see (pooled: the country's own)
-        home = home_mask(X_train, cfg)
+        home = ctx.population.served_mask(X_train)
         train_score = target.score(estimator.predict_proba(X_train[home]), estimator.classes_)
         drifting = [column for column in columns if column not in set(cfg.model.monitoring.get("skip_drift") or [])]
-        mlflow.log_dict({"features": profile(X_train[drifting][home]),
-                         "score": profile(pd.DataFrame({"score": train_score}))}, "config/training_profile.json")
+        mlflow.log_dict(
+            {"features": profile(X_train[drifting][home]), "score": profile(pd.DataFrame({"score": train_score}))},
+            "config/training_profile.json",
+        )
         model_info = log_sklearn_model(estimator, input_example=X_train.head(5))
         mlflow.set_tag("model_uri", model_info.model_uri)
     log.info("run %s: %s", run.info.run_id, ", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())))
-    return StageResult(stage="train", run_id=run.info.run_id, metrics=metrics,
-                       details={"model_uri": model_info.model_uri, "features": columns})
+    return StageResult(
+        stage="train",
+        run_id=run.info.run_id,
+        metrics=metrics,
+        details={"model_uri": model_info.model_uri, "features": columns},
+    )

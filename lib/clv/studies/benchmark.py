@@ -1,53 +1,62 @@
 """Benchmark the data stages at growing sizes, against a plain pandas implementation of the same features.
 
-    python scripts/benchmark.py --real ../shared/data/online_retail_2009_2011_combined.csv.gz
+    python -m clv.studies.benchmark benchmark.real=../shared/data/online_retail_2009_2011_combined.csv.gz
+    make benchmark BENCHMARK_ARGS="benchmark.sizes=[100k] benchmark.scoring_customers=0"
 
-For each dataset (synthetic BG/NBD data at --sizes lines, and the real file if given) it runs
-extract and features through the real script (`scripts/run_pipeline.py`, a fresh process each
-time, so Spark start is included), then the same features in pandas, checks that both give the
-same values, and prints one table: stage, rows in, wall seconds, peak memory (the process tree:
-Python and the Spark JVM), rows per second, and the Spark/pandas ratio. With --scoring-customers
-it also scores that many customers with a champion trained on the smallest dataset. Results go
-to <out>/benchmark.json and <out>/benchmark.md. A benchmark, not a test: nothing here asserts.
+For each dataset (synthetic BG/NBD data of `benchmark.sizes` lines from clv.synthetic, and the real
+file if given) it runs extract and features through the real script (`scripts/run_pipeline.py`, a
+fresh process each time, so Spark start is included), then the same features in pandas, checks that
+both give the same values, and prints one table: stage, rows in, wall seconds, peak memory (the
+process tree: Python and the Spark JVM), rows per second, and the Spark/pandas ratio. With
+`benchmark.scoring_customers` it also scores that many customers with a champion trained on the first
+dataset. Results go to <benchmark.out>/benchmark.json and benchmark.md. A benchmark, not a test:
+nothing here asserts.
+
+Configuration (clv.studies explains the primary config): conf/benchmark.yaml holds the settings under
+`benchmark`; the pandas reference takes its windows, cadence and cleaning rules from the composed
+pipeline config, so that both sides compute what the config says.
 """
+
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import hydra
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lib"))
+from clv.studies import command_line_overrides, pipeline_overrides
+from clv.synthetic import SyntheticSpec, customers_for_lines, write_source
+from mlops.config import CONF_DIR, compose_config
+from mlops.errors import PipelineError
+from mlops.redact import redacted_output
 
-from clv.synthetic import SyntheticSpec, customers_for_lines, write_source  # noqa: E402
-from mlops.config import compose_config  # noqa: E402
-from mlops.redact import redacted_output  # noqa: E402
+log = logging.getLogger(__name__)
 
-log = logging.getLogger("benchmark")
-
-SNAPSHOT_START = "2010-06-09"  # with the data ending 2011-12-09: 18 monthly snapshots
-# every country as one population: the country filter is switched off, names get an `all` suffix
-ALL_COUNTRIES = ["country=DE", "country.code=ALL", "country.source_value=null", "country.suffix=all"]
+# the checkout whose scripts/run_pipeline.py is measured (the package is installed editable from it)
+REPO = CONF_DIR.parent
 STAGE_LINE = re.compile(r"stage (\w+) done in ([\d.]+) s: tables .*?, rows (\{.*\})")
 STAGE_START = re.compile(r"stage (\w+): ")
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str | int) -> int:
     scale = {"k": 1_000, "m": 1_000_000}
-    text = text.strip().lower()
+    text = str(text).strip().lower()
     return int(float(text[:-1]) * scale[text[-1]]) if text[-1] in scale else int(text)
 
 
@@ -146,14 +155,24 @@ class Run:
     stages: list[StageRun] = field(default_factory=list)
 
 
-def run_pipeline(overrides: list[str], stages: list[str]) -> Run:
+def run_pipeline(overrides: Sequence[str], stages: Sequence[str]) -> Run:
     """One `scripts/run_pipeline.py` process: stage times from its log, memory sampled alongside."""
-    command = [sys.executable, str(REPO / "scripts" / "run_pipeline.py"), *overrides,
-               f"pipeline.stages=[{','.join(stages)}]"]
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "run_pipeline.py"),
+        *overrides,
+        f"pipeline.stages=[{','.join(stages)}]",
+    ]
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    current = {"stage": "start", "peaks": {}}
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    current: dict[str, Any] = {"stage": "start", "peaks": {}}
     stop = threading.Event()
 
     def sample() -> None:
@@ -172,10 +191,10 @@ def run_pipeline(overrides: list[str], stages: list[str]) -> Run:
         tail = (tail + [line])[-40:]
         if "Spark " in line and "master" in line and run.spark_start_seconds is None:
             run.spark_start_seconds = time.perf_counter() - started
-        if (done := STAGE_LINE.search(line)):
+        if done := STAGE_LINE.search(line):
             rows = eval(done.group(3), {"__builtins__": {}})  # the stage's own dict literal of ints
             run.stages.append(StageRun(done.group(1), float(done.group(2)), rows))
-        elif (begun := STAGE_START.search(line)):
+        elif begun := STAGE_START.search(line):
             current["stage"] = begun.group(1)
     process.wait()
     stop.set()
@@ -191,12 +210,14 @@ def run_pipeline(overrides: list[str], stages: list[str]) -> Run:
 # --------------------------------------------------------------------------- the pandas reference
 
 
-def pandas_transactions(path: Path, cfg) -> pd.DataFrame:
+def pandas_transactions(path: Path, cfg: DictConfig) -> pd.DataFrame:
     """What a user would write: read every CSV, type it, drop non-products and lines without a customer."""
     files = sorted(path.glob("part-*.csv*")) if path.is_dir() else [path]
     columns = dict(cfg.use_case.source.columns)
-    raw = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False, usecols=list(columns.values())) for f in files],
-                    ignore_index=True).rename(columns={v: k for k, v in columns.items()})
+    raw = pd.concat(
+        [pd.read_csv(f, dtype=str, keep_default_na=False, usecols=list(columns.values())) for f in files],
+        ignore_index=True,
+    ).rename(columns={v: k for k, v in columns.items()})
     cleaning = cfg.use_case.cleaning.fn
     customer = raw["customer_id"].str.strip().str.replace(r"\.0+$", "", regex=True)
     stock = raw["stock_code"].str.strip()
@@ -206,30 +227,42 @@ def pandas_transactions(path: Path, cfg) -> pd.DataFrame:
     kept = (customer != "") & product
     if cfg.country.source_value is not None:
         kept &= raw["country"].str.strip() == cfg.country.source_value
-    lines = pd.DataFrame({
-        "customer_id": customer[kept], "invoice": raw["invoice"].str.strip()[kept], "stock_code": stock[kept],
-        "quantity": raw["quantity"][kept].astype("int64"), "price": raw["price"][kept].astype("float64"),
-        "day": pd.to_datetime(raw["invoice_date"][kept]).dt.normalize(),
-    })
+    lines = pd.DataFrame(
+        {
+            "customer_id": customer[kept],
+            "invoice": raw["invoice"].str.strip()[kept],
+            "stock_code": stock[kept],
+            "quantity": raw["quantity"][kept].astype("int64"),
+            "price": raw["price"][kept].astype("float64"),
+            "day": pd.to_datetime(raw["invoice_date"][kept]).dt.normalize(),
+        }
+    )
     lines["revenue"] = lines["quantity"] * lines["price"]
     lines["is_return"] = lines["invoice"].str.startswith(cleaning.return_invoice_prefix) | (lines["quantity"] < 0)
     return lines
 
 
-def pandas_features(lines: pd.DataFrame, snapshots: list[dt.date], windows=(30, 90, 180, 365)) -> pd.DataFrame:
-    """The repurchase features, one snapshot at a time, the way a notebook would compute them."""
+def pandas_features(lines: pd.DataFrame, snapshots: Sequence[dt.date], windows: Sequence[int]) -> pd.DataFrame:
+    """The repurchase features (windows: model.features.fn.windows_days), one snapshot at a time, the
+    way a notebook would compute them."""
     invoices = lines.groupby(["customer_id", "invoice", "is_return"], as_index=False).agg(
-        day=("day", "min"), value=("revenue", "sum"), units=("quantity", "sum"))
+        day=("day", "min"), value=("revenue", "sum"), units=("quantity", "sum")
+    )
     purchase_days = invoices.loc[~invoices["is_return"], ["customer_id", "day"]].drop_duplicates()
     first_buys = lines[~lines["is_return"]].groupby(["customer_id", "stock_code"], as_index=False)["day"].min()
     frames = []
     for snapshot in snapshots:
         cut = pd.Timestamp(snapshot)
-        seen = invoices[invoices["day"] <= cut].assign(days_before=lambda d: (cut - d["day"]).dt.days)
+        seen = invoices[invoices["day"] <= cut]
+        seen = seen.assign(days_before=(cut - seen["day"]).dt.days)
         bought = seen[~seen["is_return"]]
         out = bought.groupby("customer_id").agg(
-            days_since_last_purchase=("days_before", "min"), tenure_days=("days_before", "max"),
-            purchase_count=("invoice", "size"), revenue_total=("value", "sum"), units_total=("units", "sum"))
+            days_since_last_purchase=("days_before", "min"),
+            tenure_days=("days_before", "max"),
+            purchase_count=("invoice", "size"),
+            revenue_total=("value", "sum"),
+            units_total=("units", "sum"),
+        )
         returned = -seen[seen["is_return"]].groupby("customer_id")["value"].sum()
         days = purchase_days[purchase_days["day"] <= cut].sort_values(["customer_id", "day"])
         gaps = days.groupby("customer_id")["day"].diff().dt.days.dropna()
@@ -266,70 +299,103 @@ def compare_features(spark_features: pd.DataFrame, reference: pd.DataFrame, rtol
         equal = np.isclose(a, b, rtol=rtol, atol=1e-9) | (np.isnan(a) & np.isnan(b))
         if not equal.all():
             mismatches[column] = int((~equal).sum())
-    return {"rows": len(left), "reference_rows": len(reference), "left_only": int(only.get("left_only", 0)),
-            "right_only": int(only.get("right_only", 0)), "mismatched_columns": mismatches,
-            "equal": not mismatches and not only.get("left_only") and not only.get("right_only")}
+    return {
+        "rows": len(left),
+        "reference_rows": len(reference),
+        "left_only": int(only.get("left_only", 0)),
+        "right_only": int(only.get("right_only", 0)),
+        "mismatched_columns": mismatches,
+        "equal": not mismatches and not only.get("left_only") and not only.get("right_only"),
+    }
 
 
 # --------------------------------------------------------------------------- one dataset
 
 
-def bench_dataset(dataset: Dataset, out: Path, *, pandas_reference: bool) -> dict:
-    root = out / "runs" / dataset.name
-    if root.exists():
-        import shutil
+def _world(settings: DictConfig, overrides: Sequence[str], root: Path) -> list[str]:
+    """The benchmark's pipeline: every country at once, the repurchase features (what the pandas
+    reference computes), from benchmark.snapshot_start."""
+    return [
+        *overrides,
+        *settings.population,
+        "model=repurchase",
+        f"env.storage_root={root}",
+        "use_case/source=csv",
+        f"use_case.snapshots.start_date={settings.snapshot_start}",
+    ]
 
+
+def bench_dataset(dataset: Dataset, settings: DictConfig, overrides: Sequence[str] = ()) -> dict:
+    root = Path(settings.out).resolve() / "runs" / dataset.name
+    if root.exists():
         shutil.rmtree(root)
-    overrides = [*ALL_COUNTRIES, "model=repurchase", f"env.storage_root={root}", "use_case.source.kind=csv",
-                 f"use_case.source.path={dataset.path}", f"use_case.snapshots.start_date={SNAPSHOT_START}"]
+    world = [*_world(settings, overrides, root), f"use_case.source.path={dataset.path}"]
     log.info("%s: extract + features (Spark)", dataset.name)
-    run = run_pipeline(overrides, ["extract", "features"])
+    run = run_pipeline(world, ["extract", "features"])
     by_stage = {stage.stage: stage for stage in run.stages}
-    result = {"dataset": dataset.name, "source_lines": by_stage["extract"].rows.get("source"),
-              "wall_seconds": run.wall_seconds, "spark_start_seconds": run.spark_start_seconds,
-              "stages": [asdict(stage) for stage in run.stages]}
-    if not pandas_reference:
+    result = {
+        "dataset": dataset.name,
+        "source_lines": by_stage["extract"].rows.get("source"),
+        "wall_seconds": run.wall_seconds,
+        "spark_start_seconds": run.spark_start_seconds,
+        "stages": [asdict(stage) for stage in run.stages],
+    }
+    if not settings.pandas:
         return result
 
-    cfg = compose_config(overrides)
+    cfg = compose_config(world)
     log.info("%s: the same features in pandas", dataset.name)
     started = time.perf_counter()
     lines = pandas_transactions(dataset.path, cfg)
     loaded = time.perf_counter()
-    table = pd.read_parquet(_delta_files(root, "clv_transactions_all"), columns=["invoice_date"])
+    table = pd.read_parquet(_delta_files(cfg, "transactions"), columns=["invoice_date"])
     last = table["invoice_date"].max().date()
     observed_until = last - dt.timedelta(days=1)
     from mlops.calendar import monthly_dates
 
-    snapshots = monthly_dates(dt.date.fromisoformat(SNAPSHOT_START), observed_until, 1)
-    reference = pandas_features(lines, snapshots)
+    snapshots = monthly_dates(
+        dt.date.fromisoformat(str(settings.snapshot_start)), observed_until, int(cfg.use_case.snapshots.cadence_months)
+    )
+    reference = pandas_features(lines, snapshots, list(cfg.model.features.fn.windows_days))
     finished = time.perf_counter()
-    spark_features = pd.read_parquet(_delta_files(root, "clv_repurchase_features_all"))
-    result["pandas"] = {"load_seconds": loaded - started, "features_seconds": finished - loaded,
-                        "snapshots": len(snapshots), "transactions": len(lines),
-                        "check": compare_features(spark_features, reference)}
+    spark_features = pd.read_parquet(_delta_files(cfg, "features"))
+    result["pandas"] = {
+        "load_seconds": loaded - started,
+        "features_seconds": finished - loaded,
+        "snapshots": len(snapshots),
+        "transactions": len(lines),
+        "check": compare_features(spark_features, reference),
+    }
     return result
 
 
-def _delta_files(root: Path, table: str) -> list[str]:
+def _delta_files(cfg: DictConfig, key: str) -> list[str]:
+    """The files of a use-case table's current version in the run's local world."""
     from deltalake import DeltaTable
 
-    return DeltaTable(str(root / "warehouse" / "local" / "clv" / table)).file_uris()
+    from mlops.tables import DeltaPathTableStore, TableName
+
+    name = TableName.of(cfg.env.catalog, cfg.env.schema, cfg.use_case.tables[key])
+    store = DeltaPathTableStore(None, cfg.env.tables.root)  # type: ignore[arg-type]  # only asked for a path
+    return DeltaTable(str(store.path(name))).file_uris()
 
 
-def bench_scoring(train_on: Dataset, score: Dataset, out: Path) -> dict:
+def bench_scoring(train_on: Dataset, score: Dataset, settings: DictConfig, overrides: Sequence[str] = ()) -> dict:
     """A champion from the small dataset, then batch_inference over every customer of the big one."""
-    root = out / "runs" / f"scoring-{score.name}"
+    root = Path(settings.out).resolve() / "runs" / f"scoring-{score.name}"
     if root.exists():
-        import shutil
-
         shutil.rmtree(root)
-    base = [*ALL_COUNTRIES, "model=repurchase", f"env.storage_root={root}", "use_case.source.kind=csv",
-            f"use_case.snapshots.start_date={SNAPSHOT_START}", "evaluation.run_mode=disabled"]
+    base = [*_world(settings, overrides, root), "evaluation.run_mode=disabled"]
     log.info("scoring: a champion from %s", train_on.name)
-    run_pipeline([*base, f"use_case.source.path={train_on.path}"], ["extract", "features", "split", "train", "evaluate"])
+    run_pipeline(
+        [*base, f"use_case.source.path={train_on.path}"], ["extract", "features", "split", "train", "evaluate"]
+    )
     log.info("scoring: batch_inference over %s", score.name)
-    run = run_pipeline([*base, f"use_case.source.path={score.path}"], ["extract", "batch_inference"])
+    # the customers to score replace the training data's transactions on purpose: fewer is no fault here
+    run = run_pipeline(
+        [*base, f"use_case.source.path={score.path}", "use_case.guards.allow_shrink=true"],
+        ["extract", "batch_inference"],
+    )
     return {"dataset": score.name, "wall_seconds": run.wall_seconds, "stages": [asdict(stage) for stage in run.stages]}
 
 
@@ -343,85 +409,133 @@ def table_rows(results: list[dict], scoring: dict | None) -> list[dict]:
         rows_in = {"extract": result["source_lines"], "features": stages["extract"]["rows"].get("transactions")}
         for name in ("extract", "features"):
             stage = stages[name]
-            rows.append({"dataset": result["dataset"], "stage": name, "rows_in": rows_in[name],
-                         "seconds": stage["seconds"], "peak_gib": stage["peak_rss"] / 2**30,
-                         "rows_per_second": rows_in[name] / stage["seconds"]})
+            rows.append(
+                {
+                    "dataset": result["dataset"],
+                    "stage": name,
+                    "rows_in": rows_in[name],
+                    "seconds": stage["seconds"],
+                    "peak_gib": stage["peak_rss"] / 2**30,
+                    "rows_per_second": rows_in[name] / stage["seconds"],
+                }
+            )
         reference = result.get("pandas")
-        rows.append({"dataset": result["dataset"], "stage": "extract+features, whole process", "rows_in": result["source_lines"],
-                     "seconds": result["wall_seconds"], "peak_gib": max(s["peak_rss"] for s in result["stages"]) / 2**30,
-                     "rows_per_second": result["source_lines"] / result["wall_seconds"],
-                     "pandas_seconds": reference and reference["load_seconds"] + reference["features_seconds"],
-                     "pandas_features_seconds": reference and reference["features_seconds"],
-                     "same_values": reference and reference["check"]["equal"]})
+        rows.append(
+            {
+                "dataset": result["dataset"],
+                "stage": "extract+features, whole process",
+                "rows_in": result["source_lines"],
+                "seconds": result["wall_seconds"],
+                "peak_gib": max(s["peak_rss"] for s in result["stages"]) / 2**30,
+                "rows_per_second": result["source_lines"] / result["wall_seconds"],
+                "pandas_seconds": reference and reference["load_seconds"] + reference["features_seconds"],
+                "pandas_features_seconds": reference and reference["features_seconds"],
+                "same_values": reference and reference["check"]["equal"],
+            }
+        )
     if scoring:
         stage = next(s for s in scoring["stages"] if s["stage"] == "batch_inference")
         customers = stage["rows"].get("predictions")
-        rows.append({"dataset": scoring["dataset"], "stage": "batch_inference (customers scored)",
-                     "rows_in": customers, "seconds": stage["seconds"], "peak_gib": stage["peak_rss"] / 2**30,
-                     "rows_per_second": customers / stage["seconds"] if customers else None})
+        rows.append(
+            {
+                "dataset": scoring["dataset"],
+                "stage": "batch_inference (customers scored)",
+                "rows_in": customers,
+                "seconds": stage["seconds"],
+                "peak_gib": stage["peak_rss"] / 2**30,
+                "rows_per_second": customers / stage["seconds"] if customers else None,
+            }
+        )
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| dataset | stage | rows in | wall s | peak GiB | rows/s | pandas s (load + features) | Spark / pandas | same values |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---|\n")
+    head = (
+        "| dataset | stage | rows in | wall s | peak GiB | rows/s | pandas s (load + features) | Spark / pandas "
+        "| same values |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n"
+    )
     lines = []
     for row in rows:
         pandas_s = row.get("pandas_seconds")
         ratio = f"{row['seconds'] / pandas_s:.1f}" if pandas_s else ""
-        lines.append(f"| {row['dataset']} | {row['stage']} | {row['rows_in']:,} | {row['seconds']:.1f} | "
-                     f"{row['peak_gib']:.2f} | {row['rows_per_second'] or 0:,.0f} | "
-                     f"{f'{pandas_s:.1f}' if pandas_s else ''} | {ratio} | "
-                     f"{'' if row.get('same_values') is None else ('yes' if row['same_values'] else 'NO')} |")
+        lines.append(
+            f"| {row['dataset']} | {row['stage']} | {row['rows_in']:,} | {row['seconds']:.1f} | "
+            f"{row['peak_gib']:.2f} | {row['rows_per_second'] or 0:,.0f} | "
+            f"{f'{pandas_s:.1f}' if pandas_s else ''} | {ratio} | "
+            f"{'' if row.get('same_values') is None else ('yes' if row['same_values'] else 'NO')} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
 def machine() -> dict:
-    memory = next((int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:")), None)
+    memory = next(
+        (
+            int(line.split()[1]) * 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        ),
+        None,
+    )
     import pyspark
 
-    return {"cpus": os.cpu_count(), "memory_gib": round(memory / 2**30, 1) if memory else None,
-            "python": platform.python_version(), "pyspark": pyspark.__version__, "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def benchmark(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
+    """Every dataset, then the scoring run; writes <out>/benchmark.json and benchmark.md and returns the report.
+    `overrides` go to every pipeline run."""
+    settings = cfg.benchmark
+    out = Path(settings.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    datasets = [synthetic(out, parse_size(size), int(settings.seed)) for size in settings.sizes]
+    if settings.real:
+        real = Path(settings.real).resolve()
+        datasets.append(Dataset(f"real:{real.name}", real))
+    results = [bench_dataset(dataset, settings, overrides) for dataset in datasets]
+    scoring = None
+    customers = parse_size(settings.scoring_customers)
+    if customers and datasets:
+        scoring = bench_scoring(datasets[0], scoring_dataset(out, customers, int(settings.seed)), settings, overrides)
+
+    rows = table_rows(results, scoring)
+    report = {
+        "machine": machine(),
+        "datasets": [asdict(d) | {"path": str(d.path)} for d in datasets],
+        "results": results,
+        "scoring": scoring,
+        "table": rows,
+    }
+    (out / "benchmark.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "benchmark.md").write_text(markdown(rows))
+    return report
 
 
 @redacted_output()
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="*", default=["100k", "1M", "10M"], help="synthetic source lines")
-    parser.add_argument("--real", type=Path, help="a real source file, e.g. the combined Online Retail II csv.gz")
-    parser.add_argument("--scoring-customers", default="1M", help="customers to batch-score (0: skip)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-pandas", action="store_true", help="skip the pandas reference")
-    parser.add_argument("--out", type=Path, default=REPO / ".local" / "benchmark")
-    args = parser.parse_args(argv)
-    args.out = args.out.resolve()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    datasets = [synthetic(args.out, parse_size(size), args.seed) for size in args.sizes]
-    if args.real:
-        datasets.append(Dataset(f"real:{args.real.name}", args.real.resolve()))
-    results = [bench_dataset(dataset, args.out, pandas_reference=not args.no_pandas) for dataset in datasets]
-    scoring = None
-    customers = parse_size(args.scoring_customers)
-    if customers and datasets:
-        scoring = bench_scoring(datasets[0], scoring_dataset(args.out, customers, args.seed), args.out)
-
-    rows = table_rows(results, scoring)
-    report = {"machine": machine(), "datasets": [asdict(d) | {"path": str(d.path)} for d in datasets],
-              "results": results, "scoring": scoring, "table": rows}
-    (args.out / "benchmark.json").write_text(json.dumps(report, indent=2, default=str))
-    text = markdown(rows)
-    (args.out / "benchmark.md").write_text(text)
-    print(text)
-    for result in results:
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="benchmark")
+def main(cfg: DictConfig) -> None:
+    try:
+        report = benchmark(cfg, pipeline_overrides(command_line_overrides(), "benchmark"))
+    except PipelineError as error:
+        log.error("benchmark failed: %s", error.message)
+        sys.exit(error.exit_code)
+    # the table and the checks, for the person who started it
+    out = Path(cfg.benchmark.out).resolve()
+    sys.stdout.write(markdown(report["table"]) + "\n")
+    for result in report["results"]:
         if "pandas" in result:
             check = result["pandas"]["check"]
-            print(f"{result['dataset']}: {result['pandas']['snapshots']} snapshots, Spark and pandas features "
-                  f"{'agree' if check['equal'] else 'DIFFER: ' + json.dumps(check)} "
-                  f"({check['rows']:,} rows)")
-    print(f"written: {args.out / 'benchmark.json'}, {args.out / 'benchmark.md'}")
+            sys.stdout.write(
+                f"{result['dataset']}: {result['pandas']['snapshots']} snapshots, Spark and pandas "
+                f"features {'agree' if check['equal'] else 'DIFFER: ' + json.dumps(check)} "
+                f"({check['rows']:,} rows)\n"
+            )
+    sys.stdout.write(f"written: {out / 'benchmark.json'}, {out / 'benchmark.md'}\n")
 
 
 if __name__ == "__main__":

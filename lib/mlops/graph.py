@@ -1,0 +1,121 @@
+"""The pipeline graph of conf/pipeline/*.yaml: stages, what each reads and writes, the jobs that group them.
+
+The graph is read here and nowhere else, so the stage runner, the local run-missing-upstream rule
+and the bundle generator cannot disagree about the pipeline's shape. Stage functions are named by
+their import path in config and imported when first run: nothing below the runner imports
+`mlops.stages`, and a new stage is a function, a script and a few lines of YAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlops.runtime import RunContext, StageResult
+
+# outputs that live in MLflow (a training run, a registry alias), not in use_case.tables
+MLFLOW_PREFIX = "mlflow:"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    fn: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A Databricks job: the stages it runs in order, and (optionally) the job a retrain signal starts."""
+
+    name: str
+    stages: tuple[str, ...]
+    description: str
+    file: str
+    timeout_hours: int
+    retrain: str | None = None
+
+
+@dataclass(frozen=True)
+class Graph:
+    stages: dict[str, Stage]
+    run: tuple[str, ...]
+    jobs: dict[str, Job]
+    schedules: dict[str, dict[str, str]]  # purpose -> task key -> job (crons: per model)
+    nightly_setup: str
+    nightly_steps: dict[str, str]  # task key prefix -> job
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> Graph:
+        pipeline: Any = OmegaConf.to_container(cfg.pipeline, resolve=False)
+        stages = {
+            name: Stage(name, str(spec["fn"]), tuple(spec.get("reads") or ()), tuple(spec.get("writes") or ()))
+            for name, spec in (pipeline.get("graph") or {}).items()
+        }
+        jobs = {
+            name: Job(
+                name,
+                tuple(spec["stages"]),
+                str(spec["description"]),
+                str(spec["file"]),
+                int(spec["timeout_hours"]),
+                spec.get("retrain"),
+            )
+            for name, spec in (pipeline.get("jobs") or {}).items()
+        }
+        schedules = {purpose: dict(spec["tasks"]) for purpose, spec in (pipeline.get("schedules") or {}).items()}
+        nightly = pipeline.get("nightly") or {}
+        graph = cls(
+            stages=stages,
+            run=tuple(pipeline.get("stages") or ()),
+            jobs=jobs,
+            schedules=schedules,
+            nightly_setup=str(nightly.get("setup") or ""),
+            nightly_steps=dict(nightly.get("steps") or {}),
+        )
+        graph.check()
+        return graph
+
+    def check(self) -> None:
+        """Every name the graph uses is a stage or a job of it: a typo fails here, not mid-run."""
+        self.require_stages(self.run, "pipeline.stages")
+        for job in self.jobs.values():
+            self.require_stages(job.stages, f"pipeline.jobs.{job.name}.stages")
+            if job.retrain is not None and job.retrain not in self.jobs:
+                raise ConfigError(
+                    f"pipeline.jobs.{job.name}.retrain={job.retrain!r} is not a job",
+                    where="conf/pipeline",
+                    fix=f"one of {list(self.jobs)}",
+                )
+        if self.nightly_setup:
+            self.require_stages([self.nightly_setup], "pipeline.nightly.setup")
+        called = [job for tasks in self.schedules.values() for job in tasks.values()]
+        unknown = sorted({job for job in [*called, *self.nightly_steps.values()] if job not in self.jobs})
+        if unknown:
+            raise ConfigError(
+                f"{unknown} are not jobs of the pipeline",
+                where="pipeline.schedules / pipeline.nightly",
+                fix=f"one of {list(self.jobs)}",
+            )
+
+    def require_stages(self, names: Any, where: str) -> None:
+        unknown = [name for name in names if name not in self.stages]
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {unknown}", where=where, fix=f"one of {list(self.stages)}")
+
+    def producer(self, output: str) -> str | None:
+        """The stage that makes a table or MLflow output: the first in the graph that writes it."""
+        return next((stage.name for stage in self.stages.values() if output in stage.writes), None)
+
+    def function(self, stage: str) -> Callable[[RunContext], StageResult]:
+        from hydra.utils import get_method
+
+        self.require_stages([stage], "pipeline.graph")
+        return get_method(self.stages[stage].fn)
