@@ -130,14 +130,14 @@ def test_optional_values_take_null_and_defaults_fill_what_a_file_leaves_out():
 
 
 def test_an_experiment_and_the_studies_primary_configs_compose():
-    from mlops.config import compose_config
+    from clv.studies import schema as study_schema  # importing clv.studies registers the studies' schemas
 
     assert compose_config(["+experiment=depth2_50trees"]).variant == "depth 2, 50 trees"
     benchmark = compose_config(config_name="benchmark", overrides=["benchmark.seed=3"])
     assert benchmark.benchmark.seed == 3 and benchmark.seed == 42  # the pipeline's values are kept
-    assert OmegaConf.get_type(benchmark) is schema.BenchmarkConfig
+    assert OmegaConf.get_type(benchmark) is study_schema.BenchmarkConfig
     quality = compose_config(config_name="quality")
-    assert OmegaConf.get_type(quality) is schema.QualityConfig and quality.quality.bootstrap == 200
+    assert OmegaConf.get_type(quality) is study_schema.QualityConfig and quality.quality.bootstrap == 200
     with pytest.raises(ConfigCompositionException):
         compose_config(config_name="benchmark", overrides=["benchmark.seed=abc"])
 

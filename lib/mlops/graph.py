@@ -19,9 +19,6 @@ from mlops.errors import ConfigError
 if TYPE_CHECKING:
     from mlops.runtime import RunContext, StageResult
 
-# outputs that live in MLflow (a training run, a registry alias), not in use_case.tables
-MLFLOW_PREFIX = "mlflow:"
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -84,10 +81,22 @@ class Graph:
         return graph
 
     def check(self) -> None:
-        """Every name the graph uses is a stage or a job of it: a typo fails here, not mid-run."""
+        """Every name the graph uses is a stage or a job of it, every input has a stage that makes it,
+        and the run order and each job run a producer before its readers: a typo or a misordered
+        list fails here, not mid-run (or, on Databricks, as a missing table hours later)."""
         self.require_stages(self.run, "pipeline.stages")
+        for stage in self.stages.values():
+            orphans = [read for read in stage.reads if self.producer(read) is None]
+            if orphans:
+                raise ConfigError(
+                    f"stage {stage.name!r} reads {orphans}, which no stage writes",
+                    where=f"pipeline.graph.{stage.name}.reads",
+                    fix="add the stage that writes it to pipeline.graph, or fix the name",
+                )
+        self.require_order(self.run, "pipeline.stages")
         for job in self.jobs.values():
             self.require_stages(job.stages, f"pipeline.jobs.{job.name}.stages")
+            self.require_order(job.stages, f"pipeline.jobs.{job.name}.stages")
             if job.retrain is not None and job.retrain not in self.jobs:
                 raise ConfigError(
                     f"pipeline.jobs.{job.name}.retrain={job.retrain!r} is not a job",
@@ -109,6 +118,19 @@ class Graph:
         unknown = [name for name in names if name not in self.stages]
         if unknown:
             raise ConfigError(f"unknown stage(s) {unknown}", where=where, fix=f"one of {list(self.stages)}")
+
+    def require_order(self, names: Any, where: str) -> None:
+        """Within one list of stages, the producer of each input runs before the stage that reads it."""
+        position = {name: index for index, name in enumerate(names)}
+        for name in names:
+            for read in self.stages[name].reads:
+                producer = self.producer(read)
+                if producer in position and position[producer] > position[name]:
+                    raise ConfigError(
+                        f"{name!r} reads {read!r} before {producer!r} writes it",
+                        where=where,
+                        fix=f"list {producer!r} before {name!r}",
+                    )
 
     def producer(self, output: str) -> str | None:
         """The stage that makes a table or MLflow output: the first in the graph that writes it."""

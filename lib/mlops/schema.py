@@ -354,54 +354,6 @@ class Config:
     variant: str | None = None
 
 
-# ---------------------------------------------------- the studies' primary configs (clv.studies)
-
-
-@dataclass
-class BenchmarkSettings:
-    sizes: list[str] = MISSING
-    real: str | None = None
-    scoring_customers: str = MISSING
-    seed: int = MISSING
-    pandas: bool = MISSING
-    out: str = MISSING
-    snapshot_start: str = MISSING
-    population: list[str] = MISSING
-
-
-@dataclass
-class BenchmarkConfig(Config):
-    """conf/benchmark.yaml: conf/config.yaml plus `benchmark`. Listed after `config` in its defaults:
-    a schema merges onto its base class's, not the other way round."""
-
-    benchmark: BenchmarkSettings = MISSING
-
-
-@dataclass
-class QualitySettings:
-    data: str | None = None
-    report_from: list[str] = field(default_factory=list)
-    cutoffs: list[str] = MISSING
-    models: list[str] = MISSING
-    experiments: list[str] = MISSING
-    country_models: list[str] = MISSING
-    bootstrap: int = MISSING
-    out: str = MISSING
-    doc: str = MISSING
-    pooled: list[str] = MISSING
-    populations: dict[str, Any] = MISSING
-    baseline_names: dict[str, str] = MISSING
-    heuristics: dict[str, Any] = MISSING
-    goals: list[Any] = MISSING
-
-
-@dataclass
-class QualityConfig(Config):
-    """conf/quality.yaml: conf/config.yaml plus `quality` (listed after `config`, as benchmark_schema)."""
-
-    quality: QualitySettings = MISSING
-
-
 GROUPS: dict[str, type] = {
     "env": EnvConfig,
     "use_case": UseCaseConfig,
@@ -409,20 +361,15 @@ GROUPS: dict[str, type] = {
     "country": CountryConfig,
     "pipeline": PipelineConfig,
 }
-PRIMARY: dict[str, type] = {
-    "config_schema": Config,
-    "benchmark_schema": BenchmarkConfig,
-    "quality_schema": QualityConfig,
-}
 
 
 def register() -> None:
-    """Store the schemas in Hydra's ConfigStore: `<group>/schema` for each group, and the primary
-    configs' `config_schema`, `benchmark_schema`, `quality_schema`. Idempotent."""
+    """Store the schemas in Hydra's ConfigStore: `<group>/schema` for each group, and `config_schema`
+    for conf/config.yaml. Idempotent. (A use case's own primary configs register theirs, as
+    clv.studies does.)"""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     for group, node in GROUPS.items():
         store.store(group=group, name="schema", node=node)
-    for name, node in PRIMARY.items():
-        store.store(name=name, node=node)
+    store.store(name="config_schema", node=Config)

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from clv.studies.schema import register
 from mlops.errors import ConfigError
+
+register()  # the studies' primary configs start from these schemas
 
 # the config groups a study chooses for each run it makes; a command-line choice would be overridden
 STUDY_GROUPS = ("model", "country", "experiment")
