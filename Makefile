@@ -1,12 +1,13 @@
 # `make train` and `make test` create the virtual environment on first use.
-PYTHON ?= python3.11
+# python3.11 or python3.12, whichever exists (3.11 first); override with PYTHON=/path/to/python
+PYTHON ?= $(or $(shell command -v python3.11 2>/dev/null),$(shell command -v python3.12 2>/dev/null),$(error neither python3.11 nor python3.12 is on PATH: install one, or pass PYTHON=/path/to/python))
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # extra pytest arguments for `make unit` / `make integration`, e.g. PYTEST_ARGS="--junitxml=unit.xml"
 PYTEST_ARGS ?=
 
-.PHONY: install lint train pipeline test unit integration benchmark quality clean bundle-validate bundle-deploy bundle-run
+.PHONY: install lint train pipeline ui test unit integration benchmark quality clean bundle-validate bundle-deploy bundle-run
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,13 @@ train: $(STAMP)
 
 pipeline: $(STAMP)
 	$(BIN)/python scripts/run_pipeline.py model=repurchase country=DE
+
+# the MLflow UI on the local runs, registry and artifacts: loopback only, one worker.
+# STORE is the env's storage_root (the default env=local writes .local); PORT=5001 if 5000 is taken
+STORE ?= .local
+PORT ?= 5000
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(STORE))/mlflow/mlflow.db --host 127.0.0.1 --port $(PORT) --workers 1
 
 # two xdist workers, one Spark session each; a module stays whole on one worker (scenario modules run in
 # order), and the modules reading the shared DE pipelines share one (tests/conftest.py)

@@ -86,6 +86,18 @@ def mlflow_state_kept() -> Iterator[None]:
         registry._configured = configured
 
 
+@contextlib.contextmanager
+def every_stage_run(cfg: Any, spark: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(the RunContext, stage -> StageResult) of every stage of pipeline.stages on `cfg`'s world,
+    with MLflow pointed back where it was afterwards."""
+    from mlops.cli import run_stages
+    from mlops.runtime import RunContext
+
+    with mlflow_state_kept():
+        ctx = RunContext.from_config(cfg, spark=spark)
+        yield ctx, {result.stage: result for result in run_stages(list(cfg.pipeline.stages), cfg, ctx)}
+
+
 @pytest.fixture(scope="session")
 def de_pipelines(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> DePipelines:
     return DePipelines(tmp_path_factory, spark)

@@ -479,10 +479,10 @@ CASES: list[Case] = [
         "no_champion",
         "scoring a model that was never promoted",
         "batch_inference.py",
-        ("model=ltv_bucket", "env.run_missing_upstream=false"),
+        ("model=ltv_bucket",),
         exit_code=4,
-        says=("has no champion", "run evaluate"),
-        outcome="missing input, on Databricks envs",
+        says=("has no champion", "python scripts/evaluate.py model=ltv_bucket country=DE", "evaluate_if_no_champion"),
+        outcome="missing input in every env: scoring never promotes; names the command to run",
     ),
     Case(
         "scoring_before_data",
@@ -1028,7 +1028,8 @@ def render_doc() -> str:
         "Exit codes: 0 done, 1 Hydra (bad override), 2 config, 3 data contract or plausibility guard,\n"
         "4 missing input, 5 source, 6 training data, 7 gate rejection, 8 another run of the same country\n"
         "holds the lock, 9 storage (full, not writable, a damaged Delta log or MLflow database), 11 a killed\n"
-        "run's half-written unit cannot be undone because a table was written since.\n\n"
+        "run's half-written unit cannot be undone because a table was written since, 12 the machine lacks\n"
+        "Java 17+ for local Spark (tests/test_first_hour.py).\n\n"
         "| case | input | script | exit | what happens | the message says |\n"
         "|---|---|---|---|---|---|\n"
         f"{rows}\n"

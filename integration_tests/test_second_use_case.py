@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.conftest import mlflow_state_kept
+from integration_tests.conftest import every_stage_run
 from integration_tests.second_use_case.visits import write_visits
 from tests.conftest import local_config
 
@@ -25,9 +25,6 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def visits_run(tmp_path_factory, spark):
-    from mlops.cli import run_stages
-    from mlops.runtime import RunContext
-
     root = tmp_path_factory.mktemp("visits")
     source = write_visits(root / "visits.csv")
     cfg = local_config(
@@ -37,10 +34,8 @@ def visits_run(tmp_path_factory, spark):
         "model=comes_back",
         f"use_case.source.path={source}",
     )
-    with mlflow_state_kept():
-        ctx = RunContext.from_config(cfg, spark=spark)
-        results = {result.stage: result for result in run_stages(STAGES, cfg, ctx)}
-        yield ctx, results
+    with every_stage_run(cfg, spark) as run:
+        yield run
 
 
 def test_every_stage_runs_on_a_use_case_with_other_column_names(visits_run):

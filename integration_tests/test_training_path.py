@@ -90,5 +90,14 @@ def test_train_script_on_a_fresh_root_runs_every_missing_stage(tmp_path):
         assert f"running stage '{stage}' first" in result.stderr
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["clv_repurchase_fr"], output_format="list")
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and "test_roc_auc" in runs[0].data.metrics
+    # the training run, and one run per data stage holding its data-quality report
+    by_stage = {run.data.tags["stage"]: run for run in runs}
+    assert len(runs) == 4 and set(by_stage) == {"extract", "features", "split", "train"}
+    assert all(run.info.status == "FINISHED" for run in runs) and "test_roc_auc" in by_stage["train"].data.metrics
+    # the closing summary: the stages run first, marked, and where to look next
+    for stage in ("extract", "features", "split"):
+        assert any(line.split()[:1] == [stage] and "run first" in line for line in result.stdout.splitlines())
+    lines = result.stdout.rstrip().splitlines()
+    assert any(line.split()[:1] == ["train"] and "run first" not in line for line in lines)
+    assert lines[-1].startswith(f"next: make ui STORE={root}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]  # nothing written into the cwd

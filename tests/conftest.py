@@ -57,6 +57,7 @@ SHARED_WORKER_GROUPS = {
         "integration_tests/test_inference_monitoring.py",
         "integration_tests/test_training_path.py",
         "integration_tests/test_deployment_gate.py",
+        "integration_tests/test_run_summary.py",
         # not a reader: it joins the group that has the spare minutes (docs/performance.md)
         "integration_tests/test_model_quality.py",
     )

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
-from pyspark.sql import functions as F
 
 from clv.features import compute_features_repurchase_fn
 from clv.studies import benchmark
 from mlops.calendar import monthly_dates
 from mlops.config import compose_config
-from mlops.sources import make_source
+from mlops.sources import canonical_columns, make_source
 from tests.conftest import local_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +29,7 @@ def both(spark):
         REPO / ".local" / "unused", "country=DE", "use_case/source=csv", f"use_case.source.path={SAMPLE}"
     )
     raw = make_source(cfg.use_case.source).read(spark)
-    canonical = raw.select(*(F.col(f"`{column}`").alias(name) for name, column in cfg.use_case.source.columns.items()))
+    canonical = canonical_columns(raw, cfg.use_case.source.columns)
     transactions = instantiate(cfg.use_case.cleaning.fn)(canonical)
     snapshots = monthly_dates(dt.date(2010, 6, 9), dt.date(2011, 12, 8), 1)
     spark_features = compute_features_repurchase_fn(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
+import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from clv.cleaning import TRANSACTION_COLUMNS, clean_transactions
+from mlops.errors import ConfigError
 
 RAW_SCHEMA = (
     "invoice string, stock_code string, description string, quantity string, invoice_date string, "
@@ -106,3 +109,112 @@ def test_numeric_customer_ids_have_one_spelling_and_other_ids_stay_as_written(sp
     )
     kept = {row["invoice"]: row["customer_id"] for row in clean_transactions(raw, country="Germany").collect()}
     assert [kept[str(i)] for i in range(len(ids))] == ["12426", "12426", "12426", "12426", "0", "007X", "A0012"]
+
+
+# ------------------------------------------------------------------- a source in the minimal shape
+# customer, day (yyyyMMdd), quantity and line total: no invoice, product, description or country
+MINIMAL_MAPPING = [
+    "use_case.source.columns.invoice=null",
+    "use_case.source.columns.stock_code=null",
+    "use_case.source.columns.description=null",
+    "use_case.source.columns.country=null",
+    "use_case.source.columns.price=null",
+    "use_case.source.columns.amount=amount",
+    "use_case.source.timestamp_format=yyyyMMdd",
+    "country.source_value=null",
+]
+
+
+def minimal(spark, rows):
+    return spark.createDataFrame(rows, "customer_id string, invoice_date string, quantity string, amount string")
+
+
+def test_a_source_without_invoices_has_one_invoice_per_customer_and_day(spark):
+    raw = minimal(
+        spark,
+        [
+            ("7", "20240131", "2", "10.00"),
+            ("7", "20240131", "1", "4.50"),  # the same day: the same invoice
+            ("7", "20240201", "1", "4.50"),
+            ("8", "20240131", "3", "9.00"),  # another customer, the same day: another invoice
+        ],
+    )
+    kept = clean_transactions(raw, country=None, timestamp_format="yyyyMMdd").collect()
+    invoices = {(row["customer_id"], row["invoice_date"].date()): row["invoice"] for row in kept}
+    assert len(kept) == 4 and len(set(invoices.values())) == 3
+    assert [row["invoice"] for row in kept[:2]] == [invoices["7", dt.date(2024, 1, 31)]] * 2
+    # named by the day, the customer only by a hash: invoices name lines in error messages
+    assert re.fullmatch(r"20240131-[0-9a-f]{12}", invoices["7", dt.date(2024, 1, 31)])
+    again = clean_transactions(raw, country=None, timestamp_format="yyyyMMdd").collect()
+    assert [row["invoice"] for row in again] == [row["invoice"] for row in kept]
+
+
+def test_a_line_total_is_the_revenue_and_its_price_per_item(spark):
+    raw = minimal(
+        spark,
+        [
+            ("7", "20240131", "4", "10.00"),
+            ("7", "20240205", "-1", "2.50"),  # a return by its quantity
+            ("7", "20240206", "1", "-2.50"),  # a return by its amount
+        ],
+    )
+    expected = [
+        ("7", 4, 2.5, 10.0, False, dt.datetime(2024, 1, 31)),
+        ("7", -1, 2.5, -2.5, True, dt.datetime(2024, 2, 5)),
+        ("7", 1, 2.5, -2.5, True, dt.datetime(2024, 2, 6)),
+    ]
+    result = clean_transactions(raw, country=None, timestamp_format="yyyyMMdd")
+    assert tuple(result.columns) == TRANSACTION_COLUMNS
+    assertDataFrameEqual(
+        result.select("customer_id", "quantity", "price", "revenue", "is_return", "invoice_date"),
+        spark.createDataFrame(
+            expected,
+            "customer_id string, quantity int, price double, revenue double, is_return boolean, invoice_date timestamp",
+        ),
+    )
+
+
+def test_columns_the_source_lacks_are_typed_nulls_and_every_country_is_kept(spark):
+    raw = minimal(spark, [("7", "20240131", "4", "10.00")])
+    result = clean_transactions(
+        raw,
+        country=None,
+        timestamp_format="yyyyMMdd",
+        non_product_stock_codes=["POST"],
+        non_product_stock_code_prefixes=["TEST"],
+    )
+    assert (
+        dict(result.dtypes)["stock_code"]
+        == dict(result.dtypes)["description"]
+        == dict(result.dtypes)["country"]
+        == "string"
+    )
+    row = result.first()
+    assert (row["stock_code"], row["description"], row["country"]) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (
+            ["use_case.source.columns.country=null"],
+            ("country.source_value='Germany'", "use_case.source.columns.country"),
+        ),
+        (["use_case.source.columns.amount=amount"], ("exactly one of use_case.source.columns.price",)),
+        (["use_case.source.columns.price=null"], ("exactly one of", "neither")),
+        (["use_case.source.columns.quantity=null"], ("maps no source column to ['quantity']",)),
+    ],
+)
+def test_a_column_mapping_the_cleaning_cannot_use_is_a_config_error(overrides, says):
+    from mlops.config import compose_config, validate_config
+
+    with pytest.raises(ConfigError) as error:
+        validate_config(compose_config(overrides))
+    assert all(text in error.value.message for text in says), error.value.message
+    assert error.value.exit_code == 2
+
+
+def test_the_minimal_mapping_is_valid_with_every_country_kept():
+    from mlops.config import compose_config, validate_config
+
+    validate_config(compose_config(MINIMAL_MAPPING))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from mlops.errors import ConfigError, DataQualityError
-from mlops.quality import validate
+from mlops.quality import ValidationRecord, publish, validate
 
 SUITE = [
     {"expect_column_values_to_not_be_null": {"column": "customer_id"}},
@@ -109,3 +114,108 @@ def test_spark_failing_during_validation_is_reported_as_such_not_as_failed_expec
     message = caught.value.message
     assert "Spark failed while checking csv broken.csv" in message and "likely cause" in message
     assert "the source is empty" not in message
+
+
+def test_a_passing_and_a_failing_validation_both_leave_a_record_for_the_report(spark):
+    good = spark.createDataFrame([("1", 2.0)], "customer_id string, price double")
+    bad = spark.createDataFrame([("1", -2.5)], "customer_id string, price double")
+    records: list[ValidationRecord] = []
+    validate(good, SUITE, table="dev.clv.clean", results=records)
+    with pytest.raises(DataQualityError):
+        validate(bad, SUITE, table="dev.clv.raw", results=records)
+    assert [(record.table, record.success) for record in records] == [("dev.clv.clean", True), ("dev.clv.raw", False)]
+    assert [result.success for result in records[1].result.results] == [True, False]
+
+
+def _page_text(path: Path) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", path.read_text())))
+
+
+def test_publish_writes_each_validation_as_json_and_as_data_docs(spark, tmp_path):
+    df = spark.createDataFrame([("1", -2.5), (None, 1.0)], "customer_id string, price double")
+    records: list[ValidationRecord] = []
+    validate(df, [{"expect_table_row_count_to_be_between": {"min_value": 1}}], table="csv /in/tx.csv", results=records)
+    with pytest.raises(DataQualityError):
+        validate(df, SUITE, table="csv /in/tx.csv", results=records)
+
+    index = publish(records, tmp_path / "quality")
+
+    # the same table checked twice gets two files; its name's slashes and spaces are no folders
+    passed, failed = (
+        json.loads((tmp_path / "quality/validations" / name).read_text())
+        for name in ("csv_in_tx.csv.json", "csv_in_tx.csv-2.json")
+    )
+    assert passed["table"] == failed["table"] == "csv /in/tx.csv" and passed["success"] and not failed["success"]
+    between = failed["expectations"][1]
+    assert between == {
+        "expectation": "expect_column_values_to_be_between",
+        "success": False,
+        "kwargs": {"column": "price", "min_value": 0.0},
+        "observed": {
+            "element_count": 2,
+            "unexpected_count": 1,
+            "unexpected_percent": 50.0,
+            "partial_unexpected_list": [-2.5],
+        },
+        "hint": "negative prices are adjustments",
+    }
+    assert index == tmp_path / "quality/data_docs/index.html" and "csv_in_tx.csv-2" in index.read_text()
+    pages = {
+        page.relative_to(index.parent).parts[0]: page for page in index.parent.rglob("*.html") if "-2" in str(page)
+    }
+    validation_page = _page_text(pages["validations"])
+    assert "Status: Failed" in validation_page and "values must be greater than or equal to 0.0" in validation_page
+    assert "values must never be null" in _page_text(pages["expectations"])
+
+
+def test_publishing_starts_no_spark_job(spark, tmp_path):
+    records: list[ValidationRecord] = []
+    validate(spark.createDataFrame([("1", 2.0)], "customer_id string, price double"), SUITE, table="t", results=records)
+    tracker = spark.sparkContext.statusTracker()
+    jobs = set(tracker.getJobIdsForGroup())
+    publish(records * 3, tmp_path)
+    assert set(tracker.getJobIdsForGroup()) == jobs
+
+
+def test_the_failure_report_holds_no_more_values_than_the_error_message(spark, tmp_path):
+    df = spark.createDataFrame([(float(-i),) for i in range(1, 50)], "price double")
+    records: list[ValidationRecord] = []
+    with pytest.raises(DataQualityError) as caught:
+        validate(df, SUITE[1:], table="t", results=records)
+    publish(records, tmp_path)
+    shown = caught.value.failures[0]["result"]["partial_unexpected_list"]
+    observed = json.loads((tmp_path / "validations/t.json").read_text())["expectations"][0]["observed"]
+    assert observed["partial_unexpected_list"] == shown and len(shown) <= 5
+    assert set(observed) <= {"element_count", "unexpected_count", "unexpected_percent", "partial_unexpected_list"}
+    site = " ".join(_page_text(page) for page in tmp_path.rglob("*.html"))
+    unshown = [value for value in (float(-i) for i in range(1, 50)) if value not in shown]
+    assert not [value for value in unshown if f" {value} " in site]
+
+
+def test_the_report_of_a_spark_failure_keeps_its_error_class_not_the_record_spark_quotes(spark, tmp_path):
+    source = tmp_path / "broken.csv"
+    source.write_text("invoice,price,customer_id\n1,2.5,12583\n2,secret-7731\n")  # one field short
+    df = spark.read.option("header", "true").option("mode", "FAILFAST").csv(str(source))
+    records: list[ValidationRecord] = []
+    with pytest.raises(DataQualityError, match="Spark failed"):
+        validate(df, [{"expect_column_values_to_not_be_null": {"column": "price"}}], table="csv", results=records)
+    publish(records, tmp_path / "report")
+    errors = json.loads((tmp_path / "report/validations/csv.json").read_text())["expectations"][0]["errors"]
+    assert errors and all(error.startswith("[MALFORMED_CSV_RECORD]") for error in errors)
+    written = [path.read_text() for path in (tmp_path / "report").rglob("*") if path.suffix in (".json", ".html")]
+    assert not [text for text in written if "secret-7731" in text or "Traceback" in text]
+
+
+def test_load_sample_keeps_its_validation_for_the_stage_report(tmp_path, spark):
+    from mlops.runtime import RunContext
+    from mlops.stages.load_sample import load_sample
+    from tests.conftest import local_config
+
+    ctx = RunContext.from_config(
+        local_config(tmp_path / "root", "use_case/source=table", "use_case.source.table=local.raw.clv_source"),
+        spark=spark,
+    )
+    load_sample(ctx)
+    assert [(record.table, record.success) for record in ctx.validations] == [
+        (f"bundled {ctx.cfg.use_case.sample.package}/{ctx.cfg.use_case.sample.file}", True)
+    ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from clv.population import country_key
+from mlops.errors import ConfigError
 
 TRANSACTION_COLUMNS = (
     "customer_id",
@@ -59,6 +61,44 @@ def customer_key(column: str | Column) -> Column:
     return F.regexp_replace(value, r"^0+(\d+)$", "$1")  # numeric ids only: `007X` stays as it is
 
 
+# canonical source columns (use_case.source.columns): these must be mapped; invoice, stock_code,
+# description and country may be null (the source has no such column); exactly one of price and
+# amount (a line total) is mapped
+REQUIRED_SOURCE_COLUMNS = ("customer_id", "quantity", "invoice_date")
+LINE_VALUE_COLUMNS = ("price", "amount")
+
+
+def check_source_columns(columns: Mapping[str, Any], *, country: str | None) -> None:
+    """Refuse a column mapping the cleaning cannot work with, before any work (run with the config
+    checks by clv.population.CountryPopulation.check): a line needs a customer, a quantity, a date
+    and one way to its value, and one country can only be kept from a source that names countries."""
+    mapped = {name for name, source_name in columns.items() if source_name is not None}
+    missing = [name for name in REQUIRED_SOURCE_COLUMNS if name not in mapped]
+    if missing:
+        raise ConfigError(
+            f"use_case.source.columns maps no source column to {missing}",
+            where="config key use_case.source.columns",
+            fix="name the source's column for each, e.g. use_case.source.columns.quantity=qty",
+        )
+    values = [name for name in LINE_VALUE_COLUMNS if name in mapped]
+    if len(values) != 1:
+        raise ConfigError(
+            "exactly one of use_case.source.columns.price (a unit price) and "
+            f"use_case.source.columns.amount (a line total) must be set, not {values or 'neither'}",
+            where="config key use_case.source.columns",
+            fix="e.g. use_case.source.columns.price=null use_case.source.columns.amount=amount for a "
+            "source of line totals",
+        )
+    if country is not None and "country" not in mapped:
+        raise ConfigError(
+            f"country.source_value={country!r} keeps one country's lines, but use_case.source.columns.country "
+            "is null: the source names no country",
+            where="config keys country.source_value and use_case.source.columns.country",
+            fix="set country.source_value=null to keep every line (one population), or map "
+            "use_case.source.columns.country to the source's country column",
+        )
+
+
 def clean_transactions(
     raw_df: DataFrame,
     *,
@@ -77,14 +117,25 @@ def clean_transactions(
     Lines without a customer cannot be attributed to anyone and are dropped. Cancellations stay:
     they are returns, and the return ratio is a feature. Non-product lines (postage, fees) are
     dropped because they say nothing about what a customer buys.
+
+    The columns the source lacks (check_source_columns) are not in `raw_df`: without invoices each
+    customer's day is one invoice (invoices are what the features count as purchases); without
+    products, descriptions or countries those columns are null; with `amount` (a line total) in
+    place of `price` the line's value is the amount and its price the amount per item. A return is
+    a cancelled invoice (`return_invoice_prefix`), a negative quantity or a negative amount.
     """
+    present = set(raw_df.columns)
+
+    def text(name: str) -> Column:
+        return F.trim(F.col(name).cast("string")) if name in present else F.lit(None).cast("string")
+
     trimmed = raw_df.select(
         customer_key("customer_id").alias("customer_id"),
-        *(
-            F.trim(F.col(name).cast("string")).alias(name)
-            for name in ("invoice", "stock_code", "quantity", "price", "invoice_date", "country")
+        *(text(name).alias(name) for name in ("invoice", "stock_code", "quantity", "invoice_date", "country")),
+        *(text(name).alias(name) for name in LINE_VALUE_COLUMNS),
+        (F.col("description").cast("string") if "description" in present else F.lit(None).cast("string")).alias(
+            "description"
         ),
-        F.col("description").cast("string").alias("description"),
     )
     typed = trimmed.select(
         "customer_id",
@@ -93,12 +144,15 @@ def clean_transactions(
         "description",
         _try_cast("quantity", "INT").alias("quantity"),
         _try_cast("price", "DOUBLE").alias("price"),
+        _try_cast("amount", "DOUBLE").alias("amount"),
         _parse_timestamp("invoice_date", timestamp_format).alias("invoice_date"),
         "country",
     )
-    is_product = ~F.col("stock_code").isin(list(non_product_stock_codes))
-    for prefix in non_product_stock_code_prefixes:
-        is_product &= ~F.col("stock_code").startswith(prefix)
+    is_product = F.lit(True)
+    if "stock_code" in present:
+        is_product = ~F.col("stock_code").isin(list(non_product_stock_codes))
+        for prefix in non_product_stock_code_prefixes:
+            is_product &= ~F.col("stock_code").startswith(prefix)
     of_country = (
         F.lit(True)
         if country is None
@@ -113,15 +167,34 @@ def clean_transactions(
             ).otherwise(F.col("country")),
         )
     kept = typed.where(of_country & F.col("customer_id").isNotNull() & (F.col("customer_id") != "") & is_product)
+    cancelled = F.col("invoice").startswith(return_invoice_prefix) if "invoice" in present else F.lit(False)
+    if "amount" in present:
+        is_return = cancelled | (F.col("quantity") < 0) | (F.col("amount") < 0)
+        amount = F.abs(F.col("amount"))
+        # a return's value is negative whichever of quantity and amount carried the sign
+        revenue = F.when(is_return, -amount).otherwise(amount)
+        price = F.when(F.col("quantity") != 0, amount / F.abs(F.col("quantity")))
+    else:
+        is_return = cancelled | (F.col("quantity") < 0)
+        revenue, price = F.col("quantity") * F.col("price"), F.col("price")
     return kept.select(
         "customer_id",
-        "invoice",
+        (F.col("invoice") if "invoice" in present else customer_day_invoice()).alias("invoice"),
         "stock_code",
         "description",
         "quantity",
-        "price",
-        (F.col("quantity") * F.col("price")).alias("revenue"),
-        (F.col("invoice").startswith(return_invoice_prefix) | (F.col("quantity") < 0)).alias("is_return"),
+        price.alias("price"),
+        revenue.alias("revenue"),
+        is_return.alias("is_return"),
         "invoice_date",
         "country",
     )
+
+
+def customer_day_invoice() -> Column:
+    """The invoice of a source without invoices: one per customer and day, named by the day and a
+    hash of the customer, since invoices name transactions in error messages
+    (use_case.record_column) and customer ids are not for those."""
+    day = F.date_format(F.col("invoice_date"), "yyyyMMdd")
+    customer = F.substring(F.sha2(F.concat_ws("|", F.col("customer_id"), day), 256), 1, 12)
+    return F.concat_ws("-", day, customer)

@@ -87,7 +87,7 @@ class FeatureGroup:
       `is_return` and the `invoice` aggregates);
     - `days`: per key, over the distinct days with a purchase on or before the snapshot, each with
       `gap`, the days since the customer's previous purchase day (null on the first);
-    - `products`: per key, over each product's first purchase, on or before the snapshot;
+    - `products`: per key, over each named product's first purchase, on or before the snapshot;
     - `per_snapshot`: (purchase days, snapshots) -> one row per snapshot, joined on its date;
     - `features`: the output columns, over the joined passes; they may read the group's aggregates,
       `purchase_count` and the snapshot date.
@@ -135,14 +135,15 @@ def monetary() -> FeatureGroup:
 
 def basket() -> FeatureGroup:
     """What a purchase looks like: a wholesaler's big baskets of few products behave unlike a
-    shopper's small ones of many."""
+    shopper's small ones of many. `distinct_products` is null where no purchased line names a
+    product (a source without products), not a count of one unknown product."""
     return FeatureGroup(
         "basket",
         history={"units_total": _sum_or_zero(_purchase(), F.col(UNITS)).cast("double")},
         products={"distinct_products": F.count("*").cast("int")},
         features={
             "basket_size_mean": F.col("units_total") / F.col(PURCHASE_COUNT),
-            "distinct_products": F.coalesce(F.col("distinct_products"), F.lit(0)).cast("int"),
+            "distinct_products": F.col("distinct_products").cast("int"),
         },
     )
 
@@ -353,7 +354,8 @@ def compute_feature_groups(
         per_day = days.join(snapshots, seen_by_snapshot).groupBy(*keys).agg(*_aggregates(groups, "days"))
         rows = rows.join(per_day, keys, "left")
     if any(group.products for group in groups):
-        first_purchase_of_product = lines.where(_purchase()).groupBy(ENTITY, "stock_code").agg(F.min(DAY).alias(DAY))
+        named = lines.where(_purchase() & F.col("stock_code").isNotNull())
+        first_purchase_of_product = named.groupBy(ENTITY, "stock_code").agg(F.min(DAY).alias(DAY))
         per_product = (
             first_purchase_of_product.join(snapshots, seen_by_snapshot)
             .groupBy(*keys)

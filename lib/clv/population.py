@@ -73,8 +73,16 @@ class CountryPopulation(Population):
 
     def check(self, cfg: DictConfig) -> None:
         """A known population and way to match countries (the use case's own choices: the platform's
-        schema knows no use case), a home country for a pooled population, and the share feature it
-        is served by."""
+        schema knows no use case), a home country for a pooled population, the share feature it
+        is served by, and a source column mapping the cleaning can keep that country from."""
+        from omegaconf import OmegaConf
+
+        from clv.cleaning import check_source_columns
+
+        check_source_columns(
+            OmegaConf.select(cfg, "use_case.source.columns") or {},
+            country=OmegaConf.select(cfg, "country.source_value"),
+        )
         if self.kind not in POPULATIONS:
             raise ConfigError(
                 f"country.training_population={self.kind!r} is not a population",

@@ -8,9 +8,11 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
+from mlops import summary
 from mlops.errors import PipelineError, storage_error
 from mlops.journal import recover_unfinished_writes
 from mlops.runtime import RunContext, StageResult
@@ -20,31 +22,45 @@ log = logging.getLogger(__name__)
 
 def run_stages(stages: Sequence[str], cfg: DictConfig, ctx: RunContext | None = None) -> list[StageResult]:
     """Run stages in order in one RunContext (one Spark session); errors propagate."""
+    return _run(stages, cfg, ctx)[0]
+
+
+def _run(stages: Sequence[str], cfg: DictConfig, ctx: RunContext | None) -> tuple[list[StageResult], dict[str, Any]]:
+    """(the asked stages' results, the summary of every stage run, upstream ones included)."""
     from mlops.config import validate_config
     from mlops.graph import Graph
 
-    graph = Graph.from_config(cfg)
-    graph.require_stages(stages, "pipeline.stages")
+    Graph.from_config(cfg).require_stages(stages, "pipeline.stages")
     validate_config(cfg)  # before the lock: a bad name must not create folders or files first
     results = []
     with run_lock(cfg):
         ctx = ctx or RunContext.from_config(cfg)
         recover_unfinished_writes(ctx)  # a killed run's half-written unit, undone while the lock is held
+        first = len(ctx.results)
         for stage in stages:
-            started = time.perf_counter()
             log.info(
                 "stage %s: %s %s %s (env %s)", stage, cfg.use_case.name, cfg.model.name, cfg.country.code, cfg.env.name
             )
-            result = graph.function(stage)(ctx)
-            log.info(
-                "stage %s done in %.1f s: tables %s, rows %s",
-                stage,
-                time.perf_counter() - started,
-                result.tables,
-                result.rows,
-            )
+            result = ctx.run(stage)
+            log.info("stage %s done in %.1f s: tables %s, rows %s", stage, result.seconds, result.tables, result.rows)
             results.append(result)
-    return results
+    closing = summary.build(cfg, ctx.results[first:])
+    summary.log_summary(closing)
+    return results, closing
+
+
+def ui_hint(cfg: DictConfig) -> str | None:
+    """The command that opens this run's results: `make ui` for a local sqlite store (naming the
+    storage root when it is not the default), the workspace's Experiments page on Databricks."""
+    tracking = str(cfg.env.mlflow.tracking_uri)
+    if tracking.startswith("sqlite:///"):
+        store = Path(str(cfg.env.storage_root))
+        default = Path(".local").resolve()
+        argument = "" if store.resolve() == default else f" STORE={store}"
+        return f"make ui{argument}, then open http://127.0.0.1:5000 (experiment {cfg.use_case.experiment})"
+    if tracking.startswith("databricks"):
+        return f"open the experiment {cfg.use_case.experiment} under Experiments in the Databricks workspace"
+    return None
 
 
 @contextlib.contextmanager
@@ -95,11 +111,14 @@ def run_lock(cfg: DictConfig) -> Iterator[None]:
 
 
 def run_stage(stages: str | Sequence[str], cfg: DictConfig) -> list[StageResult]:
-    """Entry point for scripts: an expected failure becomes one log line and its exit code."""
+    """Entry point for scripts: the closing summary on stdout, or an expected failure as one log
+    line (and the data-quality report that explains it) and its exit code."""
     try:
-        return run_stages([stages] if isinstance(stages, str) else list(stages), cfg)
+        results, closing = _run([stages] if isinstance(stages, str) else list(stages), cfg, None)
     except PipelineError as error:
         log.error("%s failed: %s", stages, error.message)
+        if error.report:
+            log.error("data-quality report: %s", error.report)
         sys.exit(error.exit_code)
     except Exception as error:
         storage = storage_error(error)
@@ -107,3 +126,6 @@ def run_stage(stages: str | Sequence[str], cfg: DictConfig) -> list[StageResult]
             raise  # a bug: the traceback is the report
         log.error("%s failed: %s", stages, storage.message)
         sys.exit(storage.exit_code)
+    sys.stdout.write(summary.render(closing, ui_hint(cfg)) + "\n")  # for the person who ran the script
+    sys.stdout.flush()
+    return results

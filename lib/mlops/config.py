@@ -36,36 +36,56 @@ _PATTERN_PARTS = {
     "a": lambda n: r"[AaPp][Mm]",
     "E": lambda n: r"[A-Za-z]+",
 }
+# letters whose runs are numbers: next to another without a separator (yyyyMMdd) each has its
+# written width, since nothing else tells where one ends (Spark parses them so too)
+_NUMERIC_LETTERS = frozenset("yMLdHhkKmsS")
 
 
-def timestamp_regex(timestamp_format: str | None) -> str:
-    """The regex the source contract checks dates with: ISO when no format is configured, else
-    the configured Spark datetime pattern, so the contract and the parser agree on what a date is."""
-    import re
-
-    if not timestamp_format:
-        return ISO_TIMESTAMP_REGEX
-    parts, text, index = [], str(timestamp_format), 0
+def _pattern_tokens(text: str) -> list[tuple[str, int]]:
+    """A Spark datetime pattern as (letter, run length) and (quoted or other literal text, 0)."""
+    tokens, index = [], 0
     while index < len(text):
         char = text[index]
         if char == "'":  # a quoted literal; '' is a single quote
             end = text.find("'", index + 1)
             end = len(text) if end < 0 else end
-            parts.append(re.escape(text[index + 1 : end] or "'"))
+            tokens.append((text[index + 1 : end] or "'", 0))
             index = end + 1
             continue
         run = len(text) - index - len(text[index:].lstrip(char))
-        if char in _PATTERN_PARTS:
-            parts.append(_PATTERN_PARTS[char](run))
-        elif char.isalpha():
+        tokens.append((char, run) if char.isalpha() else (char * run, 0))
+        index += run
+    return tokens
+
+
+def timestamp_regex(timestamp_format: str | None) -> str:
+    """The regex the source contract checks dates with: ISO when no format is configured, else
+    the configured Spark datetime pattern, so the contract and the parser agree on what a date is."""
+    if not timestamp_format:
+        return ISO_TIMESTAMP_REGEX
+    text = str(timestamp_format)
+    tokens = _pattern_tokens(text)
+
+    def numeric(position: int) -> bool:
+        if not 0 <= position < len(tokens):
+            return False
+        letter, run = tokens[position]
+        return run > 0 and letter in _NUMERIC_LETTERS and not (letter == "M" and run >= 3)
+
+    parts = []
+    for position, (token, run) in enumerate(tokens):
+        if not run:
+            parts.append(re.escape(token))
+        elif token not in _PATTERN_PARTS:
             raise ConfigError(
-                f"use_case.source.timestamp_format={text!r}: pattern letter {char!r} is not supported",
+                f"use_case.source.timestamp_format={text!r}: pattern letter {token!r} is not supported",
                 where="config key use_case.source.timestamp_format",
                 fix="use y M d H h m s S a E letters, e.g. dd/MM/yyyy HH:mm",
             )
+        elif run > 1 and numeric(position) and (numeric(position - 1) or numeric(position + 1)):
+            parts.append(r"\d{4}" if token == "y" and run != 2 else rf"\d{{{run}}}")
         else:
-            parts.append(re.escape(char * run))
-        index += run
+            parts.append(_PATTERN_PARTS[token](run))
     return "^" + "".join(parts) + "$"
 
 

@@ -12,6 +12,8 @@ class PipelineError(Exception):
 
     def __init__(self, what: str, *, where: str = "", fix: str = "") -> None:
         self.what, self.where, self.fix = what, where, fix
+        # the failed stage's data-quality report (Data Docs index), when it validated anything
+        self.report: str | None = None
         super().__init__(self.message)
 
     @property
@@ -67,6 +69,12 @@ class StorageError(PipelineError):
     database); the previous table versions and aliases are as they were."""
 
     exit_code = 9
+
+
+class MachineError(PipelineError):
+    """The machine lacks what the run needs (e.g. a Java runtime for local Spark); nothing was done."""
+
+    exit_code = 12
 
 
 # errno -> (what Python, Spark or deltalake say, what it means, what to do)

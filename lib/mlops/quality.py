@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+import json
 import logging
 import re
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.errors import ConfigError, DataQualityError
 
 if TYPE_CHECKING:
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
     from pyspark.sql import DataFrame
 
 log = logging.getLogger(__name__)
 
 # A failure names a few offending values, never whole rows of customer data.
 _RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+# What a failure message and a report show of an expectation's result: aggregates and the few values
+# GX samples. GX's other keys (unexpected_list, index lists, unexpected_rows, value counts of a
+# longer list) would carry more customer data.
+_SHOWN_RESULT_KEYS = (
+    "observed_value",
+    "element_count",
+    "unexpected_count",
+    "unexpected_percent",
+    "partial_unexpected_list",
+    "details",
+)
 # The first pass asks only pass/fail: GX then computes one aggregate per column instead of also
 # collecting unexpected values for every expectation (several Spark jobs each, ~3x the time on a
 # passing table). A suite that fails is run again for the details of its failures.
@@ -48,6 +65,26 @@ def parse_expectation(entry: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
         )
     name = names[0]
     return name, dict(entry[name] or {}), str(entry.get("hint") or "")
+
+
+# the arguments that name columns; a null among them is a column the config maps to nothing
+_COLUMN_ARGUMENTS = ("column", "column_A", "column_B")
+_COLUMN_LIST_ARGUMENTS = ("column_set", "column_list")
+
+
+def applicable(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The expectations that apply to a source with optional columns: an expectation about a column
+    the config maps to null (a source without invoices, say) is left out, and nulls are left out
+    of column lists, so one contract written against the column mapping serves every source shape."""
+    kept = []
+    for entry in entries:
+        name, args, _ = parse_expectation(entry)
+        if any(key in args and args[key] is None for key in _COLUMN_ARGUMENTS):
+            log.debug("%s does not apply: its column is not mapped", name)
+            continue
+        lists = {key: [c for c in args[key] if c is not None] for key in _COLUMN_LIST_ARGUMENTS if args.get(key)}
+        kept.append({**entry, name: {**args, **lists}} if lists else entry)
+    return kept
 
 
 def build_suite(entries: list[dict[str, Any]], name: str):
@@ -89,19 +126,7 @@ def _batch_definition(persist: bool = True):
 
 def _describe(result) -> dict[str, Any]:
     config = result.expectation_config
-    details = {
-        key: value
-        for key, value in result.result.items()
-        if key
-        in (
-            "observed_value",
-            "element_count",
-            "unexpected_count",
-            "unexpected_percent",
-            "partial_unexpected_list",
-            "details",
-        )
-    }
+    details = {key: value for key, value in result.result.items() if key in _SHOWN_RESULT_KEYS}
     kwargs = {key: value for key, value in config.kwargs.items() if key not in ("batch_id", "result_format")}
     hint = (config.meta or {}).get("hint", "")
     errors = _raised(result)
@@ -158,18 +183,35 @@ def spark_failure(message: str) -> tuple[str, str]:
     return first, cause
 
 
-def validate(df: DataFrame, entries: list[dict[str, Any]], *, table: str, persist: bool = True) -> None:
-    """Raise DataQualityError naming every broken expectation; return quietly when all hold."""
+def validate(
+    df: DataFrame,
+    entries: list[dict[str, Any]],
+    *,
+    table: str,
+    persist: bool = True,
+    results: list[ValidationRecord] | None = None,
+) -> None:
+    """Raise DataQualityError naming every broken expectation; return quietly when all hold.
+
+    `results`, when given, receives a ValidationRecord of the check, pass or fail (before the
+    error is raised), for the stage's data-quality report (`publish`). A pass keeps the pass/fail
+    result as it is, so the report costs no Spark job; a failure keeps its detailed result."""
     if not entries:
         log.debug("no data contract configured for %s", table)
         return
     suite = build_suite(entries, name=table)
     batch = _batch_definition(persist).get_batch(batch_parameters={"dataframe": df})
-    if batch.validate(suite, result_format=_CHECK_FORMAT).success:
+    check = batch.validate(suite, result_format=_CHECK_FORMAT)
+    if check.success:
         log.info("data contract of %s holds (%d expectations)", table, len(entries))
+        if results is not None:
+            results.append(_record(table, check))
         return
     outcome = batch.validate(suite, result_format=_RESULT_FORMAT)
     failures = [_describe(result) for result in outcome.results if not result.success]
+    if results is not None:
+        # after _describe: the message quotes GX's raw errors, the record keeps them shortened
+        results.append(_record(table, outcome))
     # GX raises for a column the table lacks; that is a contract failure (the columns check says
     # which and how to map it), not Spark failing on the rows
     raised = [
@@ -205,3 +247,147 @@ def validate(df: DataFrame, entries: list[dict[str, Any]], *, table: str, persis
 
 def _short(mapping: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value!r}" for key, value in mapping.items())[:400]
+
+
+@dataclass(frozen=True)
+class ValidationRecord:
+    """One contract check as the data-quality report shows it (see `publish`).
+
+    `result` is GX's own result object, so Data Docs can render it, trimmed to what the error
+    message shows: per expectation the aggregates and at most partial_unexpected_count sampled
+    values, and Spark's error shortened to its class and title (its full text quotes records).
+    """
+
+    table: str
+    success: bool
+    checked_at: dt.datetime
+    result: ExpectationSuiteValidationResult
+
+
+def _record(table: str, outcome: ExpectationSuiteValidationResult) -> ValidationRecord:
+    """Trim a GX result (in place: validate does not use it after this) into a ValidationRecord."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    checked_at = dt.datetime.now(dt.UTC)
+    for result in outcome.results:
+        result.result = {key: value for key, value in result.result.items() if key in _SHOWN_RESULT_KEYS}
+        result.exception_info = _shortened(result.exception_info or {})
+    # the batch markers and spec name GX's internal asset, not the table; Data Docs shows the run
+    outcome.meta = {
+        "great_expectations_version": outcome.meta.get("great_expectations_version"),
+        # a run named by its time: Data Docs then names it once, and a table's name may hold a slash
+        "run_id": RunIdentifier(run_name=checked_at.strftime("%Y%m%dT%H%M%S.%fZ"), run_time=checked_at),
+    }
+    return ValidationRecord(table=table, success=bool(outcome.success), checked_at=checked_at, result=outcome)
+
+
+def _shortened(info: dict[str, Any]) -> dict[str, Any]:
+    """GX's exception info (one entry, or one per metric) without tracebacks, messages shortened.
+
+    A traceback holds Spark's full message, which quotes the record it failed on; Data Docs wants a
+    string in its place."""
+    if "raised_exception" not in info:
+        return {key: _shortened(entry) for key, entry in info.items() if isinstance(entry, dict)}
+    message = info.get("exception_message")
+    return {
+        "raised_exception": bool(info["raised_exception"]),
+        "exception_traceback": "",
+        "exception_message": spark_failure(str(message))[0] if message else None,
+    }
+
+
+def _file_name(table: str) -> str:
+    """A table's name as a file name: a source's describe() holds spaces and slashes."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", table).strip("_") or "table"
+
+
+def publish(results: list[ValidationRecord], folder: Path) -> Path:
+    """Write each validation as JSON and as Great Expectations Data Docs; return the site's index.html.
+
+    `<folder>/validations/<table>.json` is for reading and diffing: per expectation its arguments,
+    verdict, observed values and hint. `<folder>/data_docs/` is GX's own HTML site of the same
+    results. Both are made from the kept results on a throwaway GX context: no Spark job, no network
+    (the pages load GX's styles from CDNs when opened). A table checked twice gets a numbered name.
+    """
+    import great_expectations as gx
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    json_folder, site_folder = folder / "validations", folder / "data_docs"
+    json_folder.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="ephemeral")
+    # the ephemeral context's own site points at a temporary directory
+    context.update_data_docs_site(
+        "local_site",
+        {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,  # type: ignore[typeddict-unknown-key]  # SiteBuilder takes it; GX's type omits it
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_folder)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    used: dict[str, int] = {}
+    for record in results:
+        name = _file_name(record.table)
+        used[name] = used.get(name, 0) + 1
+        if used[name] > 1:
+            name = f"{name}-{used[name]}"
+        (json_folder / f"{name}.json").write_text(json.dumps(_readable(record), indent=2, default=str))
+        # GX files pages by suite name: the file name, as a table's name may hold a slash
+        validation = copy.copy(record.result)
+        validation.suite_name = name
+        # the suite's page, which the index links to, rebuilt from the expectations the result carries
+        configs = [result.expectation_config for result in validation.results if result.expectation_config]
+        context.suites.add(gx.ExpectationSuite(name=name, expectations=[config.to_domain_obj() for config in configs]))
+        key = ValidationResultIdentifier(
+            ExpectationSuiteIdentifier(name=name), validation.meta["run_id"], "whole_table"
+        )
+        context.validation_results_store.set(key, validation)
+    context.build_data_docs(site_names=["local_site"])
+    _drop_unlinked_assets(site_folder)
+    index = site_folder / "index.html"
+    log.info("data-quality report of %d validation(s): %s and %s", len(results), json_folder, index)
+    return index
+
+
+def _drop_unlinked_assets(site: Path) -> None:
+    """GX copies its whole static folder into every site (4 MB, mostly GIFs of its how-to guides)
+    while the pages link a favicon and load the rest from CDNs: keep only what a page links, as
+    the site is logged to MLflow after every stage."""
+    linked = {
+        (page.parent / target).resolve()
+        for page in site.rglob("*.html")
+        for target in re.findall(r'(?:href|src)="([^":]*static/[^"]*)"', page.read_text())
+    }
+    for path in sorted((site / "static").rglob("*"), reverse=True):  # files before their folders
+        if path.is_file() and path.resolve() not in linked:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def _readable(record: ValidationRecord) -> dict[str, Any]:
+    """A validation as a person reads it; observed values exist for failures only (a pass is not re-run)."""
+    expectations = []
+    for result in record.result.results:
+        described = _describe(result)
+        observed = {key: value for key, value in described["result"].items() if key != "error"}
+        expectations.append(
+            {
+                "expectation": described["expectation"],
+                "success": bool(result.success),
+                "kwargs": described["kwargs"],
+                "observed": observed,
+                "hint": described["hint"],
+                **({"errors": described["errors"]} if described["errors"] else {}),
+            }
+        )
+    return {
+        "table": record.table,
+        "success": record.success,
+        "checked_at": record.checked_at.isoformat(),
+        "statistics": record.result.statistics,
+        "expectations": expectations,
+    }

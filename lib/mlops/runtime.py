@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from mlops.config import validate_config
-from mlops.errors import ConfigError, MissingInputError
+from mlops.errors import ConfigError, MissingInputError, PipelineError
 from mlops.frames import first_row
 from mlops.tables import TableName, TableStore, make_table_store
 
@@ -32,6 +33,12 @@ def get_spark(spark_cfg: DictConfig) -> SparkSession:
     return build(spark_cfg).session()
 
 
+def stage_command(cfg: DictConfig, stage: str) -> str:
+    """The command that runs a stage for this model and country, for messages that say what to run."""
+    env = "" if cfg.env.name == "local" else f" env={cfg.env.name}"
+    return f"python scripts/{stage}.py model={cfg.model.name} country={cfg.country.code}{env}"
+
+
 @dataclass
 class StageResult:
     """What a stage did, for logs, tests and the next stage's lineage."""
@@ -42,6 +49,13 @@ class StageResult:
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    # what a person should know about this run (e.g. features dropped), listed in the closing summary
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    # run because a later stage needed its output (RunContext.make), not because it was asked for
+    upstream: bool = False
+    # the stage's data-quality report: {"docs": index.html, "results": folder, "run_id": MLflow run}
+    data_quality: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of_writes(cls, stage: str, written: dict[str, tuple[int | None, int]], **extra: Any) -> StageResult:
@@ -63,6 +77,12 @@ class RunContext:
     tables: TableStore
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     upstream_runs: list[str] = field(default_factory=list)
+    # every stage this context ran, in order, including producers of missing inputs (make)
+    results: list[StageResult] = field(default_factory=list)
+    # Great Expectations validation results of the current stage (mlops.quality.validate appends)
+    validations: list[Any] = field(default_factory=list)
+    # seconds spent in stages run from within the current one (RunContext.run)
+    _nested_seconds: float = 0.0
     # the env's world for feature tables (env/feature_store); built from cfg when not given
     feature_store: FeatureStore = None  # type: ignore[assignment]
 
@@ -129,7 +149,35 @@ class RunContext:
             )
         log.info("%s: running stage %r first", why, stage)
         self.upstream_runs.append(stage)
-        return graph.function(stage)(self)
+        return self.run(stage, upstream=True)
+
+    def run(self, stage: str, *, upstream: bool = False) -> StageResult:
+        """Run one stage of the graph: timed, its data-quality report published (also when its
+        contract fails), and recorded in `results` for the closing summary."""
+        from mlops.graph import Graph
+        from mlops.summary import publish_quality
+
+        function = Graph.from_config(self.cfg).function(stage)
+        outer, self.validations = self.validations, []  # an upstream stage's checks are its own
+        outer_nested, self._nested_seconds = self._nested_seconds, 0.0
+        started = time.perf_counter()
+        result: StageResult | None = None
+        try:
+            result = function(self)
+        except BaseException as error:
+            report = publish_quality(self, stage, self.validations, None)
+            if report and isinstance(error, PipelineError):
+                error.report = report["docs"]
+            raise
+        finally:
+            validations, self.validations = self.validations, outer
+            elapsed, nested = time.perf_counter() - started, self._nested_seconds
+            self._nested_seconds = outer_nested + elapsed
+        # its own time: the producers it ran first are timed on their own results
+        result.seconds, result.upstream = elapsed - nested, upstream
+        result.data_quality = publish_quality(self, stage, validations, result)
+        self.results.append(result)
+        return result
 
     def write(self, key: str, df: DataFrame) -> tuple[int | None, int]:
         """Validate, then overwrite atomically; returns (new version, rows in the table)."""
@@ -152,8 +200,6 @@ class RunContext:
         feature tables with those keys (idempotent), and loaded by the feature store's
         truncate-and-load, which keeps them feature tables (on Databricks a plain overwrite would not).
         """
-        from mlops.quality import validate
-
         names = {key: self.table_name(key) for key in outputs}
         feature_tables = feature_tables or {}
         for key, spec in feature_tables.items():
@@ -164,12 +210,7 @@ class RunContext:
                     fix="build the spec from ctx.table_name(key) and do not combine it with replace_dates",
                 )
         for key, df in outputs.items():
-            validate(
-                df,
-                self.suite(key) + (extra_expectations or {}).get(key, []),
-                table=str(names[key]),
-                persist=self.persist,
-            )
+            self.check(df, self.suite(key) + (extra_expectations or {}).get(key, []), table=str(names[key]))
         self._check_shrink(names, outputs, replace_dates)
         for key, spec in feature_tables.items():
             self.feature_store.ensure_table(spec, outputs[key].schema)
@@ -207,6 +248,12 @@ class RunContext:
             unit.finish()
         return written
 
+    def check(self, df: DataFrame, entries: list[dict], *, table: str) -> None:
+        """Validate a frame against a contract, keeping the result for the stage's data-quality report."""
+        from mlops.quality import validate
+
+        validate(df, entries, table=table, persist=self.persist, results=self.validations)
+
     def _check_shrink(
         self, names: dict[str, TableName], outputs: dict[str, DataFrame], replace_dates: tuple[str, list] | None
     ) -> None:
@@ -243,13 +290,16 @@ class RunContext:
             )
 
     def suite(self, key: str) -> list[dict]:
-        """The table's contract: the use case's expectations plus the model's own for that table."""
+        """The table's contract: the use case's expectations plus the model's own for that table,
+        less those about a column the config maps to null (a source without invoices, say)."""
+        from mlops.quality import applicable
+
         entries: list[dict] = []
         for owner in (self.cfg.use_case, self.cfg.model):
             suite = (owner.get("quality") or {}).get(key)
             if suite:
                 entries += cast(list, OmegaConf.to_container(suite, resolve=True))
-        return entries
+        return applicable(entries)
 
     def observed_days(self, transactions: DataFrame) -> tuple[dt.date, dt.date, dt.date]:
         """(first day, last day, last fully observed day) of the transactions.

@@ -307,6 +307,7 @@ class InferenceConfig:
     dates: list[str] = field(default_factory=list)
     backfill: BackfillConfig = MISSING
     max_days_after_data: int = MISSING
+    evaluate_if_no_champion: bool = False
 
 
 @dataclass

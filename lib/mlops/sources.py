@@ -175,6 +175,14 @@ class TableSource(Source):
         return spark.table(self.name().quoted)
 
 
+def canonical_columns(raw: DataFrame, columns: Any) -> DataFrame:
+    """The source's columns under their canonical names (use_case.source.columns). A canonical
+    column mapped to null is one this source does not have: the cleaning function decides what
+    stands in for it."""
+    mapped = {name: source_name for name, source_name in columns.items() if source_name is not None}
+    return raw.select(*(column(source_name).alias(name) for name, source_name in mapped.items()))
+
+
 def make_source(source: DictConfig) -> Source:
     """The use case's source (use_case/source: one YAML file per class)."""
     from mlops.config import build

@@ -12,12 +12,61 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.errors import ConfigError
+from mlops.errors import ConfigError, MachineError
+from mlops.progress import interactive
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
+
+# the Java releases Spark 4 runs on
+SUPPORTED_JAVA = (17, 21)
+_JAVA_HELP = (
+    "install a Java 17 or 21 runtime (e.g. `sudo apt install openjdk-17-jre-headless`, "
+    "`brew install openjdk@17`, or https://adoptium.net) and put it on PATH or set JAVA_HOME"
+)
+
+
+def java_version(environ: dict[str, str] | None = None) -> tuple[int, str]:
+    """(major version, the java binary) of the Java that Spark will start: $JAVA_HOME/bin/java when
+    JAVA_HOME is set, else `java` on PATH, as PySpark's launcher chooses.
+
+    Checked before Spark starts: without it a missing or old Java shows as a gateway traceback.
+    """
+    import re
+    import shutil
+    import subprocess
+
+    environ = dict(os.environ if environ is None else environ)
+    home = environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java", path=environ.get("PATH"))
+    where = f"JAVA_HOME={home}" if home else "PATH"
+    if not java or not Path(java).is_file():
+        raise MachineError(
+            f"no Java runtime found: local Spark needs Java {' or '.join(map(str, SUPPORTED_JAVA))}",
+            where=f"{java} ({where})" if java else where,
+            fix=_JAVA_HELP,
+        )
+    try:
+        shown = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60, env=environ)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise MachineError(f"{java} -version failed: {error}", where=where, fix=_JAVA_HELP) from None
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', shown.stderr + shown.stdout)
+    if not found:
+        raise MachineError(
+            f"cannot tell the version of {java}: {(shown.stderr or shown.stdout).strip()[:200]}",
+            where=where,
+            fix=_JAVA_HELP,
+        )
+    major = int(found.group(2)) if found.group(1) == "1" else int(found.group(1))  # "1.8.0" is Java 8
+    if major < SUPPORTED_JAVA[0]:
+        raise MachineError(
+            f"Java {major} at {java} is too old: Spark 4 needs Java {' or '.join(map(str, SUPPORTED_JAVA))}",
+            where=where,
+            fix=_JAVA_HELP,
+        )
+    return major, java
 
 
 class LocalSpark:
@@ -41,7 +90,12 @@ class LocalSpark:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         from pyspark.sql import SparkSession
 
+        if SparkSession.getActiveSession() is None:
+            java_version()
+
         conf = dict(self.conf)
+        if interactive():  # Spark's own progress bar on stderr, for a person at a terminal only
+            conf.setdefault("spark.ui.showConsoleProgress", "true")
         log4j = Path(__file__).with_name("log4j2.properties").as_uri()
         java_options = conf.get("spark.driver.extraJavaOptions", "")
         conf["spark.driver.extraJavaOptions"] = f"{java_options} -Dlog4j2.configurationFile={log4j}".strip()

@@ -213,7 +213,7 @@ def run_pipeline(overrides: Sequence[str], stages: Sequence[str]) -> Run:
 def pandas_transactions(path: Path, cfg: DictConfig) -> pd.DataFrame:
     """What a user would write: read every CSV, type it, drop non-products and lines without a customer."""
     files = sorted(path.glob("part-*.csv*")) if path.is_dir() else [path]
-    columns = dict(cfg.use_case.source.columns)
+    columns = {name: column for name, column in cfg.use_case.source.columns.items() if column is not None}
     raw = pd.concat(
         [pd.read_csv(f, dtype=str, keep_default_na=False, usecols=list(columns.values())) for f in files],
         ignore_index=True,

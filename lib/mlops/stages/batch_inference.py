@@ -17,26 +17,39 @@ from mlops.config import parse_date
 from mlops.errors import ConfigError, DataQualityError, MissingInputError
 from mlops.models import ScoredModel
 from mlops.registry import alias_version, configure_mlflow, registered_model_name
-from mlops.runtime import RunContext, StageResult
+from mlops.runtime import RunContext, StageResult, stage_command
 
 log = logging.getLogger(__name__)
 
 
-def champion_model(ctx: RunContext) -> tuple[str, Any, ScoredModel]:
-    """(registered name, version, model) of `champion`; locally, run evaluate first if there is none."""
-    configure_mlflow(ctx.cfg)
-    name = registered_model_name(ctx.cfg)
+def champion_model(ctx: RunContext) -> tuple[str, Any, ScoredModel, str | None]:
+    """(registered name, version, model, why evaluate ran first or None) of `champion`.
+
+    Scoring never moves an alias as a side effect: without a champion it stops with the command
+    to run, unless inference.evaluate_if_no_champion asks for the gate to run first (locally).
+    """
+    cfg = ctx.cfg
+    configure_mlflow(cfg)
+    name = registered_model_name(cfg)
     version = alias_version(name, "champion")
-    if version is None and ctx.cfg.env.run_missing_upstream:
+    evaluated = None
+    if version is None and cfg.inference.evaluate_if_no_champion and cfg.env.run_missing_upstream:
+        evaluated = f"{name} had no champion and inference.evaluate_if_no_champion=true"
         ctx.make("mlflow:champion", f"{name} has no champion yet", where=f"registry alias {name}@champion")
         version = alias_version(name, "champion")
     if version is None:
         raise MissingInputError(
             f"{name} has no champion to score with",
             where=f"registry alias {name}@champion",
-            fix="run evaluate (a candidate must pass the gate) or promote a version",
+            fix=f"run `{stage_command(cfg, 'evaluate')}` (the gate sets champion on a passing candidate), "
+            f"or promote a version with `{stage_command(cfg, 'promote')} promote.version=<N>`"
+            + (
+                ", or add inference.evaluate_if_no_champion=true to run evaluate first"
+                if cfg.env.run_missing_upstream
+                else ""
+            ),
         )
-    return name, version, ScoredModel.from_run(version.run_id, f"models:/{name}/{version.version}")
+    return name, version, ScoredModel.from_run(version.run_id, f"models:/{name}/{version.version}"), evaluated
 
 
 def dates_to_score(ctx: RunContext, first_day: dt.date, last_day: dt.date) -> list[dt.date]:
@@ -158,7 +171,7 @@ def predictions_frame(
 
 def batch_inference(ctx: RunContext) -> StageResult:
     cfg = ctx.cfg
-    name, version, model = champion_model(ctx)
+    name, version, model, evaluated = champion_model(ctx)
     transactions = ctx.read("transactions")
     first_day, last_day, _ = ctx.observed_days(transactions)
     dates = dates_to_score(ctx, first_day, last_day)
@@ -209,5 +222,10 @@ def batch_inference(ctx: RunContext) -> StageResult:
         },
     )
     return StageResult.of_writes(
-        "batch_inference", written, details={"dates": dates, "population": population, "version": str(version.version)}
+        "batch_inference",
+        written,
+        details={"dates": dates, "population": population, "version": str(version.version)},
+        notes=[f"evaluate ran before scoring: {evaluated}; it set champion to version {version.version}"]
+        if evaluated
+        else [],
     )

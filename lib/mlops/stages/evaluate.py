@@ -20,12 +20,13 @@ from mlops.registry import (
     configure_mlflow,
     describe_version,
     fail_orphaned_runs,
+    load_run_json,
     promote_to_champion,
     register_run_model,
     registered_model_name,
     set_alias,
 )
-from mlops.reports import evaluation_figures, log_figure, model_card, permutation_importance_figure
+from mlops.reports import FigureSubject, evaluation_figures, log_figure, model_card, permutation_importance_figure
 from mlops.runtime import RunContext, StageResult
 from mlops.targets import require_classes
 
@@ -202,6 +203,7 @@ def evaluate(ctx: RunContext) -> StageResult:
         "test class shares": ", ".join(f"{c}: {np.mean(y == c):.1%}" for c in np.unique(y)),
         "champion": champion_note,
         "run mode": run_mode,
+        "dropped features": _dropped_features(candidate.run_id),
     }
     card = model_card(
         title=f"{name}: evaluation of run {candidate.run_id}",
@@ -235,9 +237,17 @@ def evaluate(ctx: RunContext) -> StageResult:
         mlflow.log_dict(verdict.to_dict(), "evaluation/verdict.json")
         mlflow.log_dict(scores, "evaluation/metrics.json")
         mlflow.log_text(card, "evaluation/model_card.md")
-        for file_name, figure in evaluation_figures(candidate.target.task, y, prediction, baseline_prediction).items():
+        subject = FigureSubject(
+            cfg.model.name,
+            cfg.country.code,
+            f"candidate run {candidate.run_id[:8]}",
+            f"evaluated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d}",
+        )
+        label = f"{cfg.model.label.column} in {cfg.model.horizon_days} days"
+        figures = evaluation_figures(candidate.target, y, prediction, baseline_prediction, subject=subject, label=label)
+        for file_name, figure in figures.items():
             log_figure(figure, f"evaluation/{file_name}")
-        _log_importance(candidate, test, y, names[0], cfg)
+        _log_importance(candidate, test, y, names[0], cfg, subject)
 
     version, held, challenger_removed = None, [], False
     if register:
@@ -287,7 +297,15 @@ def evaluate(ctx: RunContext) -> StageResult:
     )
 
 
-def _log_importance(candidate: ScoredModel, test: pd.DataFrame, y: np.ndarray, metric_name: str, cfg) -> None:
+def _dropped_features(run_id: str) -> str:
+    """The features training left out (null or constant there), as the training run recorded them."""
+    dropped = load_run_json(run_id, "config/model_inputs.json").get("dropped") or {}
+    return "; ".join(f"{column} ({reason})" for column, reason in dropped.items()) or "none"
+
+
+def _log_importance(
+    candidate: ScoredModel, test: pd.DataFrame, y: np.ndarray, metric_name: str, cfg, subject: FigureSubject
+) -> None:
     import mlflow
 
     rows = min(len(test), int(cfg.evaluation.importance_rows))
@@ -299,7 +317,13 @@ def _log_importance(candidate: ScoredModel, test: pd.DataFrame, y: np.ndarray, m
 
     try:
         figure, table = permutation_importance_figure(
-            candidate.model, sample[candidate.features].astype("float64"), y[:rows], score, int(cfg.seed)
+            candidate.model,
+            sample[candidate.features].astype("float64"),
+            y[:rows],
+            score,
+            int(cfg.seed),
+            metric_name=metric_name,
+            subject=subject,
         )
     except ValueError as exc:  # e.g. one class in the sample: importance is undefined, not fatal
         log.warning("permutation importance skipped: %s", exc)

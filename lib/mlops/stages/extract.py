@@ -12,9 +12,8 @@ from mlops.calendar import months_before
 from mlops.config import parse_date
 from mlops.errors import DataQualityError
 from mlops.frames import first_row
-from mlops.quality import validate
 from mlops.runtime import RunContext, StageResult
-from mlops.sources import column, make_source
+from mlops.sources import canonical_columns, make_source
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +85,9 @@ def extract(ctx: RunContext) -> StageResult:
     reader = make_source(use_case.source)
     source = reader.describe()
     raw = reader.read(ctx.spark)
-    validate(raw, ctx.suite("source"), table=source, persist=ctx.persist)
+    ctx.check(raw, ctx.suite("source"), table=source)
 
-    canonical = raw.select(*(column(source_name).alias(name) for name, source_name in use_case.source.columns.items()))
+    canonical = canonical_columns(raw, use_case.source.columns)
     transactions = ctx.population.cleaning_function(use_case.cleaning.fn)(canonical)
 
     entity = use_case.key_columns[0]

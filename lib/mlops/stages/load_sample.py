@@ -67,7 +67,13 @@ def load_sample(ctx: RunContext) -> StageResult:
             details={"table": str(name), "written": False},
         )
     # the contract extract will check, checked before the write, so a failure leaves the table as it was
-    validate(sample, ctx.suite("source"), table=sample_source.describe(), persist=False)
+    validate(
+        sample,
+        ctx.suite("source"),
+        table=sample_source.describe(),
+        persist=False,
+        results=ctx.validations,
+    )
     version = ctx.tables.overwrite(name, sample)
     log.info("loaded %s into %s: version %s, %d rows", sample_source.describe(), name, version, rows)
     return StageResult(

@@ -15,6 +15,7 @@ from mlops.drift import drift
 from mlops.errors import DataQualityError, MissingInputError
 from mlops.lineage import git_commit
 from mlops.metrics import metric
+from mlops.progress import steps
 from mlops.registry import configure_mlflow, fail_orphaned_runs, load_run_json
 from mlops.reports import log_figure, monitoring_figures
 from mlops.runtime import RunContext, StageResult
@@ -43,7 +44,8 @@ def drift_rows(scored: pd.DataFrame, profiles: dict[str, dict[str, Any]], thresh
     """PSI per feature and of the model's score, per scoring date (column `date`), against the scoring
     run's training profile."""
     rows = []
-    for (day, run_id, version), frame in scored.groupby([date, "run_id", "model_version"], sort=True):
+    groups = scored.groupby([date, "run_id", "model_version"], sort=True)
+    for (day, run_id, version), frame in steps(groups, groups.ngroups, "drift, date", lambda g: str(g[0][0]), log):
         saved = profiles[run_id]
         values = {**drift(saved["features"], frame), "score": drift(saved["score"], frame)["score"]}
         for subject, value in values.items():
@@ -69,7 +71,10 @@ def performance_rows(ctx: RunContext, predictions, transactions, observed_until:
     )
     name, minimum = str(cfg.model.monitoring.performance_metric), float(cfg.model.monitoring.min_performance)
     fn, rows = metric(name), []
-    for (day, run_id, version), frame in joined.groupby([date, "run_id", "model_version"], sort=True):
+    groups = joined.groupby([date, "run_id", "model_version"], sort=True)
+    for (day, run_id, version), frame in steps(
+        groups, groups.ngroups, f"realised {name}, date", lambda g: str(g[0][0]), log
+    ):
         target = target_from_dict(load_run_json(run_id, "config/target.json"))
         y = target.transform(frame[cfg.model.label.column].to_numpy())
         prediction = frame["score" if target.task == "binary" else "prediction"].to_numpy()
@@ -117,19 +122,15 @@ def monitor(ctx: RunContext) -> StageResult:
     schema = monitoring_schema(date)
     table = pd.DataFrame(rows, columns=[c.split()[0].strip("`") for c in schema.split(", ")])
 
-    # a date violates when its score drifts, its features drift on average, or it underperforms
-    per_date = (
-        table.assign(
-            breach=lambda t: np.where(t["metric"] == "feature_psi", False, t["violated"]),
-        )
-        .groupby(date)["breach"]
-        .any()
-        .to_dict()
-    )
-    mean_feature_psi = table[table["metric"] == "feature_psi"].groupby(date)["value"].mean()
-    for day, value in mean_feature_psi.items():
-        per_date[day] = per_date.get(day, False) or bool(value > threshold)
-    retrain = retrain_required(per_date, int(cfg.monitoring.violations), int(cfg.monitoring.windows))
+    explained, per_date = explain(table, date, cfg)
+    retrain = explained["retrain_required"]
+    for day in explained["dates"]:
+        for feature in day["drifting_features"]:
+            log.warning(
+                "%s: feature %s drifted: PSI %.3f > %g", day["date"], feature["feature"], feature["psi"], threshold
+            )
+        if day["performance"] is not None:
+            log.info("%s: realised %s %.3f (min %g)", day["date"], day["metric"], day["performance"], day["min"])
 
     written = ctx.write_all(
         {"monitoring": ctx.spark.createDataFrame(list(table.itertuples(index=False, name=None)), schema)}
@@ -147,14 +148,71 @@ def monitor(ctx: RunContext) -> StageResult:
         )
         mlflow.log_metric("retrain_required", float(retrain))
         mlflow.log_table(table.astype({date: str}), "monitoring/monitoring.json")
-        for figure_name, figure in monitoring_figures(table, date).items():
+        figures = monitoring_figures(table, date, model=cfg.model.name, country=cfg.country.code)
+        for figure_name, figure in figures.items():
             log_figure(figure, f"monitoring/{figure_name}")
     publish_task_value("retrain_required", retrain)
     log.info(
-        "retrain_required=%s (violations by date: %s)",
+        "retrain_required=%s by the rule: %s; dates counted: %s",
         retrain,
-        {str(day): bool(flag) for day, flag in sorted(per_date.items())},
+        explained["rule"],
+        ", ".join(
+            f"{day['date']} {'violated' if day['violated'] else 'ok'}"
+            for day in explained["dates"]
+            if day["date"] in explained["counted_dates"]
+        ),
     )
     return StageResult.of_writes(
-        "monitor", written, run_id=run.info.run_id, details={"retrain_required": retrain, "violated_by_date": per_date}
+        "monitor",
+        written,
+        run_id=run.info.run_id,
+        details={"retrain_required": retrain, "violated_by_date": per_date, "explained": explained},
     )
+
+
+def explain(table: pd.DataFrame, date: str, cfg: Any) -> tuple[dict[str, Any], dict[dt.date, bool]]:
+    """Per scoring date: the score's PSI, each drifting feature with its PSI, the realised metric,
+    and whether the date violates; then the retrain rule, the dates it counted, and its verdict
+    (with the violation flag per date).
+
+    A date violates when its score drifts, its features drift on average, or it underperforms; a
+    single drifting feature is named but does not violate alone (one noisy feature is common).
+    """
+    threshold = float(cfg.monitoring.psi_threshold)
+    violations, windows = int(cfg.monitoring.violations), int(cfg.monitoring.windows)
+    metric_name, minimum = str(cfg.model.monitoring.performance_metric), float(cfg.model.monitoring.min_performance)
+    days, per_date = [], {}
+    for day, rows in table.groupby(date, sort=True):
+        features = rows[rows["metric"] == "feature_psi"]
+        score = rows[rows["metric"] == "prediction_psi"]["value"]
+        performance = rows[rows["metric"] == metric_name]["value"]
+        mean_psi = float(features["value"].mean()) if len(features) else 0.0
+        breach = bool(rows.loc[rows["metric"] != "feature_psi", "violated"].any()) or mean_psi > threshold
+        drifting = features[features["value"] > threshold].sort_values("value", ascending=False)
+        per_date[day] = breach
+        days.append(
+            {
+                "date": str(day),
+                "violated": breach,
+                "score_psi": float(score.max()) if len(score) else 0.0,
+                "mean_feature_psi": mean_psi,
+                "drifting_features": [
+                    {"feature": str(name), "psi": float(value)}
+                    for name, value in zip(drifting["subject"], drifting["value"])
+                ],
+                "metric": metric_name,
+                "performance": float(performance.iloc[-1]) if len(performance) else None,
+                "min": minimum,
+            }
+        )
+    counted = [str(day) for day in sorted(per_date)[-windows:]]
+    explained = {
+        "retrain_required": retrain_required(per_date, violations, windows),
+        "rule": f"retrain when at least {violations} of the last {windows} scoring dates violate, the latest "
+        f"among them; a date violates when its score PSI or its mean feature PSI exceeds {threshold:g}, or "
+        f"its realised {metric_name} is below {minimum:g}",
+        "psi_threshold": threshold,
+        "counted_dates": counted,
+        "dates": days,
+    }
+    return explained, per_date

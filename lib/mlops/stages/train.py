@@ -52,6 +52,24 @@ def to_matrix(df: DataFrame, keys: list[str], columns: list[str], label: str, ma
     return frame[columns].astype("float64"), frame[label].to_numpy()
 
 
+def uninformative_features(X: pd.DataFrame) -> dict[str, str]:
+    """feature -> why the model cannot learn from it: entirely null or one value throughout training.
+
+    Such columns are what a shape of data the features were not written for leaves behind (seasonal
+    features on less than a year of history, product counts from a source without products); some
+    estimators and explainers fail on them with errors that name no feature. Missing values
+    alongside one value are kept: whether a value is missing can itself be informative.
+    """
+    dropped = {}
+    for column in X.columns:
+        values = X[column]
+        if values.isna().all():
+            dropped[str(column)] = "entirely null in training"
+        elif values.nunique(dropna=False) == 1:
+            dropped[str(column)] = f"constant in training (always {values.iloc[0]:g})"
+    return dropped
+
+
 def _flat_params(estimator: Any) -> dict[str, Any]:
     return {f"estimator.{key}": value for key, value in estimator.get_params().items()}
 
@@ -65,6 +83,19 @@ def train(ctx: RunContext) -> StageResult:
     columns = feature_columns(train_df, keys, label, cfg.model.features.columns)
     X_train, y_train_raw = to_matrix(train_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
     X_test, y_test_raw = to_matrix(test_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
+    # who scoring will see is decided on every feature (pooled: by the home share), before any is dropped
+    home = ctx.population.served_mask(X_train)
+    dropped = uninformative_features(X_train)
+    for column, reason in dropped.items():
+        log.warning("dropped feature %s: %s", column, reason)
+    columns = [column for column in columns if column not in dropped]
+    if not columns:
+        raise TrainingDataError(
+            f"every feature is null or constant in training: {dropped}",
+            where=str(ctx.table_name("train")),
+            fix="more history or more customers (env.sample_fraction), or other model.features.columns",
+        )
+    X_train, X_test = X_train[columns], X_test[columns]
     target = instantiate(cfg.model.target).fit(y_train_raw)
     y_train, y_test = target.transform(y_train_raw), target.transform(y_test_raw)
     require_classes(y_train, "training", str(ctx.table_name("train")))
@@ -103,7 +134,9 @@ def train(ctx: RunContext) -> StageResult:
             )
         )
         mlflow.log_text(OmegaConf.to_yaml(redacted_config(cfg)), "config/resolved_config.yaml")
-        mlflow.log_dict({"features": columns, "label": label, "keys": keys}, "config/model_inputs.json")
+        mlflow.log_dict(
+            {"features": columns, "label": label, "keys": keys, "dropped": dropped}, "config/model_inputs.json"
+        )
         mlflow.log_dict(target_to_dict(target), "config/target.json")
 
         started = time.perf_counter()
@@ -120,7 +153,6 @@ def train(ctx: RunContext) -> StageResult:
         mlflow.log_metrics(metrics)
         # what monitoring compares scoring-time data with: training feature and score distributions,
         # of the customers that scoring will see (pooled: the country's own)
-        home = ctx.population.served_mask(X_train)
         train_score = target.score(estimator.predict_proba(X_train[home]), estimator.classes_)
         drifting = [column for column in columns if column not in set(cfg.model.monitoring.get("skip_drift") or [])]
         mlflow.log_dict(
@@ -134,5 +166,6 @@ def train(ctx: RunContext) -> StageResult:
         stage="train",
         run_id=run.info.run_id,
         metrics=metrics,
-        details={"model_uri": model_info.model_uri, "features": columns},
+        details={"model_uri": model_info.model_uri, "features": columns, "dropped_features": dropped},
+        notes=[f"dropped feature {column}: {reason}" for column, reason in dropped.items()],
     )
