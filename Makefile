@@ -23,12 +23,13 @@ train: $(STAMP)
 pipeline: $(STAMP)
 	$(BIN)/python scripts/run_pipeline.py model=repurchase country=DE
 
-# the MLflow UI on the local runs, registry and artifacts: loopback only, one worker.
+# the MLflow UI on the local runs, registry and artifacts: loopback only, one worker, and without
+# MLflow's job runner (seven huey consumers for server-side jobs this project never submits).
 # STORE is the env's storage_root (the default env=local writes .local); PORT=5001 if 5000 is taken
 STORE ?= .local
 PORT ?= 5000
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(STORE))/mlflow/mlflow.db --host 127.0.0.1 --port $(PORT) --workers 1
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(STORE))/mlflow/mlflow.db --host 127.0.0.1 --port $(PORT) --workers 1
 
 # two xdist workers, one Spark session each; a module stays whole on one worker (scenario modules run in
 # order), and the modules reading the shared DE pipelines share one (tests/conftest.py)

@@ -124,6 +124,9 @@ def test_make_ui_serves_the_runs_on_loopback(pipeline):
         assert answer is not None, server.stderr.read().decode()[-2000:] if server.poll() is not None else "no answer"
         assert answer["run"]["info"]["run_id"] == train_run
         assert {tag["key"]: tag["value"] for tag in answer["run"]["data"]["tags"]}["stage"] == "train"
+        # a small footprint: one uvicorn worker, none of MLflow's job-runner consumers
+        listed = subprocess.run(["ps", "-o", "args=", "-s", str(server.pid)], capture_output=True, text=True).stdout
+        assert listed.count("-m uvicorn") == 1 and "huey" not in listed, listed
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -228,7 +228,7 @@ def test_monitoring_explains_drifting_features_the_rule_and_the_dates_it_counted
     assert "at least 2 of the last 2 scoring dates" in explained["rule"]
     text = "\n".join(summary._render_monitoring(explained))
     assert (
-        "2011-08-09: VIOLATED; not yet labelled; score PSI 0.02; features with PSI > 0.25: recency 1.05, spend 0.31"
+        "2011-08-09: VIOLATED; not yet labelled; score PSI 0.02; mean feature PSI 0.68; features with PSI > 0.25: recency 1.05, spend 0.31"
         in text
     )
 

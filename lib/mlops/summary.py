@@ -287,7 +287,8 @@ def _render_monitoring(monitoring: dict[str, Any]) -> list[str]:
         drifting = ", ".join(f"{f['feature']} {f['psi']:.2f}" for f in day["drifting_features"]) or "none"
         lines += [
             f"  {day['date']}: {'VIOLATED' if day['violated'] else 'ok'}; {realised}; score PSI "
-            f"{day['score_psi']:.2f}; features with PSI > {monitoring['psi_threshold']:g}: {drifting}"
+            f"{day['score_psi']:.2f}; mean feature PSI {day['mean_feature_psi']:.2f}; features with PSI > "
+            f"{monitoring['psi_threshold']:g}: {drifting}"
         ]
     if monitoring["counted_dates"]:
         lines += [f"  dates counted by the rule: {', '.join(monitoring['counted_dates'])}"]
