@@ -311,19 +311,27 @@ def test_plain_and_workspace_experiment_names_are_accepted(name):
             ["2010-12-01 08:26:00", "2010-12-01T08:26", "2010-12-01 08:26:00.5"],
             ["01/12/2010 08:26", "2010-12-01"],
         ),
-        ("dd/MM/yyyy HH:mm", ["01/12/2010 08:26", "1/12/2010 8:26"], ["2010-12-01 08:26", "01/12/2010 08:26:00"]),
-        ("yyyy-MM-dd'T'HH:mm:ss", ["2010-12-01T08:26:00"], ["2010-12-01 08:26:00"]),
+        ("dd/MM/yyyy HH:mm", ["01/12/2010 08:26"], ["1/12/2010 8:26", "2010-12-01 08:26", "01/12/2010 08:26:00"]),
+        ("d/M/yyyy H:mm", ["1/12/2010 8:26", "01/12/2010 08:26"], ["1/12/10 8:26", "1/123/2010 8:26"]),
+        ("yyyyMMdd", ["20101201"], ["2010121", "201012011", "2010-12-01"]),
+        ("yyyy-MM-dd'T'HH:mm:ss", ["2010-12-01T08:26:00"], ["2010-12-01 08:26:00", "2010-12-1T08:26:00"]),
         ("d MMM yy h:mm a", ["1 Dec 10 8:26 PM"], ["1 12 10 8:26 PM"]),
     ],
 )
-def test_the_source_date_check_follows_the_timestamp_format(pattern, good, bad):
+def test_the_source_date_check_follows_the_timestamp_format(pattern, good, bad, spark):
     """The contract's regex and Spark's parser must agree on what a date is, or the advice is wrong."""
     import re
+
+    from pyspark.sql import functions as F
 
     from mlops.config import timestamp_regex
 
     regex = re.compile(timestamp_regex(pattern))
     assert all(regex.match(value) for value in good) and not any(regex.match(value) for value in bad)
+    if pattern is not None:  # and Spark's parser agrees with the regex on every value
+        values = spark.createDataFrame([(value,) for value in good + bad], "value string")
+        parsed = values.select("value", F.try_to_timestamp("value", F.lit(pattern)).isNotNull().alias("ok"))
+        assert {row.value: row.ok for row in parsed.collect()} == {value: value in good for value in good + bad}
     cfg = compose_config([] if pattern is None else [f'use_case.source.timestamp_format="{pattern}"'])
     checks = [
         entry["expect_column_values_to_match_regex"]

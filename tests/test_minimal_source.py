@@ -63,8 +63,9 @@ def test_dates_without_separators_match_their_pattern_digit_for_digit():
     assert regex.match("20240131") and not any(regex.match(v) for v in ("2024131", "202411", "2024-01-31", "240131"))
     assert re.fullmatch(timestamp_regex("yyyyMMddHHmm"), "202401310826")
     assert not re.fullmatch(timestamp_regex("yyyyMMddHHmm"), "20240131826")
-    # separated fields keep their width of one or two digits
-    assert timestamp_regex("dd/MM/yyyy HH:mm") == r"^\d{1,2}/\d{1,2}/\d{4}\ \d{1,2}:\d{2}$"
+    # separated fields: one letter takes one or two digits, two letters exactly two (as Spark parses)
+    assert timestamp_regex("dd/MM/yyyy HH:mm") == r"^\d{2}/\d{2}/\d{4}\ \d{2}:\d{2}$"
+    assert timestamp_regex("d/M/yyyy H:mm") == r"^\d{1,2}/\d{1,2}/\d{4}\ \d{1,2}:\d{2}$"
 
 
 def test_null_and_constant_features_are_named_with_why_and_others_kept():

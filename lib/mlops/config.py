@@ -20,18 +20,25 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 ISO_TIMESTAMP_REGEX = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"
+
+
+def _two_digits(n: int) -> str:
+    """A one- or two-letter number field as Spark parses it: `d` takes 1 or 2 digits, `dd` exactly 2."""
+    return r"\d{2}" if n == 2 else r"\d{1,2}"
+
+
 # Spark datetime pattern letters -> what each run of them matches (by run length where it matters)
 _PATTERN_PARTS = {
     "y": lambda n: r"\d{2}" if n == 2 else r"\d{4}",
-    "M": lambda n: r"\d{1,2}" if n <= 2 else (r"[A-Za-z]{3}" if n == 3 else r"[A-Za-z]+"),
-    "L": lambda n: r"\d{1,2}",
-    "d": lambda n: r"\d{1,2}",
-    "H": lambda n: r"\d{1,2}",
-    "h": lambda n: r"\d{1,2}",
-    "k": lambda n: r"\d{1,2}",
-    "K": lambda n: r"\d{1,2}",
-    "m": lambda n: r"\d{2}" if n == 2 else r"\d{1,2}",
-    "s": lambda n: r"\d{2}" if n == 2 else r"\d{1,2}",
+    "M": lambda n: _two_digits(n) if n <= 2 else (r"[A-Za-z]{3}" if n == 3 else r"[A-Za-z]+"),
+    "L": _two_digits,
+    "d": _two_digits,
+    "H": _two_digits,
+    "h": _two_digits,
+    "k": _two_digits,
+    "K": _two_digits,
+    "m": _two_digits,
+    "s": _two_digits,
     "S": lambda n: r"\d{1,9}",
     "a": lambda n: r"[AaPp][Mm]",
     "E": lambda n: r"[A-Za-z]+",
