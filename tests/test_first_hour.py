@@ -297,3 +297,47 @@ def test_a_failed_contract_leaves_its_report_in_a_failed_mlflow_run(tmp_path, sp
             item.path for item in MlflowClient().list_artifacts(run.info.run_id, "data_quality")
         }
     assert ctx.results == []
+
+
+def test_the_summary_of_a_promotion_says_which_alias_moved_from_where_to_where():
+    moved = StageResult(
+        "promote", details={"alias": "champion", "version": "3", "previous": "2", "challenger_removed": True}
+    )
+    text = summary.render(summary.build(compose_config([]), [moved]), None)
+    assert "moved local.clv.clv_repurchase_de@champion: version 2 -> 3; its challenger alias removed" in text
+    assert not text.splitlines()[-1].startswith("next:")  # no hint where there is nowhere to look
+
+
+@pytest.mark.parametrize(
+    ("present", "chosen"), [(["python3.11", "python3.12"], "python3.11"), (["python3.12"], "python3.12")]
+)
+def test_make_picks_python_3_11_or_else_3_12(tmp_path, present, chosen):
+    import shutil
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in present:
+        (folder / name).write_text("#!/bin/sh\n")
+        (folder / name).chmod(0o755)
+    make = shutil.which("make")
+    shown = subprocess.run(
+        [make, "-n", f"VENV={tmp_path / 'venv'}", "install"],
+        cwd=REPO,
+        env={"PATH": str(folder)},
+        capture_output=True,
+        text=True,
+    )
+    assert f"{folder / chosen} -m venv" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_make_without_python_3_11_or_3_12_says_so(tmp_path):
+    import shutil
+
+    shown = subprocess.run(
+        [shutil.which("make"), "-n", f"VENV={tmp_path / 'venv'}", "install"],
+        cwd=REPO,
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode != 0 and "neither python3.11 nor python3.12 is on PATH" in shown.stderr

@@ -128,7 +128,7 @@ def build(cfg: DictConfig, results: list[StageResult]) -> dict[str, Any]:
         elif r.stage == "monitor":
             summary["monitoring"] = r.details.get("explained", {})
         elif r.stage == "promote":
-            summary["promotion"] = {k: v for k, v in r.details.items() if isinstance(v, (str, int, float, list))}
+            summary["promotion"] = {"registered_model": str(cfg.use_case.registered_model), **r.details}
     return summary
 
 
@@ -243,6 +243,12 @@ def render(summary: dict[str, Any], ui_hint: str | None) -> str:
         lines += [f"scored: {scoring['population']} rows on {span} with version {scoring['version']}"]
     if "monitoring" in summary:
         lines += _render_monitoring(summary["monitoring"])
+    if "promotion" in summary:
+        moved = summary["promotion"]
+        lines += [
+            f"moved {moved['registered_model']}@{moved['alias']}: version {moved['previous'] or 'none'} -> "
+            f"{moved['version']}" + ("; its challenger alias removed" if moved["challenger_removed"] else "")
+        ]
     if summary["data_quality"]:
         lines += ["data quality (Great Expectations Data Docs):"]
         lines += [f"  {stage}: {docs}" for stage, docs in summary["data_quality"].items()]
