@@ -76,7 +76,6 @@ class RunContext:
     spark: SparkSession
     tables: TableStore
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    upstream_runs: list[str] = field(default_factory=list)
     # every stage this context ran, in order, including producers of missing inputs (make)
     results: list[StageResult] = field(default_factory=list)
     # Great Expectations validation results of the current stage (mlops.quality.validate appends)
@@ -148,7 +147,6 @@ class RunContext:
                 fix=f"run the {stage} stage first" if stage else "create it, or fix use_case.tables / pipeline.graph",
             )
         log.info("%s: running stage %r first", why, stage)
-        self.upstream_runs.append(stage)
         return self.run(stage, upstream=True)
 
     def run(self, stage: str, *, upstream: bool = False) -> StageResult:
@@ -161,7 +159,6 @@ class RunContext:
         outer, self.validations = self.validations, []  # an upstream stage's checks are its own
         outer_nested, self._nested_seconds = self._nested_seconds, 0.0
         started = time.perf_counter()
-        result: StageResult | None = None
         try:
             result = function(self)
         except BaseException as error:
