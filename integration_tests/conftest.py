@@ -18,6 +18,7 @@ from tests.conftest import (  # noqa: F401
     cfg,
     ctx,
     local_config,
+    mlflow_state_kept,
     pytest_collection_modifyitems,
     pytest_xdist_make_scheduler,
     session_root,
@@ -68,22 +69,6 @@ def copy_world(source: Path, target: Path) -> Path:
                     )
         store.commit()
     return target
-
-
-@contextlib.contextmanager
-def mlflow_state_kept() -> Iterator[None]:
-    """MLflow's tracking and registry URIs and the registry's configured experiment as they were
-    on entry: runs against private (or deliberately damaged) worlds must not leave this process
-    pointed at them for the modules after."""
-    from mlops import registry
-    from tests.fakes.uc_registry import mlflow_uris_restored
-
-    configured = registry._configured
-    try:
-        with mlflow_uris_restored():
-            yield
-    finally:
-        registry._configured = configured
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,22 @@ def local_config(storage_root: Path, *overrides: str) -> DictConfig:
     with open_dict(cfg):
         cfg.env.spark.conf["spark.sql.shuffle.partitions"] = "2"
     return cfg
+
+
+@contextlib.contextmanager
+def mlflow_state_kept() -> Iterator[None]:
+    """MLflow's tracking and registry URIs and the registry's configured experiment as they were
+    on entry: runs against private (or deliberately damaged) worlds must not leave this process
+    pointed at them for the modules after."""
+    from mlops import registry
+    from tests.fakes.uc_registry import mlflow_uris_restored
+
+    configured = registry._configured
+    try:
+        with mlflow_uris_restored():
+            yield
+    finally:
+        registry._configured = configured
 
 
 @pytest.fixture(scope="session")

@@ -103,6 +103,8 @@ def test_a_script_without_java_exits_12_with_the_hint_before_spark(tmp_path):
     assert result.returncode == MachineError.exit_code, result.stderr
     assert "no Java runtime found" in result.stderr and "install a Java 17 or 21" in result.stderr
     assert "Traceback" not in result.stderr and "Py4J" not in result.stderr
+    # nothing but the run lock was created: no table, no MLflow store
+    assert {path.name for path in (tmp_path / "root").iterdir()} <= {"locks"}
 
 
 def test_progress_is_quiet_in_ci_and_jobs(monkeypatch):
@@ -266,10 +268,9 @@ def test_a_stage_is_timed_without_the_producers_it_ran_first(monkeypatch, ctx):
 def test_a_failed_contract_leaves_its_report_in_a_failed_mlflow_run(tmp_path, spark):
     from mlflow import MlflowClient
 
-    from integration_tests.conftest import mlflow_state_kept
     from mlops.errors import DataQualityError
     from mlops.runtime import RunContext
-    from tests.conftest import local_config
+    from tests.conftest import local_config, mlflow_state_kept
 
     source = tmp_path / "lines.csv"
     source.write_text(
@@ -296,7 +297,7 @@ def test_a_failed_contract_leaves_its_report_in_a_failed_mlflow_run(tmp_path, sp
         assert "data_quality/validations" in {
             item.path for item in MlflowClient().list_artifacts(run.info.run_id, "data_quality")
         }
-    assert ctx.results == []
+    assert ctx.results == [] and not ctx.tables.exists(ctx.table_name("transactions"))  # nothing written
 
 
 def test_the_summary_of_a_promotion_says_which_alias_moved_from_where_to_where():

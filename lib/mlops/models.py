@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,8 @@ class ScoredModel:
     model: Any
     target: Any
     features: list[str]
+    # features training left out, with why (null or constant there), as the training run recorded them
+    dropped: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_run(cls, run_id: str, model_uri: str) -> ScoredModel:
@@ -31,7 +33,9 @@ class ScoredModel:
         check_model_uri(model_uri, run_id=run_id)
         inputs = load_run_json(run_id, "config/model_inputs.json")
         target = target_from_dict(load_run_json(run_id, "config/target.json"))
-        return cls(run_id, load_sklearn_model(model_uri), target, list(inputs["features"]))
+        return cls(
+            run_id, load_sklearn_model(model_uri), target, list(inputs["features"]), dict(inputs.get("dropped") or {})
+        )
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         proba = self.model.predict_proba(frame[self.features].astype("float64"))

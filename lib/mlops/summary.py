@@ -133,8 +133,12 @@ def build(cfg: DictConfig, results: list[StageResult]) -> dict[str, Any]:
 
 
 def _table_name(cfg: DictConfig, key: str) -> str:
+    """The table's full name, as RunContext.table_name gives it; the key itself for what is not a
+    use-case table (load_sample's `source`)."""
+    from mlops.tables import TableName
+
     table = (cfg.use_case.tables or {}).get(key)
-    return f"{cfg.env.catalog}.{cfg.env.schema}.{table}" if table else key
+    return str(TableName.of(cfg.env.catalog, cfg.env.schema, table)) if table else key
 
 
 def _gate(cfg: DictConfig, result: StageResult) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from mlops.registry import (
     configure_mlflow,
     describe_version,
     fail_orphaned_runs,
-    load_run_json,
     promote_to_champion,
     register_run_model,
     registered_model_name,
@@ -203,7 +202,7 @@ def evaluate(ctx: RunContext) -> StageResult:
         "test class shares": ", ".join(f"{c}: {np.mean(y == c):.1%}" for c in np.unique(y)),
         "champion": champion_note,
         "run mode": run_mode,
-        "dropped features": _dropped_features(candidate.run_id),
+        "dropped features": "; ".join(f"{column} ({why})" for column, why in candidate.dropped.items()) or "none",
     }
     card = model_card(
         title=f"{name}: evaluation of run {candidate.run_id}",
@@ -295,12 +294,6 @@ def evaluate(ctx: RunContext) -> StageResult:
             "candidate_run_id": candidate.run_id,
         },
     )
-
-
-def _dropped_features(run_id: str) -> str:
-    """The features training left out (null or constant there), as the training run recorded them."""
-    dropped = load_run_json(run_id, "config/model_inputs.json").get("dropped") or {}
-    return "; ".join(f"{column} ({reason})" for column, reason in dropped.items()) or "none"
 
 
 def _log_importance(
