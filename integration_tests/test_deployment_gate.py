@@ -86,7 +86,28 @@ def test_a_good_first_model_becomes_champion(first):
         "evaluation/permutation_importance.png",
         "evaluation/verdict.json",
         "evaluation/metrics.json",
+        "evaluation/baseline_fits.json",
     } <= artifacts
+    # the baseline is fitted per test snapshot on that snapshot's customers, each once
+    fits = mlflow.artifacts.load_dict(f"runs:/{evaluation.run_id}/evaluation/baseline_fits.json")
+    test = ctx.read("test").toPandas()
+    snapshot = ctx.cfg.use_case.key_columns[1]
+    assert sorted(fits) == sorted(str(day) for day in test[snapshot].unique())
+    known = ctx.read("features").groupBy(snapshot).count().toPandas()
+    split_rows = ctx.read("train").unionByName(ctx.read("test")).groupBy(snapshot).count().toPandas()
+    for day, fit in fits.items():
+        customers = int(split_rows.loc[split_rows[snapshot].astype(str) == day, "count"].iloc[0])
+        assert fit["customers"] == customers <= int(known.loc[known[snapshot].astype(str) == day, "count"].iloc[0])
+    params = mlflow.get_run(evaluation.run_id).data.params
+    assert int(params["baseline.snapshots"]) == len(fits)
+    # the gate's baseline check is the paired rule, and the card shows every paired difference
+    check = next(c for c in evaluation.details["verdict"]["checks"] if c["name"] == "baseline.roc_auc")
+    improvement = evaluation.metrics["improvement_over_baseline_roc_auc"]
+    assert check["passed"] and check["detail"].startswith(f"roc_auc improvement over baseline {improvement:+.4f} [")
+    assert check["detail"].endswith("high end must be >= 0 (not significantly worse)")
+    assert check["value"] == evaluation.metrics["improvement_over_baseline_roc_auc_ci_high"] >= 0
+    card = mlflow.artifacts.load_text(f"runs:/{evaluation.run_id}/evaluation/model_card.md")
+    assert "## Paired improvement" in card and f"| roc_auc | {improvement:+.4f} [" in card
     metrics = evaluation.metrics
     assert metrics["candidate_roc_auc_ci_low"] <= metrics["candidate_roc_auc"] <= metrics["candidate_roc_auc_ci_high"]
     assert 0.5 < metrics["baseline_roc_auc"] < 1.0
@@ -107,6 +128,8 @@ def test_a_crippled_model_is_rejected_and_the_champion_stays(first, spark, root)
     with pytest.raises(GateRejectedError) as caught:
         run(crippled, "evaluate")
     assert "roc_auc=0.5000 must be >= 0.6" in caught.value.message
+    # a constant score is measurably worse than BG/NBD on these customers: the paired rule says so too
+    assert "roc_auc improvement over baseline -" in caught.value.message
     assert versions(ctx) == ["1"] and champion_version(ctx) == "1"
 
     # dry_run: registered with its failed verdict on record, no alias moves, no error
@@ -122,7 +145,7 @@ def test_a_crippled_model_is_rejected_and_the_champion_stays(first, spark, root)
 
 def test_a_crash_before_promotion_leaves_the_champion_and_a_rerun_finishes(first, spark, root, monkeypatch):
     ctx, _ = first
-    better = context(root, spark, "model=repurchase", "seed=7", "model.gate.min_improvement=-1.0")
+    better = context(root, spark, "model=repurchase", "seed=7", "model.gate.versus_champion.min=-1.0")
     run(better, "train")
 
     def crash_on_champion(name, alias, version):
@@ -159,7 +182,7 @@ def test_promote_rolls_back_and_refuses_unknown_versions(first, spark, root):
 def test_a_passing_candidate_that_does_not_beat_the_champion_is_only_challenger(first, spark, root):
     ctx, _ = first
     champion_before = champion_version(ctx)
-    modest = context(root, spark, "model=repurchase", "seed=11", "model.gate.min_improvement=1.0")
+    modest = context(root, spark, "model=repurchase", "seed=11", "model.gate.versus_champion.min=1.0")
     results = run(modest, "train", "evaluate")
     evaluation = results["evaluate"]
     assert evaluation.details["verdict"]["passed"] and evaluation.details["aliases"] == ["challenger"]

@@ -11,7 +11,10 @@ import mlflow
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.isotonic import IsotonicRegression
 
+from integration_tests.conftest import DE_PIPELINE_OVERRIDES, copy_world, local_config, mlflow_state_kept
 from mlops.registry import configure_mlflow, load_sklearn_model
 
 pytestmark = pytest.mark.integration
@@ -69,6 +72,44 @@ def test_the_run_has_a_model_metrics_and_lineage(pipeline_run):
     sample = ctx.read("test").limit(20).toPandas()[results["train"].details["features"]].astype("float64")
     probabilities = model.predict_proba(sample)
     assert probabilities.shape == (len(sample), 2) and ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_a_calibrated_run_logs_the_calibrator_fitted_on_the_latest_training_snapshot(pipeline_run, tmp_path, spark):
+    """model.calibration.method=isotonic, retrained on a private copy of the shared world's tables."""
+    from mlops.runtime import RunContext
+    from mlops.stages.train import train
+
+    ctx, results = pipeline_run
+    root = copy_world(Path(ctx.cfg.env.storage_root), tmp_path / "world")
+    with mlflow_state_kept():
+        cfg = local_config(root, "model=repurchase", *DE_PIPELINE_OVERRIDES, "model.calibration.method=isotonic")
+        calibrated = RunContext.from_config(cfg, spark=spark)
+        result = train(calibrated)
+        run = mlflow.get_run(result.run_id)
+        model = load_sklearn_model(result.details["model_uri"])
+    train_table = calibrated.read("train")
+    latest = train_table.agg(F.max("snapshot_date")).first()[0]
+    assert train_table.select("snapshot_date").distinct().count() > 1
+    calibration_rows, rows = train_table.where(F.col("snapshot_date") == latest).count(), train_table.count()
+    assert run.data.params["calibration.method"] == "isotonic"
+    assert run.data.params["calibration.snapshots"] == "1"
+    assert run.data.params["calibration_rows"] == str(calibration_rows)
+    assert run.data.params["train_rows"] == str(rows)
+    assert "test_roc_auc" in run.data.metrics
+    assert (
+        f"calibrated (isotonic) on {calibration_rows} rows of snapshot(s) {latest}; "
+        f"estimator fitted on {rows - calibration_rows} rows"
+    ) in result.notes
+    # what evaluate and batch inference load: the calibrated model, over the frozen estimator
+    assert isinstance(model, CalibratedClassifierCV) and list(model.classes_) == [0, 1]
+    [pair] = model.calibrated_classifiers_
+    assert pair.method == "isotonic" and isinstance(pair.calibrators[0], IsotonicRegression)
+    sample = ctx.read("test").limit(20).toPandas()[result.details["features"]].astype("float64")
+    probabilities = model.predict_proba(sample)
+    assert probabilities.shape == (len(sample), 2) and ((probabilities >= 0) & (probabilities <= 1)).all()
+    # the shared world's own run is uncalibrated, and says so
+    configure_mlflow(ctx.cfg)
+    assert mlflow.get_run(results["train"].run_id).data.params["calibration.method"] == "none"
 
 
 def run_script(name: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:

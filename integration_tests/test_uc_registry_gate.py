@@ -88,7 +88,7 @@ def test_a_crippled_model_is_rejected_and_the_champion_stays(first, root, spark)
 
 
 def test_a_better_model_takes_over_and_promote_rolls_back(first, root, spark):
-    better = context(root, spark, "model=repurchase", "seed=7", "model.gate.min_improvement=-1.0")
+    better = context(root, spark, "model=repurchase", "seed=7", "model.gate.versus_champion.min=-1.0")
     results = run(better, "train", "evaluate")
     # registering the new run scans version 1 of another run: on UC without tags in search results
     assert results["evaluate"].details["version"] == "2" and versions() == ["1", "2"]

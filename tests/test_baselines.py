@@ -446,3 +446,114 @@ def test_baseline_falls_back_to_mean_spend(caplog, spend, min_spend_rows, reason
 def test_baseline_must_be_fitted_first():
     with pytest.raises(RuntimeError, match="not fitted"):
         BGNBDBaseline().prob_repurchase(pd.DataFrame(), 30)
+
+
+# --------------------------------------------------------------------------- per snapshot, not stacked
+
+
+def _purchase_times(params: BGNBDParams, acquired: np.ndarray, end: float, rng: np.random.Generator) -> list:
+    """Each customer's purchase times (weeks, first purchase at acquisition) by the BG/NBD story."""
+    lam = rng.gamma(params.r, 1.0 / params.alpha, len(acquired))
+    p = rng.beta(params.a, params.b, len(acquired))
+    out = []
+    for start, rate, dropout in zip(acquired, lam, p):
+        times, now = [start], start
+        while True:
+            now += rng.exponential(1.0 / rate)
+            if now > end:
+                break
+            times.append(now)
+            if rng.random() < dropout:
+                break
+        out.append(np.array(times))
+    return out
+
+
+def _feature_rows(purchases: list, snapshot: float) -> pd.DataFrame:
+    """The feature table's BG/NBD columns at `snapshot` (weeks), one row per customer acquired by then."""
+    rows = []
+    for times in purchases:
+        seen = times[times <= snapshot]
+        if len(seen):
+            rows.append(
+                {
+                    "snapshot": snapshot,
+                    "purchase_days": len(seen),
+                    "purchase_count": len(seen),
+                    "tenure_days": (snapshot - seen[0]) * 7,
+                    "days_since_last_purchase": (snapshot - seen[-1]) * 7,
+                    "revenue_total": (10.0 + 20.0 * (seen[0] % 1)) * len(seen),  # a spend of its own
+                    "bought_next": bool(np.any((times > snapshot) & (times <= snapshot + 13))),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_the_per_snapshot_fit_describes_the_scored_population_where_the_stacked_fit_does_not():
+    """Later cohorts buy more often and stay longer (a business that grew its good customers). Fitted on
+    the stacked monthly snapshots, BG/NBD counts every customer once per snapshot and leans on the
+    early months, when only the first cohort existed; fitted on the scoring snapshot's own customers,
+    as the gate does, it describes the population it scores, and predicts its next 13 weeks better.
+    (Over seeds 0-3 the per-snapshot fit won by 0.003-0.004 log loss and 0.005-0.010 ROC-AUC.)"""
+    from mlops.stages.evaluate import fit_per_snapshot
+
+    rng = np.random.default_rng(0)
+    slow, fast = BGNBDParams(r=0.3, alpha=8.0, a=0.5, b=1.0), BGNBDParams(r=1.5, alpha=8.0, a=3.0, b=3.0)
+    end = 104.0
+    purchases = _purchase_times(slow, rng.uniform(0, 40, 1500), end, rng) + _purchase_times(
+        fast, rng.uniform(40, 78, 1500), end, rng
+    )
+    snapshots = [float(week) for week in range(26, 92, 4)]
+    stacked = pd.concat([_feature_rows(purchases, week) for week in snapshots], ignore_index=True)
+    scored = stacked[stacked["snapshot"] == snapshots[-1]].reset_index(drop=True)
+
+    per_snapshot, fits = fit_per_snapshot(
+        lambda: BGNBDBaseline(7), scored, scored, "snapshot", lambda model, rows: model.prob_repurchase(rows, 91)
+    )
+    assert list(fits) == [str(snapshots[-1])] and fits[str(snapshots[-1])]["customers"] == len(scored) == 3000
+    pooled = BGNBDBaseline(7).fit(stacked).prob_repurchase(scored, 91)
+    assert len(stacked) > 10 * len(scored)  # the stacked fit would count ~40k "customers"
+
+    bought = scored["bought_next"].to_numpy(float)
+
+    def log_loss(p: np.ndarray) -> float:
+        p = np.clip(p, 1e-9, 1 - 1e-9)
+        return float(-np.mean(bought * np.log(p) + (1 - bought) * np.log1p(-p)))
+
+    standard_error = np.sqrt(bought.mean() * (1 - bought.mean()) / len(bought))
+    assert abs(per_snapshot.mean() - bought.mean()) < 2 * standard_error
+    assert log_loss(per_snapshot) < log_loss(pooled) - 0.002
+    assert roc_auc_score(bought, per_snapshot) > roc_auc_score(bought, pooled) + 0.005
+
+
+def test_a_snapshot_that_cannot_be_fitted_alone_falls_back_to_every_snapshots_rows_and_says_so(caplog):
+    from mlops.stages.evaluate import fit_per_snapshot
+
+    rng = np.random.default_rng(1)
+    purchases = _purchase_times(CDNOW, rng.uniform(0, 60, 800), 104.0, rng)
+    rows = pd.concat([_feature_rows(purchases, week) for week in (80.0, 90.0)], ignore_index=True)
+    # at week 1 a handful of customers, none with a repeat purchase: BG/NBD is not identified there
+    first_week = pd.DataFrame(
+        {
+            "snapshot": 1.0,
+            "purchase_days": [1, 1, 1],
+            "purchase_count": [1, 1, 1],
+            "tenure_days": [3.0, 5.0, 6.0],
+            "days_since_last_purchase": [3.0, 5.0, 6.0],
+            "revenue_total": [10.0, 12.0, 8.0],
+        }
+    )
+    rows = pd.concat([first_week, rows], ignore_index=True)
+    with caplog.at_level(logging.WARNING, logger="mlops.stages.evaluate"):
+        scores, fits = fit_per_snapshot(
+            lambda: BGNBDBaseline(7), rows, rows, "snapshot", lambda model, part: model.prob_repurchase(part, 91)
+        )
+    assert fits["1.0"]["customers"] == 3 and fits["1.0"]["fallback"].startswith("one fit over all snapshots: BG/NBD")
+    assert "bgnbd_r" in fits["80.0"] and fits["80.0"]["customers"] == int((rows["snapshot"] == 80.0).sum())
+    assert "baseline at snapshot 1.0 not fitted on its own 3 customers" in caplog.text
+    everyone = BGNBDBaseline(7).fit(rows).prob_repurchase(first_week, 91)
+    np.testing.assert_allclose(scores[:3], everyone)
+    own = BGNBDBaseline(7).fit(rows[rows["snapshot"] == 90.0])
+    np.testing.assert_allclose(
+        scores[rows["snapshot"] == 90.0], own.prob_repurchase(rows[rows["snapshot"] == 90.0], 91)
+    )

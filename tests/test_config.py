@@ -143,6 +143,12 @@ def test_storage_root_is_absolute_and_mlflow_lives_under_it():
         ("use_case.experiment='../../x/clv_repurchase_de'", "is not a safe experiment name"),
         ("use_case.experiment='Shared/x/clv_repurchase_de'", "is not a safe experiment name"),
         ("use_case.experiment='/Shared/../clv_repurchase_de'", "is not a safe experiment name"),
+        # a gate rule on a metric the evaluation does not compute, or on an interval it does not draw
+        ("model.gate.versus_baseline.metric=qwk", r"model.gate.versus_baseline.metric=qwk is not one of model.metrics"),
+        ("model.gate.versus_champion.metric=f1", r"model.gate.versus_champion.metric=f1 is not one of model.metrics"),
+        ("evaluation.bootstrap_resamples=0", "versus_baseline.end=high needs an interval"),
+        ("model.baseline=null", "model.gate.versus_baseline compares with model.baseline, which is null"),
+        ("model.calibration.snapshots=0", "model.calibration.snapshots=0 is outside"),
     ],
 )
 def test_out_of_range_values_are_rejected(override, message):

@@ -147,6 +147,9 @@ def results() -> list[StageResult]:
                 "candidate_roc_auc_ci_high": 0.86,
                 "baseline_roc_auc": 0.74,
                 "candidate_pr_auc": 0.7,
+                "improvement_over_baseline_roc_auc": 0.07,
+                "improvement_over_baseline_roc_auc_ci_low": 0.012,
+                "improvement_over_baseline_roc_auc_ci_high": 0.131,
             },
             details={
                 "verdict": {
@@ -192,13 +195,19 @@ def test_summary_reports_tables_gate_aliases_timings_and_the_next_command():
         }
     ]
     assert built["stages"][0] == {"stage": "extract", "seconds": 2.0, "upstream": True, "run_id": None}
-    assert built["gate"]["metrics"]["roc_auc"] == {"candidate": 0.81, "candidate_ci": [0.75, 0.86], "baseline": 0.74}
+    assert built["gate"]["metrics"]["roc_auc"] == {
+        "candidate": 0.81,
+        "candidate_ci": [0.75, 0.86],
+        "baseline": 0.74,
+        "over_baseline": [0.07, 0.012, 0.131],
+    }
     text = summary.render(built, "make ui")
     lines = text.splitlines()
     assert any(re.fullmatch(r"\s+extract\s+2\.0 s\s+-\s+run first: its output was missing", line) for line in lines)
     assert any(re.fullmatch(r"\s+evaluate\s+3\.0 s\s+run-eval", line) for line in lines)
     assert any(re.fullmatch(r"\s+local\.clv\.clv_transactions_de\s+3\s+1200", line) for line in lines)
     assert any(re.fullmatch(r"\s+roc_auc\s+0\.810 \[0\.750, 0\.860\]\s+0\.740\s+-", line) for line in lines), text
+    assert any(re.fullmatch(r"\s+roc_auc\s+\+0\.070 \[\+0\.012, \+0\.131\]\s+-", line) for line in lines), text
     assert "gate (enabled): PASSED" in text and "ok   roc_auc=0.8100 must be >= 0.6" in text
     assert "registered local.clv.clv_repurchase_de version 4; set challenger, champion" in text
     assert "  - train: dropped feature month_sin: entirely null in training" in text

@@ -37,6 +37,8 @@ def composition_error(overrides: list[str], config_dir: Path | None = None) -> s
         ("env.sample_fraction=most", "Value 'most' of type 'str' could not be converted to Float"),
         ("env.run_missing_upstream=maybe", "Value 'maybe' is not a valid bool"),
         ("model.horizon_days=null", "field 'model.horizon_days' is not Optional"),
+        ("model.gate.versus_baseline.end=lower", "Invalid value 'lower', expected one of [low, estimate, high]"),
+        ("model.calibration.method=platt", "Invalid value 'platt', expected one of [sigmoid, isotonic]"),
     ],
 )
 def test_a_wrong_type_or_choice_names_the_key_the_value_and_what_is_allowed(override, says):

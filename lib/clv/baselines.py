@@ -469,12 +469,23 @@ class BGNBDBaseline:
         s = self._summary(features)
         return prob_purchase_within(bg, s["frequency"], s["recency"], s["T"], self._horizon(horizon_days))
 
+    def prob_alive(self, features: pd.DataFrame) -> np.ndarray:
+        """P(still active at the snapshot); 1 for every customer without a repeat purchase."""
+        bg = self._require_fitted()
+        s = self._summary(features)
+        return prob_alive(bg, s["frequency"], s["recency"], s["T"])
+
+    def expected_purchases(self, features: pd.DataFrame, horizon_days: float) -> np.ndarray:
+        """Expected purchase days in the next horizon_days."""
+        bg = self._require_fitted()
+        s = self._summary(features)
+        return expected_purchases(bg, s["frequency"], s["recency"], s["T"], self._horizon(horizon_days))
+
     def expected_value(self, features: pd.DataFrame, horizon_days: float) -> np.ndarray:
         """Expected revenue in the next horizon_days: expected purchase days times expected value
         per invoice (each customer's own mean over purchase_count invoices, shrunk)."""
-        bg = self._require_fitted()
+        purchases = self.expected_purchases(features, horizon_days)
         s = self._summary(features)
-        purchases = expected_purchases(bg, s["frequency"], s["recency"], s["T"], self._horizon(horizon_days))
         if self.gamma_gamma is None:
             return purchases * self.fallback_spend
         monetary = s["monetary"].to_numpy()

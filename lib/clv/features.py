@@ -5,19 +5,27 @@ aggregates they are computed from, so a new feature is a change to one group wit
 group alone. The groups do not each scan the transactions: compute_feature_groups gathers their
 aggregates into the few passes the data needs anyway (one per grain), so a group costs columns in
 an existing aggregation, not another shuffle or join.
+
+Model-based features (model_based: BG/NBD and Gamma-Gamma fitted per snapshot) are not a group:
+they are fitted on the groups' output rows, so they come after them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StructField, StructType
 
+from clv.baselines import BGNBDBaseline
 from clv.cleaning import money
 from mlops.calendar import monthly_dates
 
@@ -373,6 +381,88 @@ def compute_feature_groups(
     )
 
 
+# The model-based features (model_based), appended after every group's columns when asked for.
+BGNBD_COLUMNS = ("bgnbd_p_alive", "bgnbd_expected_purchases", "bgnbd_expected_value")
+# weeks, as the gate's BG/NBD baseline (model.baseline.estimator), so the parameters read alike
+BGNBD_TIME_UNIT_DAYS = 7
+
+
+def _worker_logging() -> None:
+    """A Spark Python worker starts without any logging configuration: INFO is dropped and a
+    WARNING reaches stderr bare. There, `clv`'s loggers get a stderr handler at INFO, so that each
+    snapshot's fit shows in the executor's log. A process that configured logging (the driver,
+    pytest) is left alone."""
+    package = logging.getLogger(__name__.split(".")[0])
+    if logging.getLogger().handlers or package.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+
+
+def bgnbd_snapshot_scores(rows: pd.DataFrame, entity: str, snapshot: str, horizon_days: int) -> pd.DataFrame:
+    """One snapshot's feature rows (one per customer) with BGNBD_COLUMNS appended: BG/NBD and
+    Gamma-Gamma fitted on exactly these rows, and scored on them.
+
+    The rows are sorted by customer first: the fit sums its likelihood over the rows, and Spark
+    hands them over in whatever order the shuffle delivers, so unsorted a rerun could write
+    features that differ in their last bits. A snapshot the models cannot be fitted on (too few
+    customers, nobody with a repeat purchase, no convergence) gets nulls and a warning naming it,
+    rather than failing the whole feature table over one early snapshot.
+    """
+    _worker_logging()
+    rows = rows.sort_values(entity, kind="stable", ignore_index=True)
+    day = rows[snapshot].iloc[0] if len(rows) else None
+    scores: tuple[np.ndarray, ...]
+    try:
+        model = BGNBDBaseline(time_unit_days=BGNBD_TIME_UNIT_DAYS).fit(rows)
+        scores = (
+            model.prob_alive(rows),
+            model.expected_purchases(rows, horizon_days),
+            model.expected_value(rows, horizon_days),
+        )
+    except ValueError as err:
+        log.warning("BG/NBD features at snapshot %s left null (%d customers): %s", day, len(rows), err)
+        scores = tuple(np.full(len(rows), np.nan) for _ in BGNBD_COLUMNS)
+    else:
+        spend = "Gamma-Gamma" if model.gamma_gamma is not None else "the mean spend"
+        log.info("BG/NBD features at snapshot %s: fitted on %d customers, spend by %s", day, len(rows), spend)
+    return rows.assign(**{name: np.asarray(values, dtype="float64") for name, values in zip(BGNBD_COLUMNS, scores)})
+
+
+def model_based(rows: DataFrame, key_columns: Sequence[str], horizon_days: int) -> DataFrame:
+    """`rows` (a feature table with the recency_frequency and monetary columns) with the textbook
+    models' view of each customer appended: P(alive), expected purchase days and expected revenue
+    (BG/NBD x Gamma-Gamma) over the next `horizon_days`.
+
+    Fitted per snapshot, on that snapshot's rows alone (every customer of its population once):
+    the rows only see transactions on or before their snapshot, so no purchase after a snapshot
+    can reach its features through the fitted parameters either, as it would through one fit over
+    all the stacked snapshots (whose later rows see later purchases). It is also the fit the
+    literature describes, one calibration period with one row per customer, not the same customer
+    counted once per snapshot. Scoring dates are snapshots like any other, so training and scoring
+    compute these alike.
+
+    One `applyInPandas` grouped by snapshot date: a transformation, not an action, so the fits run
+    inside the actions the stage takes anyway (adaptive execution does run the shuffle by snapshot
+    date as one more job within each action that computes these rows); DataFrame API only, so it
+    runs over Spark Connect too. The whole rows pass through the worker and come back with the
+    three columns, rather than only the model's five inputs joined back afterwards, which would
+    cost a join and compute the rows twice. Each snapshot's rows meet in one pandas frame in one
+    Python worker (for a million customers, some hundreds of MB).
+    """
+    if horizon_days <= 0:
+        raise ValueError(f"bgnbd_horizon_days={horizon_days} must be a positive number of days")
+    entity, snapshot = key_names(key_columns)
+    schema = StructType([*rows.schema.fields, *(StructField(name, DoubleType(), True) for name in BGNBD_COLUMNS)])
+
+    def score(snapshot_rows: pd.DataFrame) -> pd.DataFrame:
+        return bgnbd_snapshot_scores(snapshot_rows, entity, snapshot, horizon_days)
+
+    return rows.groupBy(snapshot).applyInPandas(score, schema)
+
+
 def repurchase_groups(
     *,
     windows_days: Sequence[int] = (30, 90, 180, 365),
@@ -404,11 +494,13 @@ def compute_features_repurchase_fn(
     seasonal_window_days: int | None = None,
     calendar_features: bool = False,
     home_country: str | None = None,
+    bgnbd_horizon_days: int | None = None,
 ) -> DataFrame:
     """Recency, frequency, monetary, basket, returns, gaps and trailing windows per customer and
     snapshot; seasonality (`seasonal_window_days`), the snapshot's month (`calendar_features`) and
     the home-country share (`home_country`, which the platform passes for a pooled population)
-    when asked for. See the groups for why each is there, compute_feature_groups for what a
+    when asked for, and last the BG/NBD and Gamma-Gamma quantities over `bgnbd_horizon_days`
+    (model_based). See the groups for why each is there, compute_feature_groups for what a
     snapshot sees.
 
     `key_columns` (use_case.key_columns): the entity column of `input_df`, then the name of the
@@ -420,7 +512,7 @@ def compute_features_repurchase_fn(
         calendar_features=calendar_features,
         home_country=home_country,
     )
-    return compute_feature_groups(
+    features = compute_feature_groups(
         input_df,
         timestamp_column,
         start_date,
@@ -430,6 +522,7 @@ def compute_features_repurchase_fn(
         cadence_months=cadence_months,
         dates=dates,
     )
+    return features if bgnbd_horizon_days is None else model_based(features, key_columns, bgnbd_horizon_days)
 
 
 def compute_features_ltv_fn(
@@ -445,11 +538,13 @@ def compute_features_ltv_fn(
     seasonal_window_days: int | None = None,
     calendar_features: bool = False,
     home_country: str | None = None,
+    bgnbd_horizon_days: int | None = None,
 ) -> DataFrame:
     """The repurchase features plus value-rate features that separate big from small spenders.
 
     The repurchase groups plus one, rather than a second definition beside them: the two models
-    share one definition of recency, frequency and value, and one pass over the data.
+    share one definition of recency, frequency and value, and one pass over the data. The BG/NBD
+    columns (`bgnbd_horizon_days`, model_based) come last, as in the repurchase features.
     """
     groups = repurchase_groups(
         windows_days=windows_days,
@@ -457,7 +552,7 @@ def compute_features_ltv_fn(
         calendar_features=calendar_features,
         home_country=home_country,
     )
-    return compute_feature_groups(
+    features = compute_feature_groups(
         input_df,
         timestamp_column,
         start_date,
@@ -467,3 +562,4 @@ def compute_features_ltv_fn(
         cadence_months=cadence_months,
         dates=dates,
     )
+    return features if bgnbd_horizon_days is None else model_based(features, key_columns, bgnbd_horizon_days)

@@ -244,6 +244,8 @@ def validate_config(cfg: DictConfig) -> None:
                     high,
                     fix=f"{metric} lies in [{low}, {high}]; e.g. model.gate.thresholds.{metric}.{side}=0.6",
                 )
+    _check_gate_rules(cfg)
+    _between(cfg, "model.calibration.snapshots", 1, 120, fix="whole snapshots >= 1, e.g. model.calibration.snapshots=1")
     _check_names_match_model_and_country(cfg)
     check_source_allowed(cfg)
     for date_key in ("observed_until", "start_date", "end_date"):
@@ -254,6 +256,35 @@ def validate_config(cfg: DictConfig) -> None:
     if test_date is not None:
         parse_date(test_date, "use_case.split.test_date")
     population_of(cfg).check(cfg)
+
+
+def _check_gate_rules(cfg: DictConfig) -> None:
+    """A rule on a metric the evaluation does not compute, or on an interval it does not draw, would
+    fail every candidate with a message about a missing value instead of the config."""
+    metrics = [str(name) for name in OmegaConf.select(cfg, "model.metrics") or []]
+    for against in ("baseline", "champion"):
+        key = f"model.gate.versus_{against}"
+        rule = OmegaConf.select(cfg, key)
+        if rule is None:
+            continue
+        if str(rule.metric) not in metrics:
+            raise ConfigError(
+                f"{key}.metric={rule.metric} is not one of model.metrics {metrics}",
+                where=f"config key {key}.metric",
+                fix=f"one of {metrics}, or add it to model.metrics",
+            )
+        if against == "baseline" and not OmegaConf.select(cfg, "model.baseline"):
+            raise ConfigError(
+                f"{key} compares with model.baseline, which is null",
+                where=f"config key {key}",
+                fix=f"configure model.baseline, or {key}=null",
+            )
+        if str(rule.end) != "estimate" and int(OmegaConf.select(cfg, "evaluation.bootstrap_resamples") or 0) <= 0:
+            raise ConfigError(
+                f"{key}.end={rule.end} needs an interval, but evaluation.bootstrap_resamples is 0",
+                where="config key evaluation.bootstrap_resamples",
+                fix=f"evaluation.bootstrap_resamples=200, or {key}.end=estimate",
+            )
 
 
 def _check_guards(cfg: DictConfig) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlops.metrics import LOWER_IS_BETTER
+from mlops.metrics import Improvement
+
+# what each end of the improvement's interval reaching `min` means, for the check's sentence
+_MEANING = {
+    "low": "significantly better",
+    "estimate": "better on the point estimate",
+    "high": "not significantly worse",
+}
 
 
 @dataclass(frozen=True)
@@ -15,6 +22,30 @@ class Check:
     value: float | None
     reference: float | None
     detail: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`end` of the paired improvement's interval (low | estimate | high) must be >= `min`."""
+
+    metric: str
+    end: str = "high"
+    min: float = 0.0
+
+    @classmethod
+    def of(cls, node: Any) -> Rule | None:
+        """From a config node (model.gate.versus_*), or None where the config has none."""
+        return None if node is None else cls(str(node.metric), str(node.end), float(node.min))
+
+    def check(self, name: str, against: str, improvement: Improvement | None) -> Check:
+        wanted = f"{self.end} end must be >= {self.min:g} ({_MEANING[self.end]}"
+        wanted += ")" if self.min == 0 else f" by {self.min:g})"
+        if improvement is None:
+            return Check(name, False, None, self.min, f"{self.metric} improvement over {against} missing: {wanted}")
+        value = improvement.end(self.end)
+        ok = value == value and value >= self.min  # nan (an undefined interval) never passes
+        detail = f"{self.metric} improvement over {against} {improvement}: {wanted}"
+        return Check(name, ok, value, self.min, detail)
 
 
 @dataclass
@@ -34,10 +65,6 @@ class Verdict:
             "checks": [asdict(check) for check in self.checks],
             "reasons": self.reasons,
         }
-
-
-def _better_or_equal(metric: str, value: float, reference: float) -> bool:
-    return value <= reference if metric in LOWER_IS_BETTER else value >= reference
 
 
 def _threshold_checks(candidate: dict[str, float], thresholds: dict[str, dict[str, float]]) -> list[Check]:
@@ -63,45 +90,30 @@ def decide(
     candidate: dict[str, float],
     *,
     thresholds: dict[str, dict[str, float]],
-    baseline: dict[str, float] | None = None,
-    baseline_metric: str | None = None,
-    baseline_tolerance: float = 0.0,
-    champion: dict[str, float] | None = None,
-    champion_metric: str | None = None,
-    min_improvement: float = 0.0,
+    versus_baseline: Rule | None = None,
+    over_baseline: Improvement | None = None,
+    versus_champion: Rule | None = None,
+    over_champion: Improvement | None = None,
+    has_champion: bool = False,
 ) -> Verdict:
-    """Pass = every threshold holds and the candidate is not worse than the baseline by more than
-    the tolerance. Beating the champion (or there being none) is decided separately: a candidate
-    can pass (challenger) without replacing a better champion."""
+    """Pass = every threshold holds and the paired improvement over the baseline meets its rule.
+
+    Beating the champion (or there being none) is decided separately: a candidate can pass
+    (challenger) without replacing a better champion. Both comparisons are on the interval of the
+    difference on the same customers, not on two intervals side by side: that is the question the
+    gate asks, and its interval is the narrower one.
+    """
     checks = _threshold_checks(candidate, thresholds)
-    if baseline is not None and baseline_metric:
-        value, reference = candidate.get(baseline_metric), baseline.get(baseline_metric)
-        if reference is None or value is None:
-            ok, detail = False, f"{baseline_metric} missing for candidate or baseline"
-        else:
-            lower = baseline_metric in LOWER_IS_BETTER
-            allowed = reference + baseline_tolerance if lower else reference - baseline_tolerance
-            ok = _better_or_equal(baseline_metric, value, allowed)
-            detail = (
-                f"{baseline_metric}={_fmt(value)} vs baseline {_fmt(reference)} "
-                f"(tolerance {baseline_tolerance}: must be {'<=' if lower else '>='} {allowed:.4f})"
-            )
-        checks.append(Check(f"baseline.{baseline_metric}", ok, value, reference, detail))
+    if versus_baseline is not None:
+        checks.append(versus_baseline.check(f"baseline.{versus_baseline.metric}", "baseline", over_baseline))
     passed = all(check.passed for check in checks)
 
-    if champion is None or not champion_metric:
-        beats, detail, reference = True, "no current champion", None
+    if not has_champion:
+        champion_check = Check("champion.none", True, None, None, "no current champion")
+    elif versus_champion is None:
+        champion_check = Check("champion.none", True, None, None, "no champion rule (model.gate.versus_champion)")
     else:
-        value, reference = candidate.get(champion_metric), champion.get(champion_metric)
-        lower = champion_metric in LOWER_IS_BETTER
-        needed = None if reference is None else (reference - min_improvement if lower else reference + min_improvement)
-        beats = value is not None and needed is not None and _better_or_equal(champion_metric, value, needed)
-        detail = (
-            f"{champion_metric}={_fmt(value)} vs champion {_fmt(reference)} "
-            f"(must be {'<=' if lower else '>='} {_fmt(needed)})"
-        )
-    checks.append(
-        Check(f"champion.{champion_metric or 'none'}", beats, candidate.get(champion_metric or ""), reference, detail)
-    )
+        champion_check = versus_champion.check(f"champion.{versus_champion.metric}", "champion", over_champion)
+    checks.append(champion_check)
     # the champion comparison never fails the gate: it only decides promotion
-    return Verdict(passed=passed, beats_champion=passed and beats, checks=checks)
+    return Verdict(passed=passed, beats_champion=passed and champion_check.passed, checks=checks)

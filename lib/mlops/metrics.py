@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn import metrics as skm
@@ -88,6 +89,49 @@ def compute_metrics(names: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray
     return {name: METRICS[name](y_true, y_pred) for name in names}
 
 
+def _resampled(
+    statistic: Callable[[np.ndarray], float],
+    n_rows: int,
+    groups: np.ndarray | None,
+    n_resamples: int,
+    seed: int,
+) -> list[float]:
+    """`statistic(rows)` over bootstrap resamples of rows, or of whole groups when given; the
+    resamples where it is undefined (a class missing, say) are left out."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        order, counts = np.arange(n_rows), np.ones(n_rows, dtype=int)
+    else:
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        order, counts = np.argsort(inverse, kind="stable"), np.bincount(inverse)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    values = []
+    with warnings.catch_warnings():  # a resample may lack a class; such resamples are skipped below
+        warnings.simplefilter("ignore")
+        for _ in range(n_resamples):
+            picked = rng.integers(0, len(counts), size=len(counts))
+            # the rows of the picked groups, each group's rows in a block: starts[g] .. starts[g] + counts[g]
+            lengths = counts[picked]
+            block_start = np.repeat(starts[picked] - (np.cumsum(lengths) - lengths), lengths)
+            try:
+                value = statistic(order[block_start + np.arange(lengths.sum())])
+            except ValueError:
+                continue
+            if np.isfinite(value):
+                values.append(value)
+    return values
+
+
+def _percentiles(values: list[float], n_resamples: int, confidence: float) -> tuple[float, float]:
+    """A percentile interval, or (nan, nan) when most resamples were undefined: a number would look
+    trustworthy where it is not."""
+    if not values or len(values) < n_resamples / 2:
+        return float("nan"), float("nan")
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     fn: Metric,
     y_true: np.ndarray,
@@ -98,36 +142,59 @@ def bootstrap_ci(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile interval of `fn` over resamples of rows, or of whole groups when given.
-
-    Resamples where the metric is undefined (one class only) are skipped; if most are, the
-    interval is (nan, nan) rather than a number that looks trustworthy.
-    """
+    """Percentile interval of `fn` over resamples of rows, or of whole groups when given."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        members = [np.array([i]) for i in range(len(y_true))]
-    else:
-        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
-    values = []
-    with warnings.catch_warnings():  # a resample may lack a class; such resamples are skipped below
-        warnings.simplefilter("ignore")
-        for _ in range(n_resamples):
-            picked = rng.integers(0, len(members), size=len(members))
-            rows = np.concatenate([members[i] for i in picked])
-            try:
-                value = fn(y_true[rows], y_pred[rows])
-            except ValueError:
-                continue
-            if np.isfinite(value):
-                values.append(value)
-    if len(values) < n_resamples / 2:
-        return float("nan"), float("nan")
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    values = _resampled(lambda rows: fn(y_true[rows], y_pred[rows]), len(y_true), groups, n_resamples, seed)
+    return _percentiles(values, n_resamples, confidence)
+
+
+@dataclass(frozen=True)
+class Improvement:
+    """How much better one prediction scores than another on the same rows, with its interval.
+
+    Positive is better whatever the metric's direction (for brier: reference - candidate), so a
+    rule reads the same for every metric.
+    """
+
+    metric: str
+    estimate: float
+    low: float
+    high: float
+
+    def end(self, which: str) -> float:
+        return {"low": self.low, "estimate": self.estimate, "high": self.high}[which]
+
+    def __str__(self) -> str:
+        return f"{self.estimate:+.4f} [{self.low:+.4f}, {self.high:+.4f}]"
+
+
+def paired_improvement(
+    name: str,
+    y_true: np.ndarray,
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    n_resamples: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Improvement:
+    """The candidate's improvement over the reference on the same resampled customers.
+
+    Paired, because the question is about the difference: two separate intervals overlap long
+    before the difference is noise, since both models find the same customers easy or hard, and
+    a resample that is easy for one is easy for the other.
+    """
+    fn = metric(name)
+    sign = -1.0 if name in LOWER_IS_BETTER else 1.0
+    y_true, candidate, reference = np.asarray(y_true), np.asarray(candidate), np.asarray(reference)
+
+    def improvement(rows: np.ndarray) -> float:
+        return sign * (fn(y_true[rows], candidate[rows]) - fn(y_true[rows], reference[rows]))
+
+    estimate = improvement(np.arange(len(y_true)))
+    low, high = _percentiles(_resampled(improvement, len(y_true), groups, n_resamples, seed), n_resamples, confidence)
+    return Improvement(name, float(estimate), low, high)
 
 
 def metrics_with_ci(

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops.metrics import Improvement
+
 log = logging.getLogger(__name__)
 
 
@@ -140,6 +142,10 @@ def _value(metrics: dict[str, float] | None, name: str) -> str:
     return f"{metrics[name]:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def _improvement(values: dict[str, Improvement] | None, name: str) -> str:
+    return "-" if not values or name not in values else str(values[name])
+
+
 def model_card(
     *,
     title: str,
@@ -148,6 +154,7 @@ def model_card(
     candidate: dict[str, float],
     baseline: dict[str, float] | None,
     champion: dict[str, float] | None,
+    improvements: dict[str, dict[str, Improvement] | None],
     verdict: dict[str, Any],
     action: str,
     confidence: float,
@@ -164,6 +171,21 @@ def model_card(
     ]
     lines += [
         f"| {name} | {_value(candidate, name)} | {_value(baseline, name)} | {_value(champion, name)} |"
+        for name in metric_names
+    ]
+    lines += [
+        "",
+        f"## Paired improvement ({confidence:.0%} bootstrap intervals over the same resampled entities)",
+        "",
+        "Candidate minus reference (brier: reference minus candidate), so positive is better. The gate's",
+        "rules (model.gate.versus_*) bound an end of these intervals.",
+        "",
+        "| metric | over baseline | over champion |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {_improvement(improvements.get('baseline'), name)} | "
+        f"{_improvement(improvements.get('champion'), name)} |"
         for name in metric_names
     ]
     lines += ["", "## Gate", "", "| check | passed | detail |", "|---|---|---|"]

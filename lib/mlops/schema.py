@@ -53,6 +53,21 @@ class SplitKind(Choice):
     time = "time"
 
 
+class IntervalEnd(Choice):
+    """model.gate.versus_*.end: which end of the paired difference's interval must reach `min`."""
+
+    low = "low"  # significantly better (by at least min)
+    estimate = "estimate"  # better on the point estimate, noise or not
+    high = "high"  # not significantly worse
+
+
+class CalibrationMethod(Choice):
+    """model.calibration.method: the calibrator fitted on the latest training snapshots."""
+
+    sigmoid = "sigmoid"
+    isotonic = "isotonic"
+
+
 class Alias(Choice):
     """promote.alias: the registry alias scripts/promote.py points at a version."""
 
@@ -199,14 +214,29 @@ class BaselineConfig:
 
 
 @dataclass
+class PairedRule:
+    """A bound on the paired bootstrap interval of the candidate's improvement over a reference."""
+
+    metric: str = MISSING
+    end: IntervalEnd = IntervalEnd.high
+    min: float = 0.0
+
+
+@dataclass
 class GateConfig:
     # metric -> {min: ..., max: ...}; the bounds are not typed here (OmegaConf applies no type to the
     # values of a dict nested in a dict), validate_config checks them
     thresholds: dict[str, Any] = field(default_factory=dict)
-    baseline_metric: str | None = None
-    baseline_tolerance: float = 0.0
-    champion_metric: str | None = None
-    min_improvement: float = 0.0
+    versus_baseline: PairedRule | None = None
+    versus_champion: PairedRule | None = None
+
+
+@dataclass
+class CalibrationConfig:
+    # null: the estimator's own probabilities
+    method: CalibrationMethod | None = None
+    # the latest training snapshots the calibrator is fitted on (the estimator on the earlier ones)
+    snapshots: int = 1
 
 
 @dataclass
@@ -237,6 +267,7 @@ class ModelConfig:
     metrics: list[str] = MISSING
     baseline: BaselineConfig | None = None
     gate: GateConfig = field(default_factory=GateConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     # Great Expectations suites added to the use case's: table key -> expectations
     quality: dict[str, Any] = field(default_factory=dict)
     inference: ModelInferenceConfig = field(default_factory=ModelInferenceConfig)
@@ -353,6 +384,8 @@ class Config:
     promote: PromoteConfig = MISSING
     # the report name of a conf/experiment/<name>.yaml (+experiment=<name>, clv.studies.model_quality)
     variant: str | None = None
+    # and the metric it is chosen by when not the headline (calibrations of the shipped config: brier)
+    choose_by: str | None = None
 
 
 GROUPS: dict[str, type] = {

@@ -154,6 +154,12 @@ def _gate(cfg: DictConfig, result: StageResult) -> dict[str, Any]:
                 low, high = result.metrics.get(f"{role}_{name}_ci_low"), result.metrics.get(f"{role}_{name}_ci_high")
                 if low is not None and high is not None:
                     row[f"{role}_ci"] = [low, high]
+        for role in ("baseline", "champion"):
+            estimate = result.metrics.get(f"improvement_over_{role}_{name}")
+            if estimate is not None:
+                low = result.metrics.get(f"improvement_over_{role}_{name}_ci_low", float("nan"))
+                high = result.metrics.get(f"improvement_over_{role}_{name}_ci_high", float("nan"))
+                row[f"over_{role}"] = [estimate, low, high]
         metrics[str(name)] = row
     return {
         "run_mode": str(cfg.evaluation.run_mode),
@@ -275,6 +281,13 @@ def _render_gate(gate: dict[str, Any]) -> list[str]:
             cells.append("-" if value is None else f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
         rows.append(cells)
     lines += _rows(rows)
+    paired = [["paired improvement", "over baseline", "over champion"]]
+    for name, row in gate["metrics"].items():
+        cells = [row.get(f"over_{role}") for role in ("baseline", "champion")]
+        if any(cells):
+            paired.append([name, *("-" if c is None else f"{c[0]:+.3f} [{c[1]:+.3f}, {c[2]:+.3f}]" for c in cells)])
+    if len(paired) > 1:
+        lines += _rows(paired)
     lines += [f"  {'ok  ' if c['passed'] else 'FAIL'} {c['rule']}" for c in gate["checks"]]
     if gate["version"] is not None:
         moved = ", ".join(gate["aliases_set"]) or "no alias"

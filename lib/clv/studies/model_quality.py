@@ -20,8 +20,13 @@ variants compared are the `experiment` group, conf/experiment/<name>.yaml, each 
 file of overrides with its report name in `variant`, as in lightning-hydra-template; a run of a variant
 is composed with `+experiment=<name>`, which works on the stage scripts too. What is measured comes from
 each run's composed model config: the metrics are `model.metrics`, the headline (the one with an
-interval, and the one variants are chosen on) is `model.gate.baseline_metric`, what the gate compares
-with the baseline, and the baseline is `model.baseline`, fitted here on the test snapshot itself.
+interval, and the one variants are chosen on) is `model.gate.versus_baseline.metric`, what the gate
+compares with the baseline, and the baseline is `model.baseline`, fitted as the gate fits it: per
+snapshot, on every customer the test snapshot knows. The model's improvement over the baseline is
+bootstrapped paired, over the same customers, as the gate does (`quality.paired` names the metrics).
+An experiment with `choose_by: <metric>` (probability calibration) is built on the shipped config and
+competes on that metric instead: where the shipped config wins on the headline, the calibration
+with the best validation figure of that metric is adopted, and none where the shipped one is best.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from clv.studies import command_line_overrides, pipeline_overrides
 from mlops.calendar import monthly_dates
 from mlops.config import CONF_DIR, compose_config
 from mlops.errors import ConfigError, PipelineError
-from mlops.metrics import LOWER_IS_BETTER, compute_metrics, metrics_with_ci
+from mlops.metrics import LOWER_IS_BETTER, compute_metrics, metrics_with_ci, paired_improvement
 from mlops.redact import redacted_output
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,8 @@ class Experiment:
     name: str
     variant: str
     overrides: tuple[str, ...]  # the file's settings as key=value, for the report only
+    # null: competes on the headline metric; a metric: a variant of the shipped config chosen on that one
+    choose_by: str | None = None
 
     @classmethod
     def load(cls, name: str) -> Experiment:
@@ -91,7 +98,8 @@ class Experiment:
         if not isinstance(content, dict):
             raise ConfigError(f"{path} is not a mapping of overrides", where=str(path), fix="key: value settings")
         variant = str(content.pop("variant", name))
-        return cls(name, variant, tuple(_flatten(content)))
+        choose_by = content.pop("choose_by", None)
+        return cls(name, variant, tuple(_flatten(content)), None if choose_by is None else str(choose_by))
 
     @property
     def override(self) -> str:
@@ -100,15 +108,15 @@ class Experiment:
 
 @dataclass(frozen=True)
 class ModelMetrics:
-    """What a model is measured on, as its config says: model.metrics, and model.gate.baseline_metric
-    as the headline that gets an interval and chooses between variants."""
+    """What a model is measured on, as its config says: model.metrics, and the gate's
+    model.gate.versus_baseline.metric as the headline that gets an interval and chooses between variants."""
 
     names: tuple[str, ...]
     headline: str
 
     @classmethod
     def of(cls, cfg: DictConfig) -> ModelMetrics:
-        return cls(tuple(cfg.model.metrics), str(cfg.model.gate.baseline_metric))
+        return cls(tuple(cfg.model.metrics), str(cfg.model.gate.versus_baseline.metric))
 
 
 def metrics_of(results: dict, model: str) -> ModelMetrics:
@@ -205,6 +213,7 @@ def score_test(ctx, result, countries: pd.Series, settings: DictConfig) -> pd.Da
     from hydra.utils import instantiate
 
     from mlops.models import ScoredModel
+    from mlops.stages.evaluate import fit_per_snapshot
 
     cfg = ctx.cfg
     scored = ScoredModel.from_run(result.run_id, result.details["model_uri"])
@@ -218,11 +227,17 @@ def score_test(ctx, result, countries: pd.Series, settings: DictConfig) -> pd.Da
             "model": scored.predict(test),
         }
     )
-    # the textbook way: the gate's baseline, but fitted on the calibration summary at the cutoff
+    # the gate's baseline as the gate fits it: on the calibration summary of every customer at the cutoff
     spec = cfg.model.baseline
-    columns = list(spec.columns)
-    baseline = instantiate(spec.estimator).fit(test[columns])
-    score = getattr(baseline, spec.method)(test[columns], horizon)
+    snapshot = str(cfg.use_case.key_columns[1])
+    rows = test[[snapshot, *spec.columns]]
+    score, _ = fit_per_snapshot(
+        lambda: instantiate(spec.estimator),
+        rows,
+        rows,
+        snapshot,
+        lambda model, part: getattr(model, spec.method)(part, horizon),
+    )
     frame[settings.baseline_names[spec.method]] = target.from_score(score)
     heuristic = settings.heuristics[cfg.model.name]
     carried = test[heuristic.column.format(horizon=horizon)].to_numpy(dtype=float)
@@ -238,9 +253,11 @@ def population_metrics(
     resamples: int,
     seed: int,
     skip: Sequence[str] = (),
+    paired: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Population -> metrics of one predictor, with a bootstrap CI on the headline metric; `skip`:
-    metrics the predictor cannot be scored on."""
+    metrics the predictor cannot be scored on; `paired`: reference predictor -> metrics of the
+    predictor's paired improvement over it (`improvement_over_<reference>_<metric>`, with its interval)."""
     headline = metrics.headline
     members = population_members(populations, scored.frame["country"].to_numpy())
     out = {}
@@ -258,6 +275,15 @@ def population_metrics(
         values.update(
             compute_metrics([name for name in metrics.names if name != headline and name not in skip], y, prediction)
         )
+        for reference, names in (paired or {}).items():
+            for name in names:
+                improvement = paired_improvement(
+                    name, y, prediction, rows[reference].to_numpy(), n_resamples=resamples, seed=seed
+                )
+                key = f"improvement_over_{reference}_{name}"
+                values.update(
+                    {key: improvement.estimate, f"{key}_ci_low": improvement.low, f"{key}_ci_high": improvement.high}
+                )
         out[population] = values
     return out
 
@@ -295,6 +321,8 @@ def evaluate_variant(
     countries = customer_countries(ctx)
     validation_for = {c: validation_date(c, horizon) for c in cutoffs}
     skip = list(settings.heuristics[model].skip_metrics)
+    baseline_name = settings.baseline_names[run_cfg.model.baseline.method]
+    paired = {baseline_name: list(settings.paired.get(model) or [])}
     entries: list[dict[str, Any]] = []
     for day in sorted({*cutoffs, *validation_for.values()}, reverse=True):
         day_cfg = compose_config([*base, f"use_case.split.test_date={day}"])
@@ -310,6 +338,7 @@ def evaluate_variant(
                 "model": model,
                 "variant": experiment.variant,
                 "experiment": experiment.name,
+                "choose_by": experiment.choose_by,
                 "overrides": list(experiment.overrides),
                 "date": day.isoformat(),
                 "run_id": trained.run_id,
@@ -323,6 +352,7 @@ def evaluate_variant(
                         int(settings.bootstrap),
                         seed,
                         skip if predictor == "heuristic" else (),
+                        paired if predictor == "model" else None,
                     )
                     for predictor in predictors
                 },
@@ -348,7 +378,8 @@ def distinct_variants(
     overrides: Sequence[str] = (),
 ) -> list[Experiment]:
     """The experiments whose resolved model config differs from the shipped pooled one (a country's
-    model_country override plays no part); the rest are noted in `same`."""
+    model_country override plays no part); the rest are noted in `same`. One chosen by a metric the
+    model is not measured on (calibration by brier for ltv_bucket) is not run."""
 
     def resolved(experiment: str) -> Any:
         cfg = compose_config([*overrides, *pooled, f"model={model}", f"+experiment={experiment}"])
@@ -356,6 +387,8 @@ def distinct_variants(
 
     shipped, kept = resolved(SHIPPED), []
     for experiment in experiments:
+        if experiment.choose_by is not None and experiment.choose_by not in shipped["metrics"]:
+            continue
         if experiment.name != SHIPPED and resolved(experiment.name) == shipped:
             same.setdefault(model, []).append(experiment.variant)
         else:
@@ -414,9 +447,27 @@ def _find(results: dict, **match) -> dict | None:
     return None
 
 
+def _best(scores: dict[str, float], metric: str) -> str:
+    """The variant with the best figure (a nan never wins; a tie keeps the shipped config)."""
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    return max(scores, key=lambda name: (np.nan_to_num(sign * scores[name], nan=-np.inf), name == SHIPPED))
+
+
+def _validation_figures(validating: list[dict], metric: str, by: str | None) -> dict[str, float]:
+    """variant -> `metric` on all customers, of the variants chosen by `by` (None: the headline) and,
+    for another metric, the shipped config they are variants of."""
+    return {
+        entry["variant"]: entry["metrics"]["model"]["all"].get(metric, math.nan)
+        for entry in validating
+        if entry.get("choose_by") == by or (by is not None and entry["variant"] == SHIPPED)
+    }
+
+
 def choose_variants(results: dict, cutoffs: list[dt.date]) -> dict:
     """training -> model -> cutoff: the variant with the best headline metric on the validation
-    snapshot (a tie keeps the shipped config); the test snapshot plays no part."""
+    snapshot (a tie keeps the shipped config); the test snapshot plays no part. Where the shipped
+    config wins, the variants chosen by another metric (calibrations of the shipped config) compete
+    with it on that metric, on the same validation snapshot."""
     choices: dict = {}
     for training, model in sorted({(entry["training"], entry["model"]) for entry in results["runs"]}):
         headline = metrics_of(results, model).headline
@@ -428,15 +479,19 @@ def choose_variants(results: dict, cutoffs: list[dt.date]) -> dict:
             ]
             if not validating:
                 continue
-            scores = {
-                entry["variant"]: entry["metrics"]["model"]["all"].get(headline, math.nan) for entry in validating
-            }
-            best = max(scores, key=lambda name: (np.nan_to_num(scores[name], nan=-np.inf), name == SHIPPED))
-            choices.setdefault(training, {}).setdefault(model, {})[cutoff] = {
+
+            scores = _validation_figures(validating, headline, None)
+            choice: dict[str, Any] = {
                 "validation_date": validating[0]["date"],
                 "validation": scores,
-                "chosen": best,
+                "chosen": _best(scores, headline),
             }
+            for by in sorted({entry["choose_by"] for entry in validating if entry.get("choose_by")}):
+                if choice["chosen"] == SHIPPED:
+                    by_metric = _validation_figures(validating, by, by)
+                    choice.setdefault("validation_by", {})[by] = by_metric
+                    choice["chosen"] = _best(by_metric, by)
+            choices.setdefault(training, {}).setdefault(model, {})[cutoff] = choice
     return choices
 
 
@@ -450,37 +505,46 @@ def chosen_entry(results: dict, training: str, model: str, cutoff: str) -> dict 
 
 
 def _figure(entry: dict, predictor: str, population: str, name: str) -> float | None:
-    value = entry["metrics"][predictor].get(population, {}).get(name)
+    value = entry["metrics"].get(predictor, {}).get(population, {}).get(name)
     return None if value is None or math.isnan(value) else value
 
 
 def goals(results: dict, steps: Sequence) -> list[dict]:
-    """The goals of quality.goals, judged on the pooled model's validation-chosen variant at each cutoff;
-    a check whose model was not run, or whose margin has no interval, is left out."""
+    """The goals of quality.goals, judged on a training's (default: pooled) validation-chosen variant
+    at each cutoff; a check whose model or training was not run is left out.
+
+    A check compares the model's `metric` on `population` with `min`, or with the `than` predictor's
+    figure; with `paired: low | high`, that end of the paired improvement over `than` (positive is
+    better) must reach `min` (default 0): low above 0 is significantly better, high at least 0 not
+    significantly worse.
+    """
     out: list[dict] = []
     first, *rest = results["cutoffs"]
     dates = {"first": [first], "rest": rest, "all": results["cutoffs"]}
     for step in steps:
         for cutoff in dates[step.cutoffs]:
             for check in step.checks:
-                entry = chosen_entry(results, "pooled", check.model, cutoff)
+                entry = chosen_entry(results, check.get("training", "pooled"), check.model, cutoff)
                 if entry is None:
                     continue
                 population, metric = check.get("population", "all"), check.metric
-                value, reference = _figure(entry, "model", population, metric), check.get("min")
-                if check.get("than") is not None:
-                    reference = _figure(entry, check.than, population, metric)
-                    if check.get("margin") == "ci_half_width":
-                        other = entry["metrics"][check.than].get(population, {})
-                        low, high = other.get(f"{metric}_ci_low", math.nan), other.get(f"{metric}_ci_high", math.nan)
-                        if reference is None or math.isnan(low):
-                            continue
-                        reference -= (high - low) / 2
-                met = (
-                    None
-                    if value is None or reference is None
-                    else (value <= reference if metric in LOWER_IS_BETTER else value >= reference)
-                )
+                reference: float | None
+                if check.get("paired") is not None:
+                    suffix = {"low": "_ci_low", "high": "_ci_high"}[check.paired]
+                    value = _figure(entry, "model", population, f"improvement_over_{check.than}_{metric}{suffix}")
+                    reference = float(check.get("min") or 0.0)
+                    met = (
+                        None if value is None else (value > reference if check.paired == "low" else value >= reference)
+                    )
+                else:
+                    value, reference = _figure(entry, "model", population, metric), check.get("min")
+                    if check.get("than") is not None:
+                        reference = _figure(entry, check.than, population, metric)
+                    met = (
+                        None
+                        if value is None or reference is None
+                        else (value <= reference if metric in LOWER_IS_BETTER else value >= reference)
+                    )
                 out.append(
                     {
                         "goal": check.text.format(cutoff=cutoff),
@@ -499,17 +563,39 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def _with_ci(values: dict, name: str) -> str:
+def _with_ci(values: dict, name: str, *, signed: bool = False) -> str:
     low, high = values.get(f"{name}_ci_low"), values.get(f"{name}_ci_high")
-    point = _fmt(values.get(name))
-    return point if low is None or math.isnan(low) else f"{point} [{_fmt(low)}, {_fmt(high)}]"
+    fmt = (lambda v: "—" if v is None or math.isnan(v) else f"{v:+.3f}") if signed else _fmt
+    point = fmt(values.get(name))
+    return point if low is None or math.isnan(low) else f"{point} [{fmt(low)}, {fmt(high)}]"
+
+
+_IMPROVEMENT = "improvement_over_"
 
 
 def population_table(entry: dict, metrics: ModelMetrics, populations: Sequence[str]) -> list[str]:
+    """Every predictor's figures per population; the model's rows add its paired improvement over the
+    baseline (positive is better, brier included), which is what the gate's rule bounds."""
     names, headline = metrics.names, metrics.headline
+    paired = sorted(
+        {
+            key
+            for values in entry["metrics"].get("model", {}).values()
+            for key in values
+            if key.startswith(_IMPROVEMENT) and not key.endswith(("_ci_low", "_ci_high"))
+        }
+    )
+    titles = [
+        f"{name} over {key[len(_IMPROVEMENT) : -len(name) - 1]}"
+        for key in paired
+        for name in names
+        if key.endswith(f"_{name}")
+    ]
     lines = [
-        "| population | customers | predictor | " + " | ".join(names) + " |",
-        "|---|---:|---|" + "---:|" * len(names),
+        "| population | customers | predictor | "
+        + " | ".join([*names, *(f"paired improvement: {t}" for t in titles)])
+        + " |",
+        "|---|---:|---|" + "---:|" * (len(names) + len(paired)),
     ]
     for population in populations:
         for predictor, by_population in entry["metrics"].items():
@@ -517,6 +603,7 @@ def population_table(entry: dict, metrics: ModelMetrics, populations: Sequence[s
             if values is None:  # a report merged from a run that did not measure this population
                 continue
             cells = [_with_ci(values, name) if name == headline else _fmt(values.get(name)) for name in names]
+            cells += [_with_ci(values, key, signed=True) if key in values else "" for key in paired]
             lines.append(f"| {population} | {int(values['customers'])} | {predictor} | " + " | ".join(cells) + " |")
     return lines
 
@@ -534,10 +621,18 @@ def _variant_overrides(entries: list[dict], variant: str) -> list[str] | None:
     return None
 
 
-def variants_table(results: dict, training: str, model: str, population: str = "all") -> list[str]:
-    """The headline metric of every variant at every date, validation dates marked."""
-    headline = metrics_of(results, model).headline
-    entries = [entry for entry in results["runs"] if (entry["training"], entry["model"]) == (training, model)]
+def variants_table(
+    results: dict, training: str, model: str, population: str = "all", metric: str | None = None
+) -> list[str]:
+    """The headline metric (or `metric`, of the variants chosen by it and the shipped config) of
+    every variant at every date, validation dates marked."""
+    headline = metric or metrics_of(results, model).headline
+    entries = [
+        entry
+        for entry in results["runs"]
+        if (entry["training"], entry["model"]) == (training, model)
+        and (metric is None or entry.get("choose_by") == metric or entry["variant"] == SHIPPED)
+    ]
     dates = sorted({entry["date"] for entry in entries}, reverse=True)
     role = {
         entry["date"]: ("validation for " + ", ".join(entry["validation_for"]) if entry["validation_for"] else "test")
@@ -659,6 +754,17 @@ def markdown(results: dict, settings: DictConfig) -> str:
             *variants_table(results, "pooled", model),
             "",
         ]
+        for by in sorted(
+            {entry["choose_by"] for entry in results["runs"] if entry.get("choose_by") and entry["model"] == model}
+        ):
+            lines += [
+                f"{by} of the shipped config and its variants chosen by {by} (probability calibration: "
+                f"`model.calibration`), pooled, all customers. Where the shipped config is best on the "
+                f"headline at a validation date, the lowest {by} there is adopted:",
+                "",
+                *variants_table(results, "pooled", model, metric=by),
+                "",
+            ]
         trainings = {entry["training"] for entry in results["runs"] if entry["model"] == model}
         for code in sorted(t for t in trainings if t != "pooled" and not t.endswith(POOLED_SUFFIX)):
             population = country_name(code)

@@ -41,6 +41,7 @@ class QualitySettings:
     experiments: list[str] = MISSING
     country_models: list[str] = MISSING
     bootstrap: int = MISSING
+    paired: dict[str, list[str]] = MISSING
     out: str = MISSING
     doc: str = MISSING
     pooled: list[str] = MISSING
