@@ -427,6 +427,15 @@ CASES: list[Case] = [
         outcome="config check",
     ),
     Case(
+        "gate_rule_unmeasured",
+        "gate rule on a metric the model is not measured on",
+        "evaluate.py",
+        ("model.gate.versus_baseline.metric=qwk",),
+        exit_code=2,
+        says=("model.gate.versus_baseline.metric=qwk is not one of model.metrics",),
+        outcome="config check",
+    ),
+    Case(
         "inference_threshold",
         "inference threshold 2",
         "batch_inference.py",

@@ -111,6 +111,25 @@ def test_a_calibrated_run_logs_the_calibrator_fitted_on_the_latest_training_snap
     configure_mlflow(ctx.cfg)
     assert mlflow.get_run(results["train"].run_id).data.params["calibration.method"] == "none"
 
+    # calibrated on the latest 12 snapshots, the estimator keeps the first ten, which are less than a
+    # year into the data: last year's seasonal features are empty there, and are dropped, as features
+    # the estimator cannot learn from (HistGradientBoosting would fail on an all-null column)
+    with mlflow_state_kept():
+        cfg = local_config(
+            root,
+            "model=repurchase",
+            *DE_PIPELINE_OVERRIDES,
+            "model.calibration.method=sigmoid",
+            "model.calibration.snapshots=12",
+        )
+        early = train(RunContext.from_config(cfg, spark=spark))
+    seasonal = [column for column in early.details["dropped_features"] if "last_year" in column]
+    assert seasonal and all(
+        early.details["dropped_features"][column].endswith("(the estimator's snapshots, before calibration)")
+        for column in seasonal
+    )
+    assert not set(seasonal) & set(early.details["features"])
+
 
 def run_script(name: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -423,3 +423,34 @@ def test_a_study_needs_its_data_or_earlier_results_but_not_both(quality, tmp_pat
             )
         )
     assert not (tmp_path / "report.md").exists()
+
+
+def test_calibration_is_reported_bin_by_bin_for_the_chosen_variant_the_baseline_and_the_calibrations(quality):
+    rng = np.random.default_rng(0)
+    p = rng.random(1000)
+    y = (rng.random(1000) < p).astype(int)  # calibrated by construction
+    bins = quality.reliability(y, p, bins=5)
+    assert [b["customers"] for b in bins] == [200.0] * 5
+    assert [b["predicted"] for b in bins] == sorted(b["predicted"] for b in bins)
+    assert all(abs(b["predicted"] - b["realised"]) < 0.1 for b in bins)
+    assert quality.reliability(y, np.full(1000, 0.5), bins=5)[0]["predicted"] == 0.5
+
+    def run(variant: str, choose_by: str | None, shift: float) -> dict:
+        return {
+            "training": "pooled",
+            "model": "repurchase",
+            "variant": variant,
+            "date": "2011-09-09",
+            "choose_by": choose_by,
+            "reliability": {
+                "model": quality.reliability(y, np.clip(p + shift, 0, 1), bins=5),
+                "BG/NBD": quality.reliability(y, p, bins=5),
+            },
+        }
+
+    shipped, isotonic = run("default", None, 0.2), run("calibrated (isotonic)", "brier", 0.0)
+    table = quality.reliability_table({"runs": [shipped, isotonic]}, shipped, "repurchase", "2011-09-09")
+    assert table[2] == "| bin | default | BG/NBD | calibrated (isotonic) |"
+    first = table[4].split(" | ")
+    assert first[0] == "| 1" and len(first) == 4
+    assert table[-2].startswith("| 5 | ") and table[-1] == ""

@@ -141,7 +141,8 @@ def fit_per_snapshot(
             model = make().fit(own)
             fits[str(snapshot)] = {"customers": len(own), **model.params}
         except ValueError as err:
-            pooled = pooled or make().fit(fit_rows)
+            if pooled is None:
+                pooled = make().fit(fit_rows)
             model = pooled
             fits[str(snapshot)] = {"customers": len(own), "fallback": f"one fit over all snapshots: {err}"}
             log.warning("baseline at snapshot %s not fitted on its own %d customers (%s)", snapshot, len(own), err)

@@ -177,17 +177,6 @@ def train(ctx: RunContext) -> StageResult:
     X_test, y_test_raw, _ = to_matrix(test_df, keys, columns, label, cfg.model.training.max_rows, cfg.seed)
     # who scoring will see is decided on every feature (pooled: by the home share), before any is dropped
     home = ctx.population.served_mask(X_train)
-    dropped = uninformative_features(X_train)
-    for column, reason in dropped.items():
-        log.warning("dropped feature %s: %s", column, reason)
-    columns = [column for column in columns if column not in dropped]
-    if not columns:
-        raise TrainingDataError(
-            f"every feature is null or constant in training: {dropped}",
-            where=str(ctx.table_name("train")),
-            fix="more history or more customers (env.sample_fraction), or other model.features.columns",
-        )
-    X_train, X_test = X_train[columns], X_test[columns]
     target = instantiate(cfg.model.target).fit(y_train_raw)
     y_train, y_test = target.transform(y_train_raw), target.transform(y_test_raw)
     require_classes(y_train, "training", str(ctx.table_name("train")))
@@ -198,11 +187,26 @@ def train(ctx: RunContext) -> StageResult:
     method = None if method is None else str(method)
     snapshots = int(cfg.model.calibration.snapshots)
     calibration_dates: list[str] = []
-    calibration_count = 0
+    learning = np.ones(len(y_train), dtype=bool)  # the rows the estimator itself is fitted on
     if method is not None:
-        latest = calibration_rows(y_train, train_dates, snapshots, str(ctx.table_name("train")))
-        calibration_dates = [str(date) for date in np.unique(train_dates[latest])]
-        calibration_count = int(latest.sum())
+        learning = ~calibration_rows(y_train, train_dates, snapshots, str(ctx.table_name("train")))
+        calibration_dates = [str(date) for date in np.unique(train_dates[~learning])]
+    calibration_count = int((~learning).sum())
+    # judged on the estimator's own rows: a seasonal feature that only the calibration snapshot has
+    # is as empty to the estimator as one that no snapshot has
+    dropped = uninformative_features(X_train[learning])
+    if method is not None:
+        dropped = {column: f"{why} (the estimator's snapshots, before calibration)" for column, why in dropped.items()}
+    for column, reason in dropped.items():
+        log.warning("dropped feature %s: %s", column, reason)
+    columns = [column for column in columns if column not in dropped]
+    if not columns:
+        raise TrainingDataError(
+            f"every feature is null or constant in training: {dropped}",
+            where=str(ctx.table_name("train")),
+            fix="more history or more customers (env.sample_fraction), or other model.features.columns",
+        )
+    X_train, X_test = X_train[columns], X_test[columns]
 
     estimator = instantiate(cfg.model.estimator)
     configure_mlflow(cfg)
