@@ -128,7 +128,12 @@ def test_ui_hint_names_the_store_when_it_is_not_the_default(tmp_path):
 def results() -> list[StageResult]:
     return [
         StageResult(
-            "extract", {"transactions": 3}, {"transactions": 1200, "source": 1300}, seconds=2.04, upstream=True
+            "extract",
+            {"transactions": 3},
+            {"transactions": 1200, "source": 1300},
+            seconds=2.04,
+            upstream=True,
+            spark_jobs=6,
         ),
         StageResult(
             "train",
@@ -194,7 +199,7 @@ def test_summary_reports_tables_gate_aliases_timings_and_the_next_command():
             "rows": 1200,
         }
     ]
-    assert built["stages"][0] == {"stage": "extract", "seconds": 2.0, "upstream": True, "run_id": None}
+    assert built["stages"][0] == {"stage": "extract", "seconds": 2.0, "upstream": True, "run_id": None, "spark_jobs": 6}
     assert built["gate"]["metrics"]["roc_auc"] == {
         "candidate": 0.81,
         "candidate_ci": [0.75, 0.86],
@@ -203,8 +208,8 @@ def test_summary_reports_tables_gate_aliases_timings_and_the_next_command():
     }
     text = summary.render(built, "make ui")
     lines = text.splitlines()
-    assert any(re.fullmatch(r"\s+extract\s+2\.0 s\s+-\s+run first: its output was missing", line) for line in lines)
-    assert any(re.fullmatch(r"\s+evaluate\s+3\.0 s\s+run-eval", line) for line in lines)
+    assert any(re.fullmatch(r"\s+extract\s+2\.0 s\s+6\s+-\s+run first: its output was missing", line) for line in lines)
+    assert any(re.fullmatch(r"\s+evaluate\s+3\.0 s\s+-\s+run-eval", line) for line in lines)
     assert any(re.fullmatch(r"\s+local\.clv\.clv_transactions_de\s+3\s+1200", line) for line in lines)
     assert any(re.fullmatch(r"\s+roc_auc\s+0\.810 \[0\.750, 0\.860\]\s+0\.740\s+-", line) for line in lines), text
     assert any(re.fullmatch(r"\s+roc_auc\s+\+0\.070 \[\+0\.012, \+0\.131\]\s+-", line) for line in lines), text

@@ -113,3 +113,20 @@ def test_a_per_date_replace_is_compared_with_the_rows_of_those_dates_only(ctx, s
     with pytest.raises(DataQualityError, match="1 rows would replace the 10"):
         ctx.write_all({"train": dated(1, first)}, replace_dates=("snapshot_date", [first]))
     assert ctx.read("train").count() == 12
+
+
+def test_a_stage_counts_its_own_spark_jobs_not_those_of_a_stage_it_runs_first(spark):
+    from mlops.spark_jobs import counted
+
+    context = spark.sparkContext
+    with counted(spark, "outer") as outer:
+        spark.range(3).collect()
+        with counted(spark, "inner") as inner:
+            spark.range(3).collect()
+            spark.range(4).collect()
+        spark.range(5).collect()
+    assert (outer.jobs, inner.jobs) == (2, 2)
+    # the session's jobs are ungrouped again afterwards
+    assert context.getLocalProperty("spark.jobGroup.id") is None
+    spark.range(2).collect()
+    assert (outer.jobs, inner.jobs) == (2, 2)

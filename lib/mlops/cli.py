@@ -42,7 +42,7 @@ def _run(stages: Sequence[str], cfg: DictConfig, ctx: RunContext | None) -> tupl
                 "stage %s: %s %s %s (env %s)", stage, cfg.use_case.name, cfg.model.name, cfg.country.code, cfg.env.name
             )
             result = ctx.run(stage)
-            log.info("stage %s done in %.1f s: tables %s, rows %s", stage, result.seconds, result.tables, result.rows)
+            log_stage_done(result)
             results.append(result)
     closing = summary.build(cfg, ctx.results[first:])
     summary.log_summary(closing)
@@ -129,3 +129,15 @@ def run_stage(stages: str | Sequence[str], cfg: DictConfig) -> list[StageResult]
     sys.stdout.write(summary.render(closing, ui_hint(cfg)) + "\n")  # for the person who ran the script
     sys.stdout.flush()
     return results
+
+
+def log_stage_done(result: StageResult) -> None:
+    """The line a run's log ends each stage with; clv.studies.benchmark reads its figures from it."""
+    log.info(
+        "stage %s done in %.1f s: tables %s, rows %s, Spark jobs %s",
+        result.stage,
+        result.seconds,
+        result.tables,
+        result.rows,
+        "unknown" if result.spark_jobs is None else result.spark_jobs,
+    )

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlops.config import validate_config
 from mlops.errors import ConfigError, MissingInputError, PipelineError
 from mlops.frames import first_row
+from mlops.spark_jobs import counted
 from mlops.tables import TableName, TableStore, make_table_store
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class StageResult:
     upstream: bool = False
     # the stage's data-quality report: {"docs": index.html, "results": folder, "run_id": MLflow run}
     data_quality: dict[str, str] = field(default_factory=dict)
+    # Spark jobs the stage itself started (not its producers'); None on Spark Connect (mlops.spark_jobs)
+    spark_jobs: int | None = None
 
     @classmethod
     def of_writes(cls, stage: str, written: dict[str, tuple[int | None, int]], **extra: Any) -> StageResult:
@@ -160,7 +163,8 @@ class RunContext:
         outer_nested, self._nested_seconds = self._nested_seconds, 0.0
         started = time.perf_counter()
         try:
-            result = function(self)
+            with counted(self.spark, stage) as jobs:
+                result = function(self)
         except BaseException as error:
             report = publish_quality(self, stage, self.validations, None)
             if report and isinstance(error, PipelineError):
@@ -171,7 +175,7 @@ class RunContext:
             elapsed, nested = time.perf_counter() - started, self._nested_seconds
             self._nested_seconds = outer_nested + elapsed
         # its own time: the producers it ran first are timed on their own results
-        result.seconds, result.upstream = elapsed - nested, upstream
+        result.seconds, result.upstream, result.spark_jobs = elapsed - nested, upstream, jobs.jobs
         result.data_quality = publish_quality(self, stage, validations, result)
         self.results.append(result)
         return result

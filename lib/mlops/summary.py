@@ -88,7 +88,13 @@ def build(cfg: DictConfig, results: list[StageResult]) -> dict[str, Any]:
         "env": cfg.env.name,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "stages": [
-            {"stage": r.stage, "seconds": round(r.seconds, 1), "upstream": r.upstream, "run_id": r.run_id}
+            {
+                "stage": r.stage,
+                "seconds": round(r.seconds, 1),
+                "upstream": r.upstream,
+                "run_id": r.run_id,
+                "spark_jobs": r.spark_jobs,
+            }
             for r in results
         ],
         "tables": [
@@ -217,11 +223,12 @@ def render(summary: dict[str, Any], ui_hint: str | None) -> str:
         f"== {summary['use_case']} {summary['model']} {summary['country']} (env {summary['env']}) ==",
         "stages:",
         *_rows(
-            [["stage", "time", "MLflow run", ""]]
+            [["stage", "time", "Spark jobs", "MLflow run", ""]]
             + [
                 [
                     s["stage"],
                     f"{s['seconds']:.1f} s",
+                    "-" if s.get("spark_jobs") is None else str(s["spark_jobs"]),
                     summary["mlflow"]["runs"].get(s["stage"]) or "-",
                     "run first: its output was missing" if s["upstream"] else "",
                 ]

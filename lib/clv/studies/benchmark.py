@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 # the checkout whose scripts/run_pipeline.py is measured (the package is installed editable from it)
 REPO = CONF_DIR.parent
-STAGE_LINE = re.compile(r"stage (\w+) done in ([\d.]+) s: tables .*?, rows (\{.*\})")
+STAGE_LINE = re.compile(r"stage (\w+) done in ([\d.]+) s: tables .*?, rows (\{.*\}), Spark jobs (\w+)")
 STAGE_START = re.compile(r"stage (\w+): ")
 
 
@@ -146,6 +146,8 @@ class StageRun:
     seconds: float
     rows: dict
     peak_rss: int = 0
+    # the Spark jobs the stage started (mlops.spark_jobs); None where the session cannot count them
+    jobs: int | None = None
 
 
 @dataclass
@@ -193,7 +195,8 @@ def run_pipeline(overrides: Sequence[str], stages: Sequence[str]) -> Run:
             run.spark_start_seconds = time.perf_counter() - started
         if done := STAGE_LINE.search(line):
             rows = eval(done.group(3), {"__builtins__": {}})  # the stage's own dict literal of ints
-            run.stages.append(StageRun(done.group(1), float(done.group(2)), rows))
+            jobs = int(done.group(4)) if done.group(4).isdigit() else None
+            run.stages.append(StageRun(done.group(1), float(done.group(2)), rows, jobs=jobs))
         elif begun := STAGE_START.search(line):
             current["stage"] = begun.group(1)
     process.wait()
@@ -399,6 +402,24 @@ def bench_scoring(train_on: Dataset, score: Dataset, settings: DictConfig, overr
     return {"dataset": score.name, "wall_seconds": run.wall_seconds, "stages": [asdict(stage) for stage in run.stages]}
 
 
+def bench_sample(settings: DictConfig, overrides: Sequence[str] = ()) -> dict | None:
+    """The bundled sample through benchmark.sample_stages in one fresh process: what a newcomer's
+    `make train` pays per stage, in seconds and in Spark jobs (the per-action tax)."""
+    if not settings.sample_stages:
+        return None
+    root = Path(settings.out).resolve() / "runs" / "sample"
+    if root.exists():
+        shutil.rmtree(root)
+    chosen = list(settings.sample)
+    log.info("the bundled sample (%s): %s", " ".join(chosen), ", ".join(settings.sample_stages))
+    run = run_pipeline([*overrides, *chosen, f"env.storage_root={root}"], list(settings.sample_stages))
+    return {
+        "overrides": " ".join(f"`{o}`" for o in chosen),
+        "wall_seconds": run.wall_seconds,
+        "stages": [asdict(stage) for stage in run.stages],
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -417,6 +438,7 @@ def table_rows(results: list[dict], scoring: dict | None) -> list[dict]:
                     "seconds": stage["seconds"],
                     "peak_gib": stage["peak_rss"] / 2**30,
                     "rows_per_second": rows_in[name] / stage["seconds"],
+                    "jobs": stage.get("jobs"),
                 }
             )
         reference = result.get("pandas")
@@ -444,27 +466,40 @@ def table_rows(results: list[dict], scoring: dict | None) -> list[dict]:
                 "seconds": stage["seconds"],
                 "peak_gib": stage["peak_rss"] / 2**30,
                 "rows_per_second": customers / stage["seconds"] if customers else None,
+                "jobs": stage.get("jobs"),
             }
         )
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], sample: dict | None = None) -> str:
     head = (
-        "| dataset | stage | rows in | wall s | peak GiB | rows/s | pandas s (load + features) | Spark / pandas "
-        "| same values |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n"
+        "| dataset | stage | rows in | wall s | Spark jobs | peak GiB | rows/s | pandas s (load + features) "
+        "| Spark / pandas | same values |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     lines = []
     for row in rows:
         pandas_s = row.get("pandas_seconds")
         ratio = f"{row['seconds'] / pandas_s:.1f}" if pandas_s else ""
+        jobs = row.get("jobs")
         lines.append(
             f"| {row['dataset']} | {row['stage']} | {row['rows_in']:,} | {row['seconds']:.1f} | "
-            f"{row['peak_gib']:.2f} | {row['rows_per_second'] or 0:,.0f} | "
+            f"{'' if jobs is None else jobs} | {row['peak_gib']:.2f} | {row['rows_per_second'] or 0:,.0f} | "
             f"{f'{pandas_s:.1f}' if pandas_s else ''} | {ratio} | "
             f"{'' if row.get('same_values') is None else ('yes' if row['same_values'] else 'NO')} |"
         )
-    return head + "\n".join(lines) + "\n"
+    text = head + "\n".join(lines) + "\n"
+    if sample:
+        text += (
+            f"\nThe bundled sample, {sample['overrides']}, every stage in one process "
+            f"({sample['wall_seconds']:.1f} s wall, Spark start included):\n\n"
+            "| stage | wall s | Spark jobs |\n|---|---:|---:|\n"
+            + "".join(
+                f"| {stage['stage']} | {stage['seconds']:.1f} | {'' if stage['jobs'] is None else stage['jobs']} |\n"
+                for stage in sample["stages"]
+            )
+        )
+    return text
 
 
 def machine() -> dict:
@@ -503,16 +538,19 @@ def benchmark(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     if customers and datasets:
         scoring = bench_scoring(datasets[0], scoring_dataset(out, customers, int(settings.seed)), settings, overrides)
 
+    sample = bench_sample(settings, overrides)
+
     rows = table_rows(results, scoring)
     report = {
         "machine": machine(),
         "datasets": [asdict(d) | {"path": str(d.path)} for d in datasets],
         "results": results,
         "scoring": scoring,
+        "sample": sample,
         "table": rows,
     }
     (out / "benchmark.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "benchmark.md").write_text(markdown(rows))
+    (out / "benchmark.md").write_text(markdown(rows, sample))
     return report
 
 
@@ -526,7 +564,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(error.exit_code)
     # the table and the checks, for the person who started it
     out = Path(cfg.benchmark.out).resolve()
-    sys.stdout.write(markdown(report["table"]) + "\n")
+    sys.stdout.write(markdown(report["table"], report["sample"]) + "\n")
     for result in report["results"]:
         if "pandas" in result:
             check = result["pandas"]["check"]

@@ -22,6 +22,8 @@ class BenchmarkSettings:
     out: str = MISSING
     snapshot_start: str = MISSING
     population: list[str] = MISSING
+    sample_stages: list[str] = MISSING
+    sample: list[str] = MISSING
 
 
 @dataclass
