@@ -74,16 +74,19 @@ def _custom_metrics(cfg) -> dict[str, tuple[Any, dict[str, float]]]:
     return out
 
 
+def _resampling(cfg, groups) -> dict[str, Any]:
+    """How every interval of an evaluation is drawn: whole entities, as many times as configured,
+    with the run's seed; the same for each metric and each paired difference."""
+    return {
+        "groups": groups,
+        "n_resamples": int(cfg.evaluation.bootstrap_resamples),
+        "confidence": float(cfg.evaluation.confidence),
+        "seed": int(cfg.seed),
+    }
+
+
 def _score(names, y, prediction, groups, cfg, custom=None) -> dict[str, float]:
-    values = metrics_with_ci(
-        names,
-        y,
-        prediction,
-        groups=groups,
-        n_resamples=int(cfg.evaluation.bootstrap_resamples),
-        confidence=float(cfg.evaluation.confidence),
-        seed=int(cfg.seed),
-    )
+    values = metrics_with_ci(names, y, prediction, **_resampling(cfg, groups))
     for name, (fn, _) in (custom or {}).items():
         values[name] = float(fn(y, prediction))
     return values
@@ -160,19 +163,7 @@ def _improvements(
 ) -> dict[str, Improvement] | None:
     if reference is None:
         return None
-    return {
-        name: paired_improvement(
-            name,
-            y,
-            prediction,
-            reference,
-            groups=groups,
-            n_resamples=int(cfg.evaluation.bootstrap_resamples),
-            confidence=float(cfg.evaluation.confidence),
-            seed=int(cfg.seed),
-        )
-        for name in names
-    }
+    return {name: paired_improvement(name, y, prediction, reference, **_resampling(cfg, groups)) for name in names}
 
 
 def _champion(name: str, candidate: ScoredModel, test: pd.DataFrame) -> tuple[Any, ScoredModel | None, str]:
