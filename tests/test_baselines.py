@@ -495,7 +495,7 @@ def test_the_per_snapshot_fit_describes_the_scored_population_where_the_stacked_
     early months, when only the first cohort existed; fitted on the scoring snapshot's own customers,
     as the gate does, it describes the population it scores, and predicts its next 13 weeks better.
     (Over seeds 0-3 the per-snapshot fit won by 0.003-0.004 log loss and 0.005-0.010 ROC-AUC.)"""
-    from mlops.stages.evaluate import fit_per_snapshot
+    from mlops.models import fit_per_snapshot
 
     rng = np.random.default_rng(0)
     slow, fast = BGNBDParams(r=0.3, alpha=8.0, a=0.5, b=1.0), BGNBDParams(r=1.5, alpha=8.0, a=3.0, b=3.0)
@@ -527,7 +527,7 @@ def test_the_per_snapshot_fit_describes_the_scored_population_where_the_stacked_
 
 
 def test_a_snapshot_that_cannot_be_fitted_alone_falls_back_to_every_snapshots_rows_and_says_so(caplog):
-    from mlops.stages.evaluate import fit_per_snapshot
+    from mlops.models import fit_per_snapshot
 
     rng = np.random.default_rng(1)
     purchases = _purchase_times(CDNOW, rng.uniform(0, 60, 800), 104.0, rng)
@@ -544,7 +544,7 @@ def test_a_snapshot_that_cannot_be_fitted_alone_falls_back_to_every_snapshots_ro
         }
     )
     rows = pd.concat([first_week, rows], ignore_index=True)
-    with caplog.at_level(logging.WARNING, logger="mlops.stages.evaluate"):
+    with caplog.at_level(logging.WARNING, logger="mlops.models"):
         scores, fits = fit_per_snapshot(
             lambda: BGNBDBaseline(7), rows, rows, "snapshot", lambda model, part: model.prob_repurchase(part, 91)
         )

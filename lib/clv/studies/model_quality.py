@@ -212,8 +212,7 @@ def score_test(ctx, result, countries: pd.Series, settings: DictConfig) -> pd.Da
     """The trained run's model, its baseline and the heuristic on the test snapshot."""
     from hydra.utils import instantiate
 
-    from mlops.models import ScoredModel
-    from mlops.stages.evaluate import fit_per_snapshot
+    from mlops.models import ScoredModel, fit_per_snapshot
 
     cfg = ctx.cfg
     scored = ScoredModel.from_run(result.run_id, result.details["model_uri"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ from mlops.frames import first_row
 from mlops.gate import Rule, Verdict, decide
 from mlops.lineage import git_commit
 from mlops.metrics import Improvement, metric, metrics_with_ci, paired_improvement
-from mlops.models import ScoredModel
+from mlops.models import ScoredModel, fit_per_snapshot
 from mlops.registry import (
     alias_version,
     configure_mlflow,
@@ -113,49 +112,6 @@ def _baseline_prediction(ctx: RunContext, target: Any, test: pd.DataFrame) -> tu
         lambda model, rows: getattr(model, spec.method)(rows, horizon),
     )
     return target.from_score(score), fits
-
-
-def fit_per_snapshot(
-    make: Callable[[], Any],
-    fit_rows: pd.DataFrame,
-    score_rows: pd.DataFrame,
-    snapshot_column: str,
-    score: Callable[[Any, pd.DataFrame], np.ndarray],
-) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
-    """Score each row with a baseline (model.baseline: `fit(rows)`, `params`) fitted on its own
-    snapshot's rows: for BG/NBD the calibration summary, every customer once, as the literature does.
-
-    One fit over stacked snapshots would count a customer once per snapshot (the fit's log
-    counted rows, not customers) and would average populations of different moments; on the
-    real data it was the weaker baseline, which made the gate too easy to pass. `fit_rows` hold
-    one row per customer and snapshot (train and test customers alike: the fit sees no label).
-    A snapshot whose own fit fails (too few repeat buyers) falls back to one fit over every
-    snapshot's rows, named in the returned fits and logged, rather than failing the stage.
-    Returns the scores (aligned with `score_rows`) and, per snapshot, the customers and parameters.
-    """
-    scores = np.full(len(score_rows), np.nan)
-    fits: dict[str, dict[str, Any]] = {}
-    snapshots = score_rows[snapshot_column].to_numpy()
-    pooled: Any = None
-    for snapshot in sorted(set(snapshots.tolist())):
-        own = fit_rows[fit_rows[snapshot_column] == snapshot]
-        rows = snapshots == snapshot
-        try:
-            model = make().fit(own)
-            fits[str(snapshot)] = {"customers": len(own), **model.params}
-        except ValueError as err:
-            if pooled is None:
-                pooled = make().fit(fit_rows)
-            model = pooled
-            fits[str(snapshot)] = {"customers": len(own), "fallback": f"one fit over all snapshots: {err}"}
-            log.warning("baseline at snapshot %s not fitted on its own %d customers (%s)", snapshot, len(own), err)
-        scores[rows] = score(model, score_rows[rows])
-    log.info(
-        "baseline fitted per snapshot: %d snapshot(s), %s customers",
-        len(fits),
-        "/".join(str(fit["customers"]) for fit in fits.values()),
-    )
-    return scores, fits
 
 
 def _improvements(
