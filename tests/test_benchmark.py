@@ -84,25 +84,27 @@ def test_each_stage_line_gives_its_seconds_rows_and_spark_jobs_and_the_report_sh
     from mlops import cli
     from mlops.runtime import StageResult
 
-    counted = StageResult("extract", {"transactions": 0}, {"source": 10, "transactions": 8}, seconds=1.25, spark_jobs=7)
+    counted = StageResult(
+        "extract", {"transactions": 0}, {"source": 10, "transactions": 8}, seconds=1.25, spark_jobs=7, spark_queries=3
+    )
     remote = StageResult("features", {"features": 0}, {"features": 3}, seconds=2.5)
     with caplog.at_level(logging.INFO, logger="mlops.cli"):
         for result in (counted, remote):
             cli.log_stage_done(result)
     parsed = [benchmark.STAGE_LINE.search(record.getMessage()) for record in caplog.records]
     assert [match.groups() for match in parsed] == [
-        ("extract", "1.2", "{'source': 10, 'transactions': 8}", "7"),
-        ("features", "2.5", "{'features': 3}", "unknown"),
+        ("extract", "1.2", "{'source': 10, 'transactions': 8}", "7", "3"),
+        ("features", "2.5", "{'features': 3}", "unknown", "unknown"),
     ]
     sample = {
         "overrides": "`model=repurchase` `country=DE`",
         "wall_seconds": 30.0,
         "stages": [
-            {"stage": "extract", "seconds": 1.25, "rows": {}, "peak_rss": 0, "jobs": 7},
-            {"stage": "features", "seconds": 2.5, "rows": {}, "peak_rss": 0, "jobs": None},
+            {"stage": "extract", "seconds": 1.25, "rows": {}, "peak_rss": 0, "jobs": 7, "queries": 3},
+            {"stage": "features", "seconds": 2.5, "rows": {}, "peak_rss": 0, "jobs": None, "queries": None},
         ],
     }
     row = {"dataset": "d", "stage": "extract", "rows_in": 10, "seconds": 1.25, "peak_gib": 1.0, "rows_per_second": 8.0}
-    text = benchmark.markdown([{**row, "jobs": 7}], sample)
-    assert "| d | extract | 10 | 1.2 | 7 | 1.00 | 8 |" in text
-    assert "| extract | 1.2 | 7 |" in text and "| features | 2.5 |  |" in text
+    text = benchmark.markdown([{**row, "jobs": 7, "queries": 3}], sample)
+    assert "| d | extract | 10 | 1.2 | 7 | 3 | 1.00 | 8 |" in text
+    assert "| extract | 1.2 | 7 | 3 |" in text and "| features | 2.5 |  |  |" in text

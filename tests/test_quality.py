@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
@@ -161,7 +162,9 @@ def test_publish_writes_each_validation_as_json_and_as_data_docs(spark, tmp_path
     }
     assert index == tmp_path / "quality/data_docs/index.html" and "csv_in_tx.csv-2" in index.read_text()
     pages = {
-        page.relative_to(index.parent).parts[0]: page for page in index.parent.rglob("*.html") if "-2" in str(page)
+        page.relative_to(index.parent).parts[0]: page
+        for page in index.parent.rglob("*.html")
+        if "-2" in str(page.relative_to(index.parent))  # not in tmp_path's pytest-2N
     }
     validation_page = _page_text(pages["validations"])
     assert "Status: Failed" in validation_page and "values must be greater than or equal to 0.0" in validation_page
@@ -219,3 +222,172 @@ def test_load_sample_keeps_its_validation_for_the_stage_report(tmp_path, spark):
     assert [(record.table, record.success) for record in ctx.validations] == [
         (f"bundled {ctx.cfg.use_case.sample.package}/{ctx.cfg.use_case.sample.file}", True)
     ]
+
+
+# Frames and suites where GX's engine and one_pass must agree, expectation by expectation: nulls,
+# NaN and infinities, padded and foreign text, duplicate keys with and without nulls, and `mostly`.
+_AGREEMENT_CASES = {
+    "text": (
+        [(" 12 ", "2.5", "x\ufffdy"), ("7", "1e3", "ok"), (None, "abc", None), ("1.5", "-0.25", "fine")],
+        "quantity string, price string, country string",
+        [
+            {"expect_column_values_to_match_regex": {"column": "quantity", "regex": r"^\s*-?\d+\s*$"}},
+            {"expect_column_values_to_match_regex": {"column": "quantity", "regex": r"^\s*-?\d+\s*$", "mostly": 0.6}},
+            {"expect_column_values_to_match_regex": {"column": "price", "regex": r"^\s*-?\d+(\.\d+)?([eE][-+]?\d+)?$"}},
+            {"expect_column_values_to_not_match_regex": {"column": "country", "regex": "\ufffd"}},
+            {"expect_column_values_to_not_match_regex": {"column": "price", "regex": "z"}},
+            {"expect_column_values_to_not_be_null": {"column": "country"}},
+            {"expect_column_values_to_not_be_null": {"column": "price"}},
+            {"expect_table_columns_to_match_set": {"column_set": ["quantity", "price"], "exact_match": False}},
+            {"expect_table_columns_to_match_set": {"column_set": ["quantity", "invoice"], "exact_match": False}},
+            {"expect_table_row_count_to_be_between": {"min_value": 1}},
+            {"expect_table_row_count_to_be_between": {"min_value": 5}},
+        ],
+    ),
+    "numbers": (
+        [(2.0, 0), (float("nan"), 3), (float("inf"), -5), (None, 0), (-0.5, 100001), (1.0, None)],
+        "price double, quantity int",
+        [
+            {"expect_column_values_to_be_between": {"column": "price", "min_value": 0}},
+            {"expect_column_values_to_be_between": {"column": "price", "max_value": 10000}},
+            {"expect_column_values_to_be_between": {"column": "price", "min_value": -1, "max_value": 2}},
+            {"expect_column_values_to_be_between": {"column": "price", "min_value": -0.5, "strict_min": True}},
+            {"expect_column_values_to_be_between": {"column": "price", "max_value": 2.0, "strict_max": True}},
+            {"expect_column_values_to_be_between": {"column": "quantity", "min_value": -1e5, "max_value": 1e5}},
+            {"expect_column_values_to_be_between": {"column": "quantity", "min_value": -10, "mostly": 0.7}},
+            {"expect_column_values_to_not_be_in_set": {"column": "quantity", "value_set": [0]}},
+            {"expect_column_values_to_not_be_in_set": {"column": "quantity", "value_set": [7]}},
+            {"expect_column_values_to_be_in_set": {"column": "quantity", "value_set": [0, 3, -5, 100001]}},
+            {"expect_column_values_to_be_in_set": {"column": "quantity", "value_set": [0, 3]}},
+        ],
+    ),
+    "keys": (
+        [("a", 1), ("a", 1), ("b", None), ("b", None), (None, None), (None, None), ("c", 2), (None, 3)],
+        "customer_id string, day int",
+        [
+            {"expect_compound_columns_to_be_unique": {"column_list": ["customer_id", "day"]}},
+            {"expect_compound_columns_to_be_unique": {"column_list": ["customer_id", "day"], "mostly": 0.3}},
+            {
+                "expect_compound_columns_to_be_unique": {
+                    "column_list": ["customer_id", "day"],
+                    "ignore_row_if": "any_value_is_missing",
+                }
+            },
+            {"expect_compound_columns_to_be_unique": {"column_list": ["customer_id", "day"], "ignore_row_if": "never"}},
+            {"expect_compound_columns_to_be_unique": {"column_list": ["day", "day"], "ignore_row_if": "never"}},
+        ],
+    ),
+    "unique keys": (
+        [("a", 1), ("a", 2), ("b", None), (None, None), (None, None)],
+        "customer_id string, day int",
+        [
+            {"expect_compound_columns_to_be_unique": {"column_list": ["customer_id", "day"]}},
+            {"expect_column_values_to_not_be_null": {"column": "customer_id", "mostly": 0.5}},
+            {"expect_column_values_to_not_be_null": {"column": "customer_id"}},
+        ],
+    ),
+    "empty": (
+        [],
+        "customer_id string, price double",
+        [
+            {"expect_table_row_count_to_be_between": {"min_value": 1}},
+            {"expect_column_values_to_not_be_null": {"column": "customer_id"}},
+            {"expect_column_values_to_be_between": {"column": "price", "min_value": 0}},
+            {"expect_compound_columns_to_be_unique": {"column_list": ["customer_id", "price"]}},
+        ],
+    ),
+}
+
+
+def _verdict(result) -> tuple:
+    kwargs = {key: value for key, value in result.expectation_config.kwargs.items() if key != "batch_id"}
+    return result.expectation_config.type, kwargs, result.success
+
+
+@pytest.mark.parametrize("case", sorted(_AGREEMENT_CASES))
+def test_the_one_pass_check_agrees_with_the_gx_engine_on_every_expectation(spark, case):
+    from mlops.quality import _CHECK_FORMAT, _batch_definition, build_suite, one_pass
+
+    rows, schema, entries = _AGREEMENT_CASES[case]
+    df = spark.createDataFrame(rows, schema)
+    suite = build_suite(entries, name=case)
+    decided = one_pass(df, suite, persist=False)
+    assert decided is not None, "every expectation here is one the one-pass check mirrors"
+    ours, _ = decided
+    theirs = (
+        _batch_definition(False)
+        .get_batch(batch_parameters={"dataframe": df})
+        .validate(suite, result_format=_CHECK_FORMAT)
+    )
+    verdicts = sorted((_verdict(result) for result in ours.results), key=repr)
+    assert verdicts == sorted((_verdict(result) for result in theirs.results), key=repr)
+    assert ours.success == theirs.success and ours.statistics == theirs.statistics
+    # each case holds a passing and a failing expectation, so agreement is not agreement on all-true
+    assert len({verdict for *_, verdict in verdicts}) == 2
+
+
+def test_the_one_pass_check_is_one_spark_job_where_the_gx_engine_runs_one_per_domain_and_level(spark):
+    from pyspark.sql import functions as F
+
+    from mlops.quality import _CHECK_FORMAT, _batch_definition, build_suite, one_pass
+    from mlops.spark_jobs import counted
+
+    rows, schema, entries = _AGREEMENT_CASES["text"]
+    df = spark.createDataFrame(rows, schema)
+    suite = build_suite([entry for entry in entries if "invoice" not in str(entry)], name="text")
+    with counted(spark, "one-pass") as ours:
+        assert one_pass(df, suite, persist=False) is not None
+    with counted(spark, "gx") as theirs:
+        _batch_definition(False).get_batch(batch_parameters={"dataframe": df}).validate(
+            suite, result_format=_CHECK_FORMAT
+        )
+    with counted(spark, "one aggregation") as one:  # a map stage and a result stage under adaptive execution
+        df.agg(F.count(F.lit(1))).collect()
+    assert ours.jobs == one.jobs and theirs.jobs is not None and one.jobs is not None
+    assert theirs.jobs > ours.jobs
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"expect_column_mean_to_be_between": {"column": "price", "min_value": 0}},  # a metric it does not mirror
+        {
+            "expect_column_values_to_not_be_null": {
+                "column": "price",
+                "row_condition": 'customer_id=="1"',
+                "condition_parser": "spark",
+            }
+        },
+        {"expect_column_values_to_be_between": {"column": "customer_id", "min_value": 0}},  # text against a number
+    ],
+)
+def test_what_the_one_pass_check_does_not_mirror_is_left_to_the_gx_engine(spark, entry):
+    from mlops.quality import build_suite, one_pass
+
+    df = spark.createDataFrame([("1", 2.0), ("2", -1.0)], "customer_id string, price double")
+    assert one_pass(df, build_suite([entry], name="t"), persist=False) is None
+    records: list[ValidationRecord] = []
+    with contextlib.suppress(DataQualityError):
+        validate(df, [entry], table="t", results=records)
+    assert len(records) == 1  # GX's engine decided, and its result is kept for the report
+
+
+@pytest.mark.parametrize("expectation", ["expect_column_values_to_not_be_null", "expect_column_mean_to_be_between"])
+def test_a_stage_s_own_measures_come_with_the_check_whichever_engine_decides(spark, expectation):
+    # the mean is a metric one_pass leaves to GX's engine: the measures are then computed on their own
+    from pyspark.sql import functions as F
+
+    df = spark.createDataFrame([("1", 2.0), (None, -1.0), ("3", 4.0)], "customer_id string, price double")
+    args = (
+        {"column": "price"}
+        if expectation == "expect_column_values_to_not_be_null"
+        else {"column": "price", "min_value": 0}
+    )
+    measured = validate(
+        df,
+        [{expectation: args}],
+        table="t",
+        persist=False,
+        measures={"rows": F.count(F.lit(1)), "keyless": F.count(F.when(F.col("customer_id").isNull(), 1))},
+    )
+    assert measured == {"rows": 3, "keyless": 1}

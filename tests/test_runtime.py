@@ -130,3 +130,18 @@ def test_a_stage_counts_its_own_spark_jobs_not_those_of_a_stage_it_runs_first(sp
     assert context.getLocalProperty("spark.jobGroup.id") is None
     spark.range(2).collect()
     assert (outer.jobs, inner.jobs) == (2, 2)
+
+
+def test_a_query_that_adaptive_execution_runs_as_several_jobs_counts_as_one_query(spark):
+    from pyspark.sql import functions as F
+
+    from mlops.spark_jobs import counted
+
+    keyed = spark.range(100).withColumn("k", F.col("id") % 7)
+    with counted(spark, "grouped") as grouped:
+        keyed.groupBy("k").count().collect()  # a shuffle: a map stage's job, then the result's
+        keyed.agg(F.max("id")).collect()
+    with counted(spark, "plain") as plain:
+        spark.range(3).collect()
+    assert grouped.queries == 2 and grouped.jobs is not None and grouped.jobs > grouped.queries
+    assert (plain.jobs, plain.queries) == (1, 1)

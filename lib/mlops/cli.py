@@ -134,10 +134,11 @@ def run_stage(stages: str | Sequence[str], cfg: DictConfig) -> list[StageResult]
 def log_stage_done(result: StageResult) -> None:
     """The line a run's log ends each stage with; clv.studies.benchmark reads its figures from it."""
     log.info(
-        "stage %s done in %.1f s: tables %s, rows %s, Spark jobs %s",
+        "stage %s done in %.1f s: tables %s, rows %s, Spark jobs %s in %s queries",
         result.stage,
         result.seconds,
         result.tables,
         result.rows,
         "unknown" if result.spark_jobs is None else result.spark_jobs,
+        "unknown" if result.spark_queries is None else result.spark_queries,
     )

@@ -175,26 +175,35 @@ def _check_key_columns(spec: FeatureTableSpec, schema: StructType) -> None:
 
 
 def _check_key_values(spec: FeatureTableSpec, df: DataFrame) -> None:
-    """Primary keys non-null and unique: what Unity Catalog's NOT NULL and the SDK's uniqueness check demand."""
+    """Primary keys non-null and unique: what Unity Catalog's NOT NULL and the SDK's uniqueness
+    check demand. One query finds both: keys grouped, the groups with a null or more than one row,
+    those with a null first."""
     from pyspark.sql import functions as F
 
     keys = list(spec.primary_keys)
     any_null = functools.reduce(operator.or_, [F.col(key).isNull() for key in keys])
-    nulls = df.where(any_null).select(*keys).limit(5).collect()
+    offending = (
+        df.groupBy(*keys)
+        .agg(F.count(F.lit(1)).alias("count"))
+        .where(any_null | (F.col("count") > 1))
+        .orderBy(any_null.desc())
+        .limit(5)
+        .collect()
+    )
+    nulls = [row for row in offending if any(row[key] is None for key in keys)]
     if nulls:
         raise DataQualityError(
             f"rows with a null primary key {keys}",
             where=f"feature table {spec.name}",
             fix="every feature row needs all its keys; drop or repair those rows upstream",
-            failures=[row.asDict() for row in nulls],
+            failures=[{key: row[key] for key in keys} for row in nulls],
         )
-    repeated = df.groupBy(*keys).count().where(F.col("count") > 1).limit(5).collect()
-    if repeated:
+    if offending:
         raise DataQualityError(
             f"primary key {keys} is not unique",
             where=f"feature table {spec.name}",
             fix="the feature function must return one row per key",
-            failures=[row.asDict() for row in repeated],
+            failures=[row.asDict() for row in offending],
         )
 
 
@@ -311,12 +320,17 @@ class LocalFeatureStore:
     def __init__(self, spark: SparkSession, tables: TableStore) -> None:
         self.spark = spark
         self.tables = tables
+        # the specs this store has confirmed or written: a load right after ensure_table needs no
+        # second read of the metadata (only ensure_table changes it)
+        self._confirmed: dict[TableName, FeatureTableSpec] = {}
 
     @staticmethod
     def metadata_name(name: TableName) -> TableName:
         return TableName(name.catalog, name.schema, f"{name.table}__feature_spec")
 
     def table_spec(self, name: TableName) -> FeatureTableSpec | None:
+        if name in self._confirmed:
+            return self._confirmed[name]
         metadata = self.metadata_name(name)
         if not self.tables.exists(metadata):
             return None
@@ -337,6 +351,7 @@ class LocalFeatureStore:
                     fix=f"keep the keys, or drop {spec.name} and {self.metadata_name(spec.name)} "
                     "to recreate it with the new ones",
                 )
+            self._confirmed[spec.name] = existing
             return existing
         if self.tables.exists(spec.name):  # a table from before feature tables: adopt it if it has the keys
             _check_key_columns(spec, self.tables.read(spec.name).schema)
@@ -345,6 +360,7 @@ class LocalFeatureStore:
             "primary_keys array<string>, timestamp_key string, description string",
         )
         self.tables.overwrite(self.metadata_name(spec.name), metadata)
+        self._confirmed[spec.name] = spec
         log.info(
             "%s is a feature table: primary keys %s, timestamp key %s",
             spec.name,

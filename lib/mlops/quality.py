@@ -16,7 +16,7 @@ from mlops.errors import ConfigError, DataQualityError
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 log = logging.getLogger(__name__)
 
@@ -190,15 +190,41 @@ def validate(
     table: str,
     persist: bool = True,
     results: list[ValidationRecord] | None = None,
-) -> None:
-    """Raise DataQualityError naming every broken expectation; return quietly when all hold.
+    measures: dict[str, Column] | None = None,
+) -> dict[str, Any]:
+    """Raise DataQualityError naming every broken expectation; when all hold, return `measures`
+    (name -> aggregate over the table) computed, in the same pass where one_pass decides.
 
     `results`, when given, receives a ValidationRecord of the check, pass or fail (before the
     error is raised), for the stage's data-quality report (`publish`). A pass keeps the pass/fail
     result as it is, so the report costs no Spark job; a failure keeps its detailed result."""
+    measures = measures or {}
+    decided = one_pass(df, build_suite(entries, name=table), persist=persist, measures=measures) if entries else None
     if not entries:
         log.debug("no data contract configured for %s", table)
-        return
+    elif decided is None:  # a metric one_pass does not compute, or Spark failed: GX's own engine decides
+        _gx_validate(df, entries, table=table, persist=persist, results=results)
+    else:
+        check, measured = decided
+        if not check.success:
+            _gx_validate(df, entries, table=table, persist=persist, results=results)
+        else:
+            log.info("data contract of %s holds (%d expectations, one pass)", table, len(entries))
+            if results is not None:
+                results.append(_record(table, check))
+            return measured
+    if not measures:
+        return {}
+    from mlops.frames import first_row
+
+    return first_row(df.agg(*(value.alias(name) for name, value in measures.items()))).asDict()
+
+
+def _gx_validate(
+    df: DataFrame, entries: list[dict[str, Any]], *, table: str, persist: bool, results: list[ValidationRecord] | None
+) -> None:
+    """GX's own engine on the table: the pass/fail check, then on a failure the detailed run that
+    names the failing expectations and a few values (the message `validate` raises)."""
     suite = build_suite(entries, name=table)
     batch = _batch_definition(persist).get_batch(batch_parameters={"dataframe": df})
     check = batch.validate(suite, result_format=_CHECK_FORMAT)
@@ -243,6 +269,163 @@ def validate(
         fix="correct the input data (or, if the contract is wrong, use_case.quality); nothing was written",
         failures=failures,
     )
+
+
+# The metrics one_pass computes, by GX metric name: each a Spark aggregate over the whole table that
+# mirrors the condition of GX's own Spark implementation (tests/test_quality.py compares the two).
+_COLUMN_DOMAIN = {"batch_id", "table", "column", "row_condition", "condition_parser"}
+_COMPOUND_DOMAIN = {"batch_id", "table", "column_list", "row_condition", "condition_parser", "ignore_row_if"}
+
+
+def _count_where(condition: Any):
+    from pyspark.sql import functions as F
+
+    return F.sum(F.when(condition, 1).otherwise(0))
+
+
+def _unexpected(df: DataFrame, name: str, column: str, value: dict[str, Any]):
+    """A column map metric's unexpected-row condition, null rows excluded as GX excludes them;
+    None for a metric or argument this module does not mirror."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import NumericType
+
+    c = F.col(column)
+    if name == "column_values.nonnull":
+        return c.isNull()
+    if name in ("column_values.match_regex", "column_values.not_match_regex") and isinstance(value.get("regex"), str):
+        matches = c.rlike(value["regex"])
+        return c.isNotNull() & (matches if name == "column_values.not_match_regex" else ~matches)
+    if name in ("column_values.in_set", "column_values.not_in_set") and isinstance(value.get("value_set"), list):
+        member = c.isin(value["value_set"])
+        return c.isNotNull() & (member if name == "column_values.not_in_set" else ~member)
+    if name == "column_values.between":
+        low, high = value.get("min_value"), value.get("max_value")
+        numbers = all(bound is None or isinstance(bound, int | float) for bound in (low, high))
+        # GX rejects bounds that cannot be compared with the column, and a low above the high: its
+        # own engine then says how; a string column against numbers is left to it likewise
+        if not numbers or (low is None and high is None) or (low is not None and high is not None and low > high):
+            return None
+        if not isinstance(df.schema[column].dataType, NumericType):
+            return None
+        inside = F.lit(True)
+        if low is not None:
+            inside = inside & ((c > F.lit(low)) if value.get("strict_min") else (c >= F.lit(low)))
+        if high is not None:
+            inside = inside & ((c < F.lit(high)) if value.get("strict_max") else (c <= F.lit(high)))
+        return c.isNotNull() & ~inside
+    return None
+
+
+def _missing(columns: list[str], ignore_row_if: str):
+    """GX's ignore_row_if for a column list: the rows a compound check leaves out."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    nulls = [F.col(column).isNull() for column in columns]
+    if ignore_row_if == "all_values_are_missing":
+        return reduce(lambda a, b: a & b, nulls)
+    if ignore_row_if == "any_value_is_missing":
+        return reduce(lambda a, b: a | b, nulls)
+    return F.lit(False) if ignore_row_if == "never" else None
+
+
+def one_pass(
+    df: DataFrame, suite: Any, *, persist: bool = True, measures: dict[str, Column] | None = None
+) -> tuple[ExpectationSuiteValidationResult, dict[str, Any]] | None:
+    """The suite's pass/fail in one Spark job: every metric its expectations need is computed by one
+    aggregation over the table, and GX's own expectations judge those metrics (their `_validate`,
+    as GX's engine would call it). GX's engine resolves a suite level by level and domain by domain,
+    one job each (10 for the source contract); on serverless each is a round trip.
+
+    None where this cannot decide faithfully: a metric, domain (row_condition) or argument it does
+    not mirror, or Spark failing on the rows. The caller then asks GX's engine, which also explains
+    every failure; one_pass never has the last word on a failure (see `validate`). `measures`, the
+    stage's own aggregates over the table, ride along in the same aggregation.
+    """
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+    from great_expectations.validator.validation_statistics import calc_validation_statistics
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    runtime = {"result_format": _CHECK_FORMAT}
+    expectations = [config.to_domain_obj() for config in suite.expectation_configurations]
+    aggregates: dict[str, Any] = {}
+    known: dict[str, Any] = {}
+    windows: dict[tuple[str, ...], str] = {}
+    try:
+        for expectation in expectations:
+            needed = expectation.get_validation_dependencies(execution_engine=None, runtime_configuration=runtime)
+            for metric in needed.get_metric_configurations():
+                domain, value = dict(metric.metric_domain_kwargs), dict(metric.metric_value_kwargs or {})
+                if domain.get("row_condition"):
+                    return None
+                if metric.id in aggregates or metric.id in known:
+                    continue
+                name = metric.metric_name
+                if name == "table.columns" and set(domain) <= _COLUMN_DOMAIN:
+                    known[metric.id] = list(df.columns)
+                elif name == "table.row_count" and set(domain) <= _COLUMN_DOMAIN:
+                    aggregates[metric.id] = F.count(F.lit(1))
+                elif name.endswith(".unexpected_count") and name.startswith("column_values."):
+                    column = domain.get("column")
+                    if not isinstance(column, str) or not set(domain) <= _COLUMN_DOMAIN:
+                        return None
+                    condition = _unexpected(df, name.removesuffix(".unexpected_count"), column, value)
+                    if condition is None:
+                        return None
+                    aggregates[metric.id] = _count_where(condition)
+                elif name.startswith("compound_columns.unique.") and set(domain) <= _COMPOUND_DOMAIN:
+                    columns = list(domain["column_list"])
+                    missing = _missing(columns, domain.get("ignore_row_if", "all_values_are_missing"))
+                    if missing is None:
+                        return None
+                    if name.endswith(".filtered_row_count"):
+                        aggregates[metric.id] = _count_where(~missing)
+                    elif name.endswith(".unexpected_count"):
+                        # rows sharing their key with another; the left-out rows group only with each other
+                        alias = windows.setdefault(tuple(columns), f"__rows_with_key_{len(windows)}")
+                        aggregates[metric.id] = _count_where(~missing & (F.col(alias) > 1))
+                    else:
+                        return None
+                else:
+                    return None
+        table = df.persist() if persist else df
+        for key_columns, alias in windows.items():
+            table = table.withColumn(alias, F.count(F.lit(1)).over(Window.partitionBy(F.struct(*key_columns))))
+        ids = list(aggregates)
+        row = table.agg(
+            *[aggregates[key].alias(f"m{i}") for i, key in enumerate(ids)],
+            *[value.alias(f"s{i}") for i, value in enumerate((measures or {}).values())],
+        ).collect()[0]
+    except Exception as exc:  # Spark failing on the rows (or an unknown column): GX's engine says how
+        log.debug("one-pass check not possible (%s); GX's engine validates", str(exc).splitlines()[0][:200])
+        return None
+    metrics = {**known, **{key: row[f"m{i}"] for i, key in enumerate(ids)}}
+    results = [
+        expectation.metrics_validate(metrics=metrics, runtime_configuration=dict(runtime), execution_engine=None)
+        for expectation in expectations
+    ]
+    statistics = calc_validation_statistics(results)
+    measured = {name: row[f"s{i}"] for i, name in enumerate(measures or {})}
+    return ExpectationSuiteValidationResult(
+        results=results,
+        success=statistics.success,
+        suite_name=suite.name,
+        statistics={
+            "evaluated_expectations": statistics.evaluated_expectations,
+            "successful_expectations": statistics.successful_expectations,
+            "unsuccessful_expectations": statistics.unsuccessful_expectations,
+            "success_percent": statistics.success_percent,
+        },
+        meta={"great_expectations_version": _gx_version()},
+    ), measured
+
+
+def _gx_version() -> str:
+    from importlib.metadata import version
+
+    return version("great_expectations")
 
 
 def _short(mapping: dict[str, Any]) -> str:

@@ -59,6 +59,8 @@ class StageResult:
     data_quality: dict[str, str] = field(default_factory=dict)
     # Spark jobs the stage itself started (not its producers'); None on Spark Connect (mlops.spark_jobs)
     spark_jobs: int | None = None
+    # the queries (actions) among them: one round trip each on serverless (mlops.spark_jobs)
+    spark_queries: int | None = None
 
     @classmethod
     def of_writes(cls, stage: str, written: dict[str, tuple[int | None, int]], **extra: Any) -> StageResult:
@@ -83,6 +85,8 @@ class RunContext:
     results: list[StageResult] = field(default_factory=list)
     # Great Expectations validation results of the current stage (mlops.quality.validate appends)
     validations: list[Any] = field(default_factory=list)
+    # the frames whose contract held in the current stage, with that contract: not checked twice
+    _checked: list[tuple[DataFrame, list[dict]]] = field(default_factory=list)
     # seconds spent in stages run from within the current one (RunContext.run)
     _nested_seconds: float = 0.0
     # the env's world for feature tables (env/feature_store); built from cfg when not given
@@ -160,6 +164,7 @@ class RunContext:
 
         function = Graph.from_config(self.cfg).function(stage)
         outer, self.validations = self.validations, []  # an upstream stage's checks are its own
+        outer_checked, self._checked = self._checked, []
         outer_nested, self._nested_seconds = self._nested_seconds, 0.0
         started = time.perf_counter()
         try:
@@ -172,10 +177,12 @@ class RunContext:
             raise
         finally:
             validations, self.validations = self.validations, outer
+            self._checked = outer_checked
             elapsed, nested = time.perf_counter() - started, self._nested_seconds
             self._nested_seconds = outer_nested + elapsed
         # its own time: the producers it ran first are timed on their own results
-        result.seconds, result.upstream, result.spark_jobs = elapsed - nested, upstream, jobs.jobs
+        result.seconds, result.upstream = elapsed - nested, upstream
+        result.spark_jobs, result.spark_queries = jobs.jobs, jobs.queries
         result.data_quality = publish_quality(self, stage, validations, result)
         self.results.append(result)
         return result
@@ -211,7 +218,9 @@ class RunContext:
                     fix="build the spec from ctx.table_name(key) and do not combine it with replace_dates",
                 )
         for key, df in outputs.items():
-            self.check(df, self.suite(key) + (extra_expectations or {}).get(key, []), table=str(names[key]))
+            entries = self.suite(key) + (extra_expectations or {}).get(key, [])
+            if not any(checked is df and held == entries for checked, held in self._checked):
+                self.check(df, entries, table=str(names[key]))
         self._check_shrink(names, outputs, replace_dates)
         for key, spec in feature_tables.items():
             self.feature_store.ensure_table(spec, outputs[key].schema)
@@ -231,7 +240,7 @@ class RunContext:
                     version = self.tables.overwrite(names[key], df)
                 if unit is not None:
                     unit.wrote(key, version)
-                written[key] = (version, self.tables.read(names[key]).count())
+                written[key] = (version, self.tables.rows(names[key]))
                 log.info("wrote %s: version %s, %d rows", names[key], *written[key])
         except BaseException:
             if unit is not None:  # also undoes a write that committed just before the exception
@@ -249,11 +258,17 @@ class RunContext:
             unit.finish()
         return written
 
-    def check(self, df: DataFrame, entries: list[dict], *, table: str) -> None:
-        """Validate a frame against a contract, keeping the result for the stage's data-quality report."""
+    def check(
+        self, df: DataFrame, entries: list[dict], *, table: str, measures: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Validate a frame against a contract, keeping the result for the stage's data-quality
+        report; returns `measures` (name -> aggregate), computed in the contract's own pass.
+        A frame whose contract held is not checked again when it is written."""
         from mlops.quality import validate
 
-        validate(df, entries, table=table, persist=self.persist, results=self.validations)
+        measured = validate(df, entries, table=table, persist=self.persist, results=self.validations, measures=measures)
+        self._checked.append((df, entries))
+        return measured
 
     def _check_shrink(
         self, names: dict[str, TableName], outputs: dict[str, DataFrame], replace_dates: tuple[str, list] | None
@@ -302,26 +317,42 @@ class RunContext:
                 entries += cast(list, OmegaConf.to_container(suite, resolve=True))
         return applicable(entries)
 
-    def observed_days(self, transactions: DataFrame) -> tuple[dt.date, dt.date, dt.date]:
-        """(first day, last day, last fully observed day) of the transactions.
-
-        The latest day is usually cut off mid-day, so unless use_case.snapshots.observed_until
-        says otherwise the last fully observed day is the one before it. Features, scoring and
-        monitoring all take it from here, so a horizon "has passed" means the same everywhere.
-        """
+    def day_bounds(self, transactions: DataFrame, measures: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The first and last day of the transactions ("first", "last"), with a stage's own
+        `measures` (name -> aggregate) from the same pass; an empty table is an error."""
         from pyspark.sql import functions as F
 
-        from mlops.config import parse_date
         from mlops.errors import DataQualityError
 
         day = F.to_date(F.col(self.cfg.use_case.timestamp_column))
-        bounds = first_row(transactions.agg(F.min(day).alias("first"), F.max(day).alias("last")))
+        bounds = first_row(
+            transactions.agg(
+                F.min(day).alias("first"),
+                F.max(day).alias("last"),
+                *(value.alias(name) for name, value in (measures or {}).items()),
+            )
+        ).asDict()
         if bounds["last"] is None:
             raise DataQualityError(
                 "the transactions table is empty",
                 where=str(self.table_name("transactions")),
                 fix="re-run extract on a source that has rows for this country",
             )
+        return bounds
+
+    def observed_days(
+        self, transactions: DataFrame, bounds: dict[str, Any] | None = None
+    ) -> tuple[dt.date, dt.date, dt.date]:
+        """(first day, last day, last fully observed day) of the transactions; `bounds` when the
+        stage has them from day_bounds already.
+
+        The latest day is usually cut off mid-day, so unless use_case.snapshots.observed_until
+        says otherwise the last fully observed day is the one before it. Features, scoring and
+        monitoring all take it from here, so a horizon "has passed" means the same everywhere.
+        """
+        from mlops.config import parse_date
+
+        bounds = bounds or self.day_bounds(transactions)
         configured = self.cfg.use_case.snapshots.observed_until
         observed_until = (
             parse_date(configured, "use_case.snapshots.observed_until")

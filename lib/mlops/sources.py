@@ -141,6 +141,38 @@ class CsvSource(_FileSource):
             .option("sep", self.delimiter or ",")
         )
 
+    def load(self, spark: SparkSession) -> DataFrame:
+        return spread_gzip(spark, super().load(spark), str(self.path))
+
+
+def spread_gzip(spark: SparkSession, df: DataFrame, path: str) -> DataFrame:
+    """A gzip file cannot be split: Spark parses it as one partition, on one core, and everything
+    after (the contract, the cleaning, the cached table) stays on that core. Large ones are spread
+    over the shuffle partitions right after the parse. Large means more than Spark's own cost of
+    opening a file (spark.sql.files.openCostInBytes): below that the shuffle costs more than the
+    single-core parse (the bundled sample, 0.4 MB, is not spread)."""
+    local = Path(path)
+    if "://" in path or not local.exists():
+        return df
+    files = [local] if local.is_file() else sorted(local.rglob("*.gz"))
+    compressed = [file for file in files if file.suffix == ".gz"]
+    try:
+        partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 0)
+        open_cost = _bytes(spark.conf.get("spark.sql.files.openCostInBytes") or "4194304")
+    except ValueError:  # e.g. "auto" on Databricks: its own planner spreads the work
+        return df
+    if len(compressed) >= partitions or sum(file.stat().st_size for file in compressed) <= open_cost:
+        return df
+    log.info("%s: gzip, one partition per file; spread over %d partitions after the parse", path, partitions)
+    return df.repartition(partitions)
+
+
+def _bytes(text: str) -> int:
+    """A Spark byte size setting: 4194304, 4m, 4MB."""
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    value = text.strip().lower().removesuffix("b") or "0"
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
 
 class ParquetSource(_FileSource):
     kind = "parquet"

@@ -94,6 +94,7 @@ def build(cfg: DictConfig, results: list[StageResult]) -> dict[str, Any]:
                 "upstream": r.upstream,
                 "run_id": r.run_id,
                 "spark_jobs": r.spark_jobs,
+                "spark_queries": r.spark_queries,
             }
             for r in results
         ],
@@ -223,12 +224,12 @@ def render(summary: dict[str, Any], ui_hint: str | None) -> str:
         f"== {summary['use_case']} {summary['model']} {summary['country']} (env {summary['env']}) ==",
         "stages:",
         *_rows(
-            [["stage", "time", "Spark jobs", "MLflow run", ""]]
+            [["stage", "time", "Spark jobs (queries)", "MLflow run", ""]]
             + [
                 [
                     s["stage"],
                     f"{s['seconds']:.1f} s",
-                    "-" if s.get("spark_jobs") is None else str(s["spark_jobs"]),
+                    "-" if s.get("spark_jobs") is None else f"{s['spark_jobs']} ({s.get('spark_queries', '-')})",
                     summary["mlflow"]["runs"].get(s["stage"]) or "-",
                     "run first: its output was missing" if s["upstream"] else "",
                 ]

@@ -65,6 +65,10 @@ class TableStore(Protocol):
 
     def overwrite(self, name: TableName, df: DataFrame) -> int | None: ...
 
+    def rows(self, name: TableName) -> int:
+        """The rows in the table now, as cheaply as the store can tell (after a write: no read-back)."""
+        ...
+
     def replace_dates(self, name: TableName, df: DataFrame, column: str, dates: Sequence[dt.date]) -> int | None:
         """Replace only the rows whose `column` is one of `dates` (one commit); keep the rest."""
         ...
@@ -118,14 +122,27 @@ class DeltaPathTableStore:
             ) from None
 
     def read(self, name: TableName) -> DataFrame:
+        import pyarrow as pa
+
         table = self._table(name)
         files = table.file_uris()
         if not files:
-            import pyarrow as pa
-
             empty = pa.schema(table.schema().to_arrow()).empty_table()
             return self.spark.createDataFrame(empty)
-        return self.spark.read.parquet(*files)
+        # the schema from the Delta log: Spark would otherwise start a job to read it from the files
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return self.spark.read.schema(from_arrow_schema(pa.schema(table.schema().to_arrow()))).parquet(*files)
+
+    def rows(self, name: TableName) -> int:
+        """From the Delta log's per-file record counts, which delta-rs writes with every file: no
+        Spark job. A file without them (another writer's) is counted by reading the table."""
+        import pyarrow as pa
+
+        counts = pa.table(self._table(name).get_add_actions(flatten=True)).column("num_records").to_pylist()
+        if any(count is None for count in counts):
+            return self.read(name).count()
+        return int(sum(counts))
 
     @contextlib.contextmanager
     def _staged(self, df: DataFrame) -> Iterator[pa.RecordBatchReader]:
@@ -199,6 +216,10 @@ class CatalogTableStore:
 
     def read(self, name: TableName) -> DataFrame:
         return self.spark.table(name.quoted)
+
+    def rows(self, name: TableName) -> int:
+        # on Delta a count(*) is answered from the log's statistics, without scanning the files
+        return self.read(name).count()
 
     def overwrite(self, name: TableName, df: DataFrame) -> int | None:
         # On Delta (Unity Catalog) an overwrite is one transaction; overwriteSchema lets

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 # the checkout whose scripts/run_pipeline.py is measured (the package is installed editable from it)
 REPO = CONF_DIR.parent
-STAGE_LINE = re.compile(r"stage (\w+) done in ([\d.]+) s: tables .*?, rows (\{.*\}), Spark jobs (\w+)")
+STAGE_LINE = re.compile(r"stage (\w+) done in ([\d.]+) s: tables .*?, rows (\{.*\}), Spark jobs (\w+) in (\w+) queries")
 STAGE_START = re.compile(r"stage (\w+): ")
 
 
@@ -148,6 +148,8 @@ class StageRun:
     peak_rss: int = 0
     # the Spark jobs the stage started (mlops.spark_jobs); None where the session cannot count them
     jobs: int | None = None
+    # the queries (actions) among them, each several jobs under adaptive execution
+    queries: int | None = None
 
 
 @dataclass
@@ -195,8 +197,8 @@ def run_pipeline(overrides: Sequence[str], stages: Sequence[str]) -> Run:
             run.spark_start_seconds = time.perf_counter() - started
         if done := STAGE_LINE.search(line):
             rows = eval(done.group(3), {"__builtins__": {}})  # the stage's own dict literal of ints
-            jobs = int(done.group(4)) if done.group(4).isdigit() else None
-            run.stages.append(StageRun(done.group(1), float(done.group(2)), rows, jobs=jobs))
+            jobs, queries = (int(group) if group.isdigit() else None for group in done.group(4, 5))
+            run.stages.append(StageRun(done.group(1), float(done.group(2)), rows, jobs=jobs, queries=queries))
         elif begun := STAGE_START.search(line):
             current["stage"] = begun.group(1)
     process.wait()
@@ -439,6 +441,7 @@ def table_rows(results: list[dict], scoring: dict | None) -> list[dict]:
                     "peak_gib": stage["peak_rss"] / 2**30,
                     "rows_per_second": rows_in[name] / stage["seconds"],
                     "jobs": stage.get("jobs"),
+                    "queries": stage.get("queries"),
                 }
             )
         reference = result.get("pandas")
@@ -467,6 +470,7 @@ def table_rows(results: list[dict], scoring: dict | None) -> list[dict]:
                 "peak_gib": stage["peak_rss"] / 2**30,
                 "rows_per_second": customers / stage["seconds"] if customers else None,
                 "jobs": stage.get("jobs"),
+                "queries": stage.get("queries"),
             }
         )
     return rows
@@ -474,8 +478,8 @@ def table_rows(results: list[dict], scoring: dict | None) -> list[dict]:
 
 def markdown(rows: list[dict], sample: dict | None = None) -> str:
     head = (
-        "| dataset | stage | rows in | wall s | Spark jobs | peak GiB | rows/s | pandas s (load + features) "
-        "| Spark / pandas | same values |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "| dataset | stage | rows in | wall s | Spark jobs | queries | peak GiB | rows/s | pandas s (load + features) "
+        "| Spark / pandas | same values |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     lines = []
     for row in rows:
@@ -484,7 +488,7 @@ def markdown(rows: list[dict], sample: dict | None = None) -> str:
         jobs = row.get("jobs")
         lines.append(
             f"| {row['dataset']} | {row['stage']} | {row['rows_in']:,} | {row['seconds']:.1f} | "
-            f"{'' if jobs is None else jobs} | {row['peak_gib']:.2f} | {row['rows_per_second'] or 0:,.0f} | "
+            f"{_figure(jobs)} | {_figure(row.get('queries'))} | {row['peak_gib']:.2f} | {row['rows_per_second'] or 0:,.0f} | "
             f"{f'{pandas_s:.1f}' if pandas_s else ''} | {ratio} | "
             f"{'' if row.get('same_values') is None else ('yes' if row['same_values'] else 'NO')} |"
         )
@@ -493,13 +497,18 @@ def markdown(rows: list[dict], sample: dict | None = None) -> str:
         text += (
             f"\nThe bundled sample, {sample['overrides']}, every stage in one process "
             f"({sample['wall_seconds']:.1f} s wall, Spark start included):\n\n"
-            "| stage | wall s | Spark jobs |\n|---|---:|---:|\n"
+            "| stage | wall s | Spark jobs | queries |\n|---|---:|---:|---:|\n"
             + "".join(
-                f"| {stage['stage']} | {stage['seconds']:.1f} | {'' if stage['jobs'] is None else stage['jobs']} |\n"
+                f"| {stage['stage']} | {stage['seconds']:.1f} | {_figure(stage['jobs'])} | "
+                f"{_figure(stage.get('queries'))} |\n"
                 for stage in sample["stages"]
             )
         )
     return text
+
+
+def _figure(count: int | None) -> str:
+    return "" if count is None else str(count)
 
 
 def machine() -> dict:

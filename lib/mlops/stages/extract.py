@@ -31,22 +31,30 @@ def check_transactions(ctx: RunContext, transactions: DataFrame, source_counts: 
     """What the per-row contract cannot see: sales dated after this run started (a clock or
     timezone fault upstream) or implausibly early (a mistyped year, a default date), a source
     loaded twice, and what the population refuses (e.g. a pooled country without home sales).
-    Errors give counts and a few record names (use_case.record_column), never whole rows of customer data."""
+    Errors give counts and a few record names (use_case.record_column), never whole rows of customer data.
+
+    The figures are aggregates of the contract's own pass over the table (RunContext.check), so
+    the contract, these checks and the write read the transactions once."""
     timestamp = F.col(ctx.cfg.use_case.timestamp_column)
     record = ctx.cfg.use_case.record_column
     started_at = F.lit(ctx.started_at).cast("timestamp")
     where = str(ctx.table_name("transactions"))
     future = transactions.where(timestamp > started_at)
     population = ctx.population
-    stats = first_row(
-        transactions.agg(
-            F.count("*").alias("rows"),
-            F.count(F.when(timestamp > started_at, 1)).alias("future"),
-            F.min(timestamp).alias("first"),
-            F.max(timestamp).alias("latest"),
-            *(value.alias(name) for name, value in population.transaction_counts().items()),
-        )
-    ).asDict()
+    stats = ctx.check(
+        transactions,
+        ctx.suite("transactions"),
+        table=where,
+        measures={
+            "rows": F.count("*"),
+            "future": F.count(F.when(timestamp > started_at, 1)),
+            "first": F.min(timestamp),
+            "latest": F.max(timestamp),
+            # distinct lines: a struct is never null, so every line counts, nulls compared as equal
+            "distinct": F.count_distinct(F.struct(*transactions.columns)),
+            **population.transaction_counts(),
+        },
+    )
     population.report(source_counts, stats, where)
     if stats["future"]:
         examples = sorted({row[record] for row in future.select(record).limit(3).collect()})
@@ -69,7 +77,7 @@ def check_transactions(ctx: RunContext, transactions: DataFrame, source_counts: 
             fix="fix those dates in the source, or set use_case.guards.earliest_date (or "
             "max_history_years) if the history is genuine",
         )
-    duplicates = stats["rows"] - transactions.distinct().count()
+    duplicates = stats["rows"] - stats["distinct"]
     limit = float(ctx.cfg.use_case.guards.max_duplicate_share)
     if stats["rows"] and duplicates / stats["rows"] > limit:
         raise DataQualityError(

@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 
 def snapshot_window(ctx: RunContext, transactions) -> tuple[dt.date, dt.date, dt.date]:
     """(start_date, end_date, observed_until) from config, filling gaps from the data itself."""
+    from pyspark.sql import functions as F
+
     snapshots = ctx.cfg.use_case.snapshots
-    first_day, _, observed_until = ctx.observed_days(transactions)
+    day = F.to_date(F.col(ctx.cfg.use_case.timestamp_column))
+    share = float(ctx.cfg.use_case.guards.leading_share)
+    # the day bounds and the bulk's start in one pass over the transactions
+    bounds = ctx.day_bounds(transactions, {"bulk": F.percentile_approx(F.datediff(day, F.lit("1970-01-01")), share)})
+    first_day, _, observed_until = ctx.observed_days(transactions, bounds)
     end_date = parse_date(snapshots.end_date, "use_case.snapshots.end_date") if snapshots.end_date else observed_until
     start_date = (
         parse_date(snapshots.start_date, "use_case.snapshots.start_date") if snapshots.start_date else first_day
@@ -29,24 +35,20 @@ def snapshot_window(ctx: RunContext, transactions) -> tuple[dt.date, dt.date, dt
             where="use_case.snapshots",
             fix="set start_date <= end_date (or leave them null)",
         )
-    check_leading_gap(ctx, transactions, start_date)
+    check_leading_gap(ctx, bounds["bulk"], start_date)
     return start_date, end_date, observed_until
 
 
-def check_leading_gap(ctx: RunContext, transactions, first_snapshot: dt.date) -> None:
+def check_leading_gap(ctx: RunContext, offset: int | None, first_snapshot: dt.date) -> None:
     """The first snapshot may not lie far before the bulk of the data.
 
     A handful of early lines (a backdated correction, a year typed wrong but still plausible)
     would otherwise add months of near-empty snapshots whose labels teach the model about
     customers who barely existed. The bulk starts on the day by which use_case.guards.leading_share
-    of the transactions have happened.
+    of the transactions have happened: `offset`, in days since 1970-01-01.
     """
-    from pyspark.sql import functions as F
-
     guards = ctx.cfg.use_case.guards
     share, limit = float(guards.leading_share), int(guards.max_leading_gap_days)
-    day = F.to_date(F.col(ctx.cfg.use_case.timestamp_column))
-    offset = transactions.agg(F.percentile_approx(F.datediff(day, F.lit("1970-01-01")), share).alias("d")).first()["d"]
     if offset is None:
         return
     bulk = dt.date(1970, 1, 1) + dt.timedelta(days=int(offset))
