@@ -121,20 +121,20 @@ def test_a_unit_is_never_stacked_on_an_unfinished_one(ctx, spark, split_tables):
 
 
 def test_an_exception_after_a_commit_rolls_that_write_back_too(ctx, spark, split_tables, monkeypatch):
-    overwrite, read, committed = ctx.tables.overwrite, ctx.tables.read, []
+    overwrite, count, committed = ctx.tables.overwrite, ctx.tables.rows, []
 
     def overwrite_noting_the_commit(name, df):
         version = overwrite(name, df)
         committed.append(name)
         return version
 
-    def read_failing_after_the_train_write(name):  # write_all counts the rows it has just written
+    def count_failing_after_the_train_write(name):  # write_all counts the rows it has just written
         if name in committed:
             raise RuntimeError("executor lost while counting")
-        return read(name)
+        return count(name)
 
     monkeypatch.setattr(ctx.tables, "overwrite", overwrite_noting_the_commit)
-    monkeypatch.setattr(ctx.tables, "read", read_failing_after_the_train_write)
+    monkeypatch.setattr(ctx.tables, "rows", count_failing_after_the_train_write)
     with pytest.raises(RuntimeError, match="executor lost"):
         ctx.write_all({"train": rows(spark, 5), "test": rows(spark, 4)})
     monkeypatch.undo()

@@ -145,3 +145,18 @@ def test_a_query_that_adaptive_execution_runs_as_several_jobs_counts_as_one_quer
         spark.range(3).collect()
     assert grouped.queries == 2 and grouped.jobs is not None and grouped.jobs > grouped.queries
     assert (plain.jobs, plain.queries) == (1, 1)
+
+
+def test_a_frame_checked_by_its_stage_is_written_without_a_second_check_or_count(ctx, spark):
+    from mlops.spark_jobs import counted
+
+    ctx.write("train", rows(spark, 10))
+    frame = rows(spark, 9)
+    measured = ctx.check(frame, ctx.suite("train"), table="train", measures={"ids": F.count_distinct("customer_id")})
+    assert measured == {"ids": 9}
+    before = len(ctx.validations)
+    with counted(spark, "write") as jobs:
+        assert ctx.write("train", frame) == (1, 9)
+    # the contract's pass gave the shrink guard its count, the Delta log the rows written: the
+    # write is the only query (a validation would add a record, a count a query)
+    assert len(ctx.validations) == before and jobs.queries == 1

@@ -155,6 +155,20 @@ def test_replace_dates_touches_only_those_dates(spark, store):
         spark.createDataFrame([(jan, "a", 0.1), (feb, "a", 0.9), (feb, "b", 0.8), (mar, "a", 0.3)], schema),
     )
     assert store.version(NAME) == 1
+    assert store.rows(NAME) == 4  # the whole table, history dates included
+
+
+def test_the_rows_written_and_the_schema_come_from_the_delta_log_without_a_spark_job(spark, tmp_path):
+    from mlops.spark_jobs import counted
+
+    store = DeltaPathTableStore(spark, tmp_path / "warehouse")
+    name = TableName.of("local", "clv", "t")
+    store.overwrite(name, numbers(spark, 7))
+    store.overwrite(name, numbers(spark, 5))
+    with counted(spark, "metadata") as jobs:
+        rows, schema = store.rows(name), store.read(name).schema
+    assert (rows, jobs.jobs) == (5, 0)
+    assert schema == spark.read.parquet(*store._table(name).file_uris()).schema  # what Spark itself would infer
 
 
 def test_date_predicate_accepts_only_dates_and_identifiers():

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# the measure RunContext.check adds to every contract's pass: the frame's row count
+_ROWS = "__rows__"
+
 
 def get_spark(spark_cfg: DictConfig) -> SparkSession:
     """The env's Spark world (env/spark: one YAML file per class in mlops.worlds); one session per
@@ -85,8 +88,9 @@ class RunContext:
     results: list[StageResult] = field(default_factory=list)
     # Great Expectations validation results of the current stage (mlops.quality.validate appends)
     validations: list[Any] = field(default_factory=list)
-    # the frames whose contract held in the current stage, with that contract: not checked twice
-    _checked: list[tuple[DataFrame, list[dict]]] = field(default_factory=list)
+    # the frames whose contract held in the current stage, with that contract and their row count
+    # from its pass: not checked (or counted) twice
+    _checked: list[tuple[DataFrame, list[dict], int | None]] = field(default_factory=list)
     # seconds spent in stages run from within the current one (RunContext.run)
     _nested_seconds: float = 0.0
     # the env's world for feature tables (env/feature_store); built from cfg when not given
@@ -217,11 +221,15 @@ class RunContext:
                     where="RunContext.write_all(feature_tables=...)",
                     fix="build the spec from ctx.table_name(key) and do not combine it with replace_dates",
                 )
+        rows: dict[str, int | None] = {}
         for key, df in outputs.items():
             entries = self.suite(key) + (extra_expectations or {}).get(key, [])
-            if not any(checked is df and held == entries for checked, held in self._checked):
+            known = [counted for checked, held, counted in self._checked if checked is df and held == entries]
+            if not known:
                 self.check(df, entries, table=str(names[key]))
-        self._check_shrink(names, outputs, replace_dates)
+                known = [self._checked[-1][2]]
+            rows[key] = known[0]
+        self._check_shrink(names, outputs, replace_dates, rows)
         for key, spec in feature_tables.items():
             self.feature_store.ensure_table(spec, outputs[key].schema)
         before = {key: self.tables.version(name) for key, name in names.items()}
@@ -264,14 +272,22 @@ class RunContext:
         """Validate a frame against a contract, keeping the result for the stage's data-quality
         report; returns `measures` (name -> aggregate), computed in the contract's own pass.
         A frame whose contract held is not checked again when it is written."""
+        from pyspark.sql import functions as F
+
         from mlops.quality import validate
 
-        measured = validate(df, entries, table=table, persist=self.persist, results=self.validations, measures=measures)
-        self._checked.append((df, entries))
+        # the row count rides along where the contract is checked anyway (the shrink guard's)
+        counting = {**(measures or {}), **({_ROWS: F.count(F.lit(1))} if entries else {})}
+        measured = validate(df, entries, table=table, persist=self.persist, results=self.validations, measures=counting)
+        self._checked.append((df, entries, measured.pop(_ROWS, None)))
         return measured
 
     def _check_shrink(
-        self, names: dict[str, TableName], outputs: dict[str, DataFrame], replace_dates: tuple[str, list] | None
+        self,
+        names: dict[str, TableName],
+        outputs: dict[str, DataFrame],
+        replace_dates: tuple[str, list] | None,
+        rows: dict[str, int | None],
     ) -> None:
         """A new version may not hold far fewer rows than the current one (for a per-date replace:
         than the current rows of those dates). Every contract can hold on a collapsed input, e.g. a
@@ -287,11 +303,13 @@ class RunContext:
         for key, df in outputs.items():
             if not self.tables.exists(names[key]):
                 continue
-            current = self.tables.read(names[key])
             if replace_dates:
-                current = current.where(F.col(replace_dates[0]).isin(list(replace_dates[1])))
-            old = current.count()
-            new = df.count() if old else 0
+                current = self.tables.read(names[key])
+                old = current.where(F.col(replace_dates[0]).isin(list(replace_dates[1]))).count()
+            else:
+                old = self.tables.rows(names[key])
+            counted = rows.get(key)
+            new = (df.count() if counted is None else counted) if old else 0
             if not old or new >= (1 - float(limit)) * old:
                 continue
             change = f"{new} rows would replace the {old} of the current version ({1 - new / old:.0%} fewer)"
