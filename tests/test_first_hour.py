@@ -216,7 +216,9 @@ def test_summary_reports_tables_gate_aliases_timings_and_the_next_command():
     }
     text = summary.render(built, "make ui")
     lines = text.splitlines()
-    assert any(re.fullmatch(r"\s+extract\s+2\.0 s\s+6 \(3\)\s+-\s+run first: its output was missing", line) for line in lines)
+    assert any(
+        re.fullmatch(r"\s+extract\s+2\.0 s\s+6 \(3\)\s+-\s+run first: its output was missing", line) for line in lines
+    )
     assert any(re.fullmatch(r"\s+evaluate\s+3\.0 s\s+-\s+run-eval", line) for line in lines)
     assert any(re.fullmatch(r"\s+local\.clv\.clv_transactions_de\s+3\s+1200", line) for line in lines)
     assert any(re.fullmatch(r"\s+roc_auc\s+0\.810 \[0\.750, 0\.860\]\s+0\.740\s+-", line) for line in lines), text
