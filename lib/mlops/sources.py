@@ -7,10 +7,15 @@ importable) with `read(spark)` and `describe()`, and one YAML file naming it.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.resources
 import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from omegaconf import DictConfig
 from pyspark.sql import DataFrame, SparkSession
@@ -112,10 +117,13 @@ class _FileSource(Source):
             )
         path = str(self.path)
         _check_local_path(path)
+        read = path
         if self.kind == "csv" and "://" not in path and Path(path).exists():
-            _check_gzip(path, self.kind)
+            staging = _staging_for(spark, Path(path))
+            _check_gzip(path, self.kind, into=staging)
+            read = str(staging or path)
         try:
-            return getattr(self._reader(spark), self.kind)(path)
+            return getattr(self._reader(spark), self.kind)(read)
         except Exception as exc:  # Spark's AnalysisException et al.: keep the first line only
             raise SourceError(
                 f"cannot read {self.kind} source: {str(exc).splitlines()[0][:300]}",
@@ -140,38 +148,6 @@ class CsvSource(_FileSource):
             .option("encoding", self.encoding or "UTF-8")
             .option("sep", self.delimiter or ",")
         )
-
-    def load(self, spark: SparkSession) -> DataFrame:
-        return spread_gzip(spark, super().load(spark), str(self.path))
-
-
-def spread_gzip(spark: SparkSession, df: DataFrame, path: str) -> DataFrame:
-    """A gzip file cannot be split: Spark parses it as one partition, on one core, and everything
-    after (the contract, the cleaning, the cached table) stays on that core. Large ones are spread
-    over the shuffle partitions right after the parse. Large means more than Spark's own cost of
-    opening a file (spark.sql.files.openCostInBytes): below that the shuffle costs more than the
-    single-core parse (the bundled sample, 0.4 MB, is not spread)."""
-    local = Path(path)
-    if "://" in path or not local.exists():
-        return df
-    files = [local] if local.is_file() else sorted(local.rglob("*.gz"))
-    compressed = [file for file in files if file.suffix == ".gz"]
-    try:
-        partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 0)
-        open_cost = _bytes(spark.conf.get("spark.sql.files.openCostInBytes") or "4194304")
-    except ValueError:  # e.g. "auto" on Databricks: its own planner spreads the work
-        return df
-    if len(compressed) >= partitions or sum(file.stat().st_size for file in compressed) <= open_cost:
-        return df
-    log.info("%s: gzip, one partition per file; spread over %d partitions after the parse", path, partitions)
-    return df.repartition(partitions)
-
-
-def _bytes(text: str) -> int:
-    """A Spark byte size setting: 4194304, 4m, 4MB."""
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    value = text.strip().lower().removesuffix("b") or "0"
-    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
 
 
 class ParquetSource(_FileSource):
@@ -234,21 +210,69 @@ def _check_local_path(path: str) -> None:
         )
 
 
-def _check_gzip(path: str, kind: str) -> None:
-    # Spark's gzip reader stops quietly at a truncated end: the rows before the cut would load as
-    # if they were the whole extract. Reading the stream through once here makes that an error.
+def _check_gzip(path: str, kind: str, *, into: Path | None = None) -> None:
+    """Spark's gzip reader stops quietly at a truncated end: the rows before the cut would load as
+    if they were the whole extract. Reading the stream through once here makes that an error; with
+    `into`, the same read writes each file decompressed there (see _staging_for)."""
     import gzip
     import zlib
 
-    files = [Path(path)] if Path(path).is_file() else sorted(Path(path).rglob("*.gz"))
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(root.rglob("*.gz"))
     for file in (f for f in files if f.suffix == ".gz"):
+        target = None if into is None else into / (file.relative_to(root) if root.is_dir() else Path(file.name))
         try:
-            with gzip.open(file, "rb") as stream:
-                while stream.read(1 << 22):
-                    pass
+            with gzip.open(file, "rb") as stream, _opened(target) as out:
+                while block := stream.read(1 << 22):
+                    if out is not None:
+                        out.write(block)
         except (EOFError, OSError, zlib.error) as exc:
             raise SourceError(
                 f"cannot read {kind} source: {file.name} is not a complete gzip file ({exc})",
                 where=str(file),
                 fix="re-export or re-download the file; it was cut off or damaged",
             ) from None
+
+
+@contextlib.contextmanager
+def _opened(target: Path | None) -> Iterator[BinaryIO | None]:
+    if target is None:
+        yield None
+        return
+    target = target.with_suffix("")  # lines.csv.gz -> lines.csv
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as out:
+        yield out
+
+
+def _staging_for(spark: SparkSession, source: Path) -> Path | None:
+    """A folder for the source decompressed, where that lets Spark parse it on every core; else None.
+
+    Gzip cannot be split: Spark parses a .gz file as one partition, on one core, and the contract,
+    the cleaning and the cached table after it stay on that core (spreading the rows after the
+    parse cost more than it saved: docs/performance.md). A plain CSV is split by Spark itself, so
+    the read-through that checks the gzip writes it decompressed on the way. Only where every file
+    is gzip, and their size is above Spark's own cost of opening a file
+    (spark.sql.files.openCostInBytes): the bundled sample (0.4 MB) is read as it is. The folder
+    lives until the process ends; the data it holds is the source's, on the same disk.
+    """
+    files = [source] if source.is_file() else [f for f in source.rglob("*") if f.is_file() and f.name[0] not in "._"]
+    if not files or any(file.suffix != ".gz" for file in files):
+        return None
+    try:
+        open_cost = _bytes(spark.conf.get("spark.sql.files.openCostInBytes") or "4194304")
+    except ValueError:
+        return None
+    if sum(file.stat().st_size for file in files) <= open_cost:
+        return None
+    staging = Path(tempfile.mkdtemp(prefix="ac-mlops-source-"))
+    atexit.register(shutil.rmtree, staging, ignore_errors=True)
+    log.info("%s: gzip, which Spark parses on one core; decompressed to %s to parse on all", source, staging)
+    return staging
+
+
+def _bytes(text: str) -> int:
+    """A Spark byte size setting: 4194304, 4m, 4MB."""
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    value = text.strip().lower().removesuffix("b") or "0"
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
