@@ -56,3 +56,12 @@ def test_a_cut_off_gzip_source_is_an_error_also_when_it_would_be_decompressed(sp
 @pytest.mark.parametrize(("text", "value"), [("4194304", 4194304), ("4m", 4 << 20), ("1k", 1024), ("2GB", 2 << 30)])
 def test_spark_byte_sizes_read_as_spark_reads_them(text, value):
     assert _bytes(text) == value
+
+
+def test_gzip_parts_as_many_as_the_cores_are_read_as_they_are(spark, tmp_path, open_cost):
+    parts = int(spark.conf.get("spark.default.parallelism"))
+    for part in range(parts):
+        _gzip_csv(tmp_path / "parts" / f"part-{part}.csv.gz", 5_000)
+    open_cost("8k")
+    df = CsvSource(path=str(tmp_path / "parts")).read(spark)
+    assert all(file.endswith(".csv.gz") for file in df.inputFiles()) and df.count() == parts * 5_000

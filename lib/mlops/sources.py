@@ -252,7 +252,8 @@ def _staging_for(spark: SparkSession, source: Path) -> Path | None:
     the cleaning and the cached table after it stay on that core (spreading the rows after the
     parse cost more than it saved: docs/performance.md). A plain CSV is split by Spark itself, so
     the read-through that checks the gzip writes it decompressed on the way. Only where every file
-    is gzip, and their size is above Spark's own cost of opening a file
+    is gzip, there are fewer of them than spark.default.parallelism, and their size is above
+    Spark's own cost of opening a file
     (spark.sql.files.openCostInBytes): the bundled sample (0.4 MB) is read as it is. The folder
     lives until the process ends; the data it holds is the source's, on the same disk.
     """
@@ -261,9 +262,11 @@ def _staging_for(spark: SparkSession, source: Path) -> Path | None:
         return None
     try:
         open_cost = _bytes(spark.conf.get("spark.sql.files.openCostInBytes") or "4194304")
+        cores = int(spark.conf.get("spark.default.parallelism", None) or 0)
     except ValueError:
         return None
-    if sum(file.stat().st_size for file in files) <= open_cost:
+    # as many files as partitions are parsed in parallel already (the synthetic 10M's eight parts)
+    if len(files) >= cores or sum(file.stat().st_size for file in files) <= open_cost:
         return None
     staging = Path(tempfile.mkdtemp(prefix="ac-mlops-source-"))
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
