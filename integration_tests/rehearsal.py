@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME_STAND_IN = Path(__file__).resolve().parent / "databricks_runtime"
+PIPELINES = REPO / ".azure" / "devops-pipelines"
+# the application id of the service principal a shared target's variable group holds, in the rehearsal
+REHEARSAL_PRINCIPAL = "7f3c2a10-5b6e-4d21-9c0a-3e8b1d2f4a60"
+_MACRO = re.compile(r"\$\(([A-Za-z_][\w.\-]*)\)")
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.\-\[\]]+)\}")
 _DYNAMIC = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
@@ -94,6 +98,34 @@ class Origin:
 # -- deploy time ---------------------------------------------------------------------------------------
 
 
+def deploy_environment(target: str, root: Path = REPO) -> dict[str, str]:
+    """The environment the Azure DevOps step that deploys `target` gives the CLI: its `env:` mapping,
+    each `$(name)` macro replaced by what the variable group holds in the rehearsal (the deploying
+    principal's application id for DATABRICKS_CLIENT_ID, `rehearsal-<name>` for the rest). The
+    deployer is `environment["DATABRICKS_CLIENT_ID"]`."""
+    for path in sorted((root / PIPELINES.relative_to(REPO)).glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        jobs = [job for stage in doc.get("stages") or [{"jobs": doc.get("jobs")}] for job in stage.get("jobs") or []]
+        for job in jobs:
+            for step in job.get("steps") or []:
+                if f"make bundle-deploy TARGET={target}" in str(step.get("script")):
+                    return {
+                        name: _MACRO.sub(_group_value, str(value)) for name, value in (step.get("env") or {}).items()
+                    }
+    raise RehearsalError(f"no pipeline step deploys target {target}", file=".azure/devops-pipelines", key="steps")
+
+
+def _group_value(macro: re.Match) -> str:
+    name = macro.group(1)
+    return REHEARSAL_PRINCIPAL if name == "DATABRICKS_CLIENT_ID" else f"rehearsal-{name.removeprefix('BUNDLE_VAR_')}"
+
+
+def load_as_ci_deploys(target: str, root: Path = REPO, **kwargs: Any) -> DeployedBundle:
+    """`load_bundle` as the Azure DevOps step that deploys `target` would: its environment, its principal."""
+    environ = deploy_environment(target, root)
+    return load_bundle(root, target, environ=environ, user=environ["DATABRICKS_CLIENT_ID"], **kwargs)
+
+
 def _load(path: Path, root: Path) -> dict[str, Any]:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -126,6 +158,18 @@ def _merge_keyed(base: list, override: list, key: str) -> list:
     return merged
 
 
+@dataclass(frozen=True)
+class DeployWarning:
+    """What the CLI reports as a warning: the deploy goes on, but the target is not as it should be."""
+
+    what: str
+    file: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.what}"
+
+
 @dataclass
 class DeployedBundle:
     """One target of the bundle, as `bundle deploy -t <target>` would create it: every `${...}` resolved."""
@@ -137,6 +181,10 @@ class DeployedBundle:
     origins: dict[tuple[str, str], Origin]  # (kind, key) -> where it was written
     python_files: dict[tuple[str, str], Path]  # (job key, task key) -> the script it runs
     job_ids: dict[str, str] = field(default_factory=dict)  # deploy-time job id -> job key
+    deployer: str = ""  # the identity that deploys: it creates, and so owns, every resource
+    runs_as: str = ""  # the identity the jobs run as: run_as, else the deployer
+    root_path: str = ""  # workspace.root_path, expanded as the CLI does
+    warnings: list[DeployWarning] = field(default_factory=list)
 
     @property
     def jobs(self) -> dict[str, dict[str, Any]]:
@@ -157,15 +205,46 @@ def _files(root: Path, bundle: dict[str, Any]) -> list[Path]:
     return files
 
 
+VARIABLE_ENV_PREFIX = "BUNDLE_VAR_"
+
+
+def _overrides_file(root: Path, target: str) -> tuple[dict[str, Any], str]:
+    """`.databricks/bundle/<target>/variable-overrides.json`, which the CLI reads when it exists
+    (bundle/config/mutator/set_variables.go, readVariablesFromFile): a JSON object of name -> value."""
+    relative = f".databricks/bundle/{target}/variable-overrides.json"
+    path = root / relative
+    if not path.is_file():
+        return {}, relative
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RehearsalError(f"failed to parse variables file: {error}", file=relative, key="(file)") from None
+    if not isinstance(values, dict):
+        raise RehearsalError(
+            'invalid format: the file must be a JSON object {"var1": "value1"}', file=relative, key="(file)"
+        )
+    return values, relative
+
+
 def _variables(
     declared: dict[str, tuple[Any, str]],
     target: dict[str, tuple[Any, str]],
     overrides: dict[str, Any],
+    environ: dict[str, str],
+    file_values: tuple[dict[str, Any], str],
     target_name: str,
-) -> dict[str, Any]:
-    """Each variable's value: --var (overrides), else the target's, else its default; none is an error,
-    as in `bundle validate` ("no value assigned to required variable")."""
+) -> tuple[dict[str, Any], dict[str, Origin]]:
+    """Each variable's value and where it came from, in the CLI's order: `--var`, then
+    `BUNDLE_VAR_<name>`, then the overrides file, then the target's value, then the default; none is
+    an error, as in `bundle validate` ("no value assigned to required variable").
+
+    A complex variable (`type: complex`) can be set neither by `--var` (bundle/config/root.go,
+    InitializeVariables) nor from the environment (bundle/config/mutator/set_variables.go), and the
+    overrides file must give it a map or a list, and a plain variable a plain value (same file).
+    """
     values: dict[str, Any] = {}
+    origins: dict[str, Origin] = {}
+    in_file, file_name = file_values
     for name, (_, file) in target.items():
         if name not in declared:
             raise RehearsalError(
@@ -173,27 +252,70 @@ def _variables(
             )
     for name in overrides:
         if name not in declared:
-            raise RehearsalError(f"--var {name}: no such variable", file="(command line)", key=f"var.{name}")
+            raise RehearsalError(f"variable {name} has not been defined", file="(command line)", key=f"--var {name}")
+    for name in in_file:
+        if name not in declared:
+            raise RehearsalError(f'variable "{name}" is not defined', file=file_name, key=name)
     for name, (spec, file) in declared.items():
         spec = spec if isinstance(spec, dict) else {"default": spec}
+        complex_type = spec.get("type") == "complex"
+        env_name = f"{VARIABLE_ENV_PREFIX}{name}"
         if name in overrides:
-            values[name] = overrides[name]
-        elif name in target:
-            value = target[name][0]
-            values[name] = value.get("default") if isinstance(value, dict) else value
+            if complex_type:
+                raise RehearsalError(
+                    f"setting variables of complex type via --var flag is not supported: {name} "
+                    f"(declared type: complex in {file})",
+                    file="(command line)",
+                    key=f"--var {name}",
+                )
+            values[name], origins[name] = overrides[name], Origin("(command line)", f"--var {name}")
+        elif env_name in environ:
+            if complex_type:
+                raise RehearsalError(
+                    f"setting via environment variables ({env_name}) is not supported for complex variable "
+                    f"{name} (declared type: complex in {file}); set it per target in databricks.yml or in "
+                    f"{file_name}",
+                    file="(environment)",
+                    key=env_name,
+                )
+            values[name], origins[name] = environ[env_name], Origin("(environment)", env_name)
         elif "lookup" in spec:
             raise RehearsalError(
                 f"variable {name!r} is a lookup, which needs a workspace; give it a value",
                 file=file,
                 key=f"variables.{name}",
             )
+        elif in_file.get(name) is not None:
+            value = in_file[name]
+            if complex_type != isinstance(value, (dict, list)):
+                kind = "of type complex, but the value" if complex_type else "not of type complex, but the value"
+                raise RehearsalError(
+                    f"variable {name} is {kind} in the variable file is {'not ' if complex_type else ''}a complex type",
+                    file=file_name,
+                    key=name,
+                )
+            values[name], origins[name] = value, Origin(file_name, name)
+        elif name in target:
+            value, target_file = target[name]
+            values[name] = value.get("default") if isinstance(value, dict) and "default" in value else value
+            origins[name] = Origin(target_file, f"targets.{target_name}.variables.{name}")
         elif "default" in spec:
-            values[name] = spec["default"]
+            values[name], origins[name] = spec["default"], Origin(file, f"variables.{name}.default")
         else:
             raise RehearsalError(
                 f"no value for required variable {name!r} on target {target_name}", file=file, key=f"variables.{name}"
             )
-    return values
+    return values, origins
+
+
+def _expand_root_path(root_path: str, user: str) -> str:
+    """`~/` is the deployer's home (bundle/config/mutator/expand_workspace_root.go); a workspace path
+    gets the `/Workspace` prefix (prepend_workspace_prefix.go)."""
+    if root_path.startswith("~/"):
+        return f"/Workspace/Users/{user}/{root_path[2:]}"
+    if root_path.startswith("/") and not root_path.startswith(("/Workspace/", "/Volumes/")):
+        return f"/Workspace{root_path}"
+    return root_path
 
 
 def load_bundle(
@@ -201,10 +323,16 @@ def load_bundle(
     target: str = "dev",
     *,
     variables: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
     user: str = "rehearsal@example.com",
     git_commit: str = "rehearsal",
 ) -> DeployedBundle:
-    """The target as deployed: merged, presets applied, every `${...}` resolved and checked."""
+    """The target as `bundle deploy -t <target>` by `user` would create it: merged, presets applied,
+    every `${...}` resolved and checked, and the deploy layer's rules applied (`_check_deploy_layer`).
+
+    `variables` are `--var` values; `environ` is the deploying process's environment (only its
+    `BUNDLE_VAR_*` entries matter), never this process's own.
+    """
     root_doc = _load(root / "databricks.yml", root)
     if target not in (root_doc.get("targets") or {}):
         raise RehearsalError(f"no target {target!r}", file="databricks.yml", key="targets")
@@ -217,6 +345,8 @@ def load_bundle(
     resources: dict[str, dict[str, Any]] = {}
     origins: dict[tuple[str, str], Origin] = {}
     target_doc: dict[str, Any] = {}
+    # top-level settings (run_as, workspace, permissions) -> where the target's value was written
+    settings = {key: Origin("databricks.yml", key) for key in root_doc}
     for file, doc in documents.items():
         for name, spec in (doc.get("variables") or {}).items():
             declared[name] = (spec, file)
@@ -233,15 +363,19 @@ def load_bundle(
     for file, doc in documents.items():  # the target's overrides, from every file, after every base definition
         override = (doc.get("targets") or {}).get(target) or {}
         target_doc = _merge(target_doc, override)
+        settings.update({key: Origin(file, f"targets.{target}.{key}") for key in override if key != "resources"})
         target_variables.update({name: (value, file) for name, value in (override.get("variables") or {}).items()})
         for kind, entries in (override.get("resources") or {}).items():
             for key, resource in (entries or {}).items():
                 origins.setdefault((kind, key), Origin(file, f"targets.{target}.resources.{kind}.{key}"))
                 resources.setdefault(kind, {})[key] = _merge(resources.get(kind, {}).get(key, {}), resource)
 
-    values = _variables(declared, target_variables, variables or {}, target)
+    values, value_origins = _variables(
+        declared, target_variables, variables or {}, environ or {}, _overrides_file(root, target), target
+    )
     mode = target_doc.get("mode")
     short_name = re.sub(r"[^a-z0-9]+", "_", user.split("@")[0].lower())
+    top = {key: (target_doc[key] if key in target_doc else root_doc.get(key)) for key in ("run_as", "permissions")}
     workspace = dict(root_doc.get("workspace") or {})
     workspace.update(target_doc.get("workspace") or {})
     context: dict[str, Any] = {
@@ -250,11 +384,17 @@ def load_bundle(
         "workspace": {"current_user": {"userName": user, "short_name": short_name}},
     }
     resolver = _Resolver(context, origins)
-    root_path = resolver.resolve(
-        workspace.get("root_path", f"/Workspace/Users/{user}/.bundle/${{bundle.name}}/${{bundle.target}}"),
-        Origin("databricks.yml", "workspace.root_path"),
+    root_origin = settings.get("workspace", Origin("databricks.yml", "workspace")).at(".root_path")
+    root_path = _expand_root_path(
+        resolver.resolve(workspace.get("root_path", "~/.bundle/${bundle.name}/${bundle.target}"), root_origin), user
     )
-    context["workspace"].update(root_path=root_path, file_path=f"{root_path}/files")
+    context["workspace"].update(
+        root_path=root_path,
+        file_path=f"{root_path}/files",
+        artifact_path=f"{root_path}/artifacts",
+        state_path=f"{root_path}/state",
+        resource_path=f"{root_path}/resources",
+    )
     if mode == "development":
         _development_presets(resources, short_name)
     job_ids = {f"rehearsal-{key}": key for key in resources.get("jobs", {})}
@@ -267,10 +407,194 @@ def load_bundle(
         kind: {key: resolver.resolve(resource, origins[(kind, key)]) for key, resource in entries.items()}
         for kind, entries in resources.items()
     }
-    bundle = DeployedBundle(root, target, values, resolved, origins, {}, job_ids)
+    run_as_origin = settings.get("run_as", Origin("databricks.yml", "run_as"))
+    run_as = resolver.resolve(top["run_as"], run_as_origin) if "run_as" in settings else None
+    permissions = resolver.resolve(top["permissions"] or [], settings.get("permissions", Origin("", "")))
+    bundle = DeployedBundle(
+        root, target, values, resolved, origins, {}, job_ids, deployer=user, runs_as=user, root_path=root_path
+    )
     for job_key, job in bundle.jobs.items():
         _check_job(bundle, job_key, job)
+    layer = _DeployLayer(bundle, resources, value_origins, settings, mode)
+    layer.check_run_as(run_as, run_as_origin)
+    layer.check_root_path(permissions, explicit=bool((target_doc.get("workspace") or {}).get("root_path")))
+    layer.check_workspace_folders()
+    layer.check_grants()
     return bundle
+
+
+# Unity Catalog refuses grants to these: they are workspace-local system groups (SQL reference,
+# "Principal": https://docs.databricks.com/sql/language-manual/sql-ref-principal.html). `account users`
+# is the account-level group of everyone.
+WORKSPACE_LOCAL_GROUPS = frozenset({"users", "admins"})
+# resource kinds that are Unity Catalog securables with `grants` in a bundle
+UC_GRANT_KINDS = ("catalogs", "schemas", "volumes", "registered_models")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def _workspace_object(path: str) -> str:
+    """A workspace path as the workspace stores it: the API strips a `/Workspace` prefix
+    (bundle/direct/dresources/experiment.go, stripWorkspacePrefix)."""
+    return path[len("/Workspace") :] if path.startswith("/Workspace/") else path
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = [part for part in path.split("/") if part]
+    return ["/" + "/".join(parts[:depth]) for depth in range(len(parts) + 1)]
+
+
+class _DeployLayer:
+    """The rules `bundle deploy` and the workspace apply that references and task graphs do not show:
+    identities and ownership, folders, grants, root-path permissions. Each rule names its source;
+    where the source is silent, the stricter reading is taken and the comment says so."""
+
+    def __init__(
+        self,
+        bundle: DeployedBundle,
+        unresolved: dict[str, dict[str, Any]],
+        value_origins: dict[str, Origin],
+        settings: dict[str, Origin],
+        mode: str | None,
+    ) -> None:
+        self.bundle, self.unresolved, self.value_origins = bundle, unresolved, value_origins
+        self.settings, self.mode = settings, mode
+
+    def check_run_as(self, run_as: Any, origin: Origin) -> None:
+        """bundle/config/mutator/resourcemutator/run_as.go: run_as names exactly one identity; when it
+        is not the deployer, the CLI refuses quality_monitors (the monitor API has no run_as). The
+        deployer creates, and so owns, the registered models; setting or deleting an alias needs the
+        owner or a metastore admin (databricks-sdk, RegisteredModelsAPI.set_alias / delete_alias), so
+        jobs that run as anyone else fail at their first gate pass."""
+        bundle = self.bundle
+        if run_as is None:
+            return
+        identities = [str(value) for value in (run_as or {}).values() if value]
+        names = {key for key, value in (run_as or {}).items() if value}
+        if not identities:
+            raise RehearsalError(
+                "run_as section must specify exactly one identity. Neither service_principal_name nor user_name "
+                "is specified (an empty variable?)",
+                file=origin.file,
+                key=origin.key,
+            )
+        if names == {"service_principal_name", "user_name"}:
+            raise RehearsalError(
+                "run_as section cannot specify both user_name and service_principal_name",
+                file=origin.file,
+                key=origin.key,
+            )
+        bundle.runs_as = identities[0]
+        if bundle.runs_as == bundle.deployer:
+            return
+        if bundle.resources.get("quality_monitors"):
+            raise RehearsalError(
+                f"quality_monitors do not support a run_as identity different from the owner: deployed by "
+                f"{bundle.deployer}, run as {bundle.runs_as}; deploy the target as {bundle.runs_as}",
+                file=origin.file,
+                key=origin.key,
+            )
+        models = sorted(bundle.resources.get("registered_models") or {})
+        if models:
+            raise RehearsalError(
+                f"the jobs run as {bundle.runs_as}, but {bundle.deployer} deploys and so owns the registered "
+                f"models {models}: only their owner (or a metastore admin) may set or delete the champion and "
+                f"challenger aliases; deploy the target as {bundle.runs_as}",
+                file=origin.file,
+                key=origin.key,
+            )
+
+    def check_root_path(self, permissions: list[dict[str, Any]], *, explicit: bool) -> None:
+        """bundle/permissions/validate.go: a root path under /Workspace/Shared is writable by every
+        workspace user (a warning unless `users` is given CAN_MANAGE on purpose).
+        resourcemutator/validate_target_mode.go: `mode: production` needs an explicit root path
+        (an error unless run_as is set or a service principal deploys, then a recommendation)."""
+        bundle = self.bundle
+        origin = self.settings.get("workspace", Origin("databricks.yml", "workspace")).at(".root_path")
+        if bundle.root_path.startswith("/Workspace/Shared/") and not any(
+            p.get("group_name") == "users" and p.get("level") == "CAN_MANAGE" for p in permissions
+        ):
+            bundle.warnings.append(
+                DeployWarning(
+                    f"the bundle root path {bundle.root_path} is writable by all workspace users: anyone could "
+                    "change the code the target's jobs run; move it under /Workspace/Users/<deploying principal>",
+                    origin.file,
+                    origin.key,
+                )
+            )
+        if self.mode == "production" and not explicit:
+            runs_as_set = "run_as" in self.settings or _UUID.fullmatch(bundle.deployer)
+            if not runs_as_set:
+                raise RehearsalError(
+                    "target with 'mode: production' must set 'workspace.root_path' to make sure only one copy is "
+                    "deployed",
+                    file="databricks.yml",
+                    key=f"targets.{bundle.target}.workspace.root_path",
+                )
+
+    def existing_folders(self) -> set[str]:
+        """Workspace folders there are when the deploy creates resources. The deploy uploads the files
+        before it creates any resource (bundle/phases/deploy.go: files.Upload, then deployCore) and
+        makes the upload folder with Workspace mkdirs, parents included (libs/sync/path.go), so the
+        root path and its ancestors exist. Besides: /, /Users, /Shared, and a person's home (a
+        service principal's home only as an ancestor of its root path: the stricter reading, since
+        no source says when it exists)."""
+        bundle = self.bundle
+        folders = {"/", "/Users", "/Shared", *_ancestors(_workspace_object(bundle.root_path + "/files"))}
+        if not _UUID.fullmatch(bundle.deployer):
+            folders.add(f"/Users/{bundle.deployer}")
+        return folders
+
+    def check_workspace_folders(self) -> None:
+        """Neither deployment engine creates an experiment's parent folder: both call only
+        CreateExperiment (bundle/direct/dresources/experiment.go; the Terraform provider's
+        resource_mlflow_experiment.go), and the workspace answers RESOURCE_DOES_NOT_EXIST. For a
+        quality monitor's assets_dir the sources are silent; the stricter reading: its parent must
+        exist too."""
+        bundle, existing = self.bundle, self.existing_folders()
+        places = [("experiments", "name"), ("quality_monitors", "assets_dir")]
+        for kind, field_name in places:
+            for key, resource in sorted((bundle.resources.get(kind) or {}).items()):
+                path = str(resource.get(field_name) or "")
+                where = bundle.origins[(kind, key)].at(f".{field_name}")
+                if not path.startswith("/"):
+                    raise RehearsalError(
+                        f"{kind} {key}: {field_name} {path!r} is not an absolute workspace path",
+                        file=where.file,
+                        key=where.key,
+                    )
+                parent = _workspace_object(path).rsplit("/", 1)[0] or "/"
+                if parent not in existing:
+                    raise RehearsalError(
+                        f"{kind} {key}: RESOURCE_DOES_NOT_EXIST: Parent directory {parent} does not exist, and "
+                        f"`bundle deploy` does not create it; place it in the bundle's root path "
+                        f"({_workspace_object(bundle.root_path)}), which the deploy creates",
+                        file=where.file,
+                        key=where.key,
+                    )
+
+    def check_grants(self) -> None:
+        """No Unity Catalog grant to a workspace-local group (WORKSPACE_LOCAL_GROUPS). A principal
+        that comes from a variable is reported where the variable got its value."""
+        bundle = self.bundle
+        for kind in UC_GRANT_KINDS:
+            for key, resource in sorted((bundle.resources.get(kind) or {}).items()):
+                written = self.unresolved.get(kind, {}).get(key, {}).get("grants") or []
+                for position, grant in enumerate(resource.get("grants") or []):
+                    principal = str(grant.get("principal", ""))
+                    if principal.casefold() not in WORKSPACE_LOCAL_GROUPS:
+                        continue
+                    where = bundle.origins[(kind, key)].at(f".grants[{position}].principal")
+                    source = _REFERENCE.fullmatch(
+                        str((written[position] if position < len(written) else {}).get("principal", ""))
+                    )
+                    if source and source.group(1).startswith("var."):
+                        where = self.value_origins.get(source.group(1)[4:], where)
+                    raise RehearsalError(
+                        f"{kind} {key} grants {grant.get('privileges')} to {principal!r}, a workspace-local group "
+                        f"that Unity Catalog refuses; grant to an account group (e.g. `account users`) or a user",
+                        file=where.file,
+                        key=where.key,
+                    )
 
 
 def _development_presets(resources: dict[str, dict[str, Any]], short_name: str) -> None:

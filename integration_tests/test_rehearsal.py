@@ -18,33 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from integration_tests.rehearsal import REPO, DeployedBundle, JobRun, Rehearsal, RehearsalError, StandIns, load_bundle
+from integration_tests.rehearsal import (
+    REPO,
+    DeployedBundle,
+    JobRun,
+    Rehearsal,
+    RehearsalError,
+    StandIns,
+    load_as_ci_deploys,
+    load_bundle,
+)
 from integration_tests.servers import LOOPBACK, start_connect_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.remote]
 
 TARGET = "test"
 NIGHTLY_JOB = "clv_nightly_test_job"
-TEST_PIPELINE = REPO / ".azure" / "devops-pipelines" / "ac-mlops-pipeline-tests.yml"
 PAIRS = [(model, country) for country in ("DE", "FR") for model in ("ltv_bucket", "repurchase")]
-
-
-def ci_variables() -> dict[str, str]:
-    """What the test pipeline's deploy step gives the CLI from its variable group (BUNDLE_VAR_<name>)."""
-    pipeline = yaml.safe_load(TEST_PIPELINE.read_text(encoding="utf-8"))
-    deploy = next(
-        step
-        for job in pipeline["jobs"]
-        for step in job.get("steps") or []
-        if f"make bundle-deploy TARGET={TARGET}" in str(step.get("script"))
-    )
-    return {
-        name.removeprefix("BUNDLE_VAR_"): f"rehearsal-{name.removeprefix('BUNDLE_VAR_')}"
-        for name in deploy["env"]
-        if name.startswith("BUNDLE_VAR_")
-    }
 
 
 def assert_succeeded(run: JobRun) -> None:
@@ -93,8 +84,9 @@ def world(tmp_path_factory) -> World:
     try:
         remote = f"sc://{LOOPBACK}:{server.port}"
         stand_ins = StandIns(spark_remote=remote, mlflow_root=root / "mlflow")
-        as_written = load_bundle(REPO, TARGET, variables=ci_variables())
-        deployed = load_bundle(REPO, TARGET, variables={**ci_variables(), **stand_ins.variables(as_written)})
+        as_written = load_as_ci_deploys(TARGET)
+        assert as_written.warnings == [], as_written.warnings
+        deployed = load_as_ci_deploys(TARGET, variables=stand_ins.variables(as_written))
         rehearsal = Rehearsal(deployed, stand_ins, root / "logs")
         print("rehearsal of target test; replaced (target's value -> stand-in):")
         for key, (theirs, ours) in stand_ins.replaced(as_written).items():
@@ -139,7 +131,9 @@ def test_the_nightly_chain_trains_scores_and_monitors_every_served_pair(world):
         assert list(score.tasks) == ["extract", "batch_inference"]
         # the pair's own registered model and experiment reached every task, as the deployed names
         assert train.parameters["registered_model"] == f"spark_catalog.clv.clv_{model}_{country.lower()}"
-        assert train.parameters["experiment"] == f"/Shared/ac-mlops/test/clv_{model}_{country.lower()}"
+        # in the bundle's root path, under the deploying principal's home, which the deploy creates
+        assert train.parameters["experiment"] == f"{world.as_written.root_path}/clv_{model}_{country.lower()}"
+        assert world.as_written.root_path.startswith(f"/Workspace/Users/{world.as_written.deployer}/")
         # the first night: no drift, so the condition is false and retraining is skipped
         assert monitor.tasks["monitor"].values == {"retrain_required": False}
         assert monitor.tasks["retrain_required"].outcome == "false"
@@ -224,6 +218,7 @@ def bundle_copy(tmp_path) -> Path:
     """The bundle's files in a scratch folder, to break one of them (scripts/ and conf/ are linked)."""
     shutil.copy(REPO / "databricks.yml", tmp_path / "databricks.yml")
     shutil.copytree(REPO / "resources", tmp_path / "resources")
+    shutil.copytree(REPO / ".azure", tmp_path / ".azure")  # the deploy steps' environment
     for folder in ("scripts", "conf", "lib"):
         (tmp_path / folder).symlink_to(REPO / folder)
     return tmp_path
@@ -278,7 +273,7 @@ def test_a_reference_that_cannot_resolve_fails_at_deploy_naming_file_and_key(bun
         break_training_job(bundle_copy, old, new)
         file = "resources/model-workflow-resource.yml"
     with pytest.raises(RehearsalError) as raised:
-        load_bundle(bundle_copy, TARGET, variables=ci_variables())
+        load_as_ci_deploys(TARGET, bundle_copy)
     assert (raised.value.file, raised.value.key) == (file, key)
     assert message in raised.value.what
 
@@ -287,7 +282,7 @@ def test_a_parameter_the_script_refuses_fails_the_run_naming_file_and_key(bundle
     """A parameter that resolves but is wrong for the script: the task exits non-zero before any
     Spark work, the job fails, and the report names the task's file and key and the script's error."""
     break_training_job(bundle_copy, "use_case/source=table", "use_case.source.knd=table")
-    deployed = load_bundle(bundle_copy, TARGET, variables={**ci_variables(), "catalog": "spark_catalog"})
+    deployed = load_as_ci_deploys(TARGET, bundle_copy, variables={"catalog": "spark_catalog"})
     stand_ins = StandIns(spark_remote=f"sc://{LOOPBACK}:1", mlflow_root=tmp_path / "mlflow")
     run = Rehearsal(deployed, stand_ins, tmp_path / "logs").run_job("clv_model_training_job")
     assert not run.succeeded
@@ -313,10 +308,8 @@ def test_conditions_compare_as_databricks_does():
 
 
 def test_schedules_exist_only_where_a_pair_is_served_and_the_chain_only_on_test():
-    deployed = {
-        target: load_bundle(REPO, target, variables=ci_variables(), user="jdoe@example.com")
-        for target in ("dev", "test", "staging", "prod")
-    }
+    deployed = {target: load_as_ci_deploys(target) for target in ("test", "staging", "prod")}
+    deployed["dev"] = load_bundle(REPO, "dev", user="jdoe@example.com")
     for target in ("staging", "prod"):
         assert deployed[target].jobs["clv_repurchase_gb_scoring"]["schedule"]["pause_status"] == "UNPAUSED"
         assert NIGHTLY_JOB not in deployed[target].jobs

@@ -47,8 +47,14 @@ TEMPLATE_FILES = sorted(TEMPLATES_DIR.glob("*.yml"))
 ALL_FILES = [*PIPELINE_FILES, *TEMPLATE_FILES]
 
 AUTH_ENV = ("DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET")
-# bundle variables without a default for shared targets: they come from the variable group
-BUNDLE_VAR_ENV = ("BUNDLE_VAR_service_principal_id", "BUNDLE_VAR_readers_group", "BUNDLE_VAR_ml_engineers_group")
+# bundle variables without a default for shared targets -> the `$(...)` macro each step maps them from:
+# the groups from the variable group; the principal prod's jobs run as from the identity that deploys
+# (one owner of jobs and registered models, whose aliases only the owner may move)
+BUNDLE_VAR_ENV = {
+    "BUNDLE_VAR_service_principal_id": "$(DATABRICKS_CLIENT_ID)",
+    "BUNDLE_VAR_readers_group": "$(BUNDLE_VAR_readers_group)",
+    "BUNDLE_VAR_ml_engineers_group": "$(BUNDLE_VAR_ml_engineers_group)",
+}
 SHARED_TARGETS = {"staging", "prod", "test"}
 VARIABLE_GROUP = "ac-mlops-pipeline-{target}"
 # the nightly chain: one job of the test target, which runs every pair served there
@@ -972,8 +978,8 @@ def test_bundle_steps_authenticate_from_the_variable_group(pipelines: dict[Path,
         assert "DATABRICKS_TOKEN" not in env, f"{where}: a PAT next to OAuth M2M credentials makes auth ambiguous"
         targets = set(_commands(step).bundle_targets())
         if targets & SHARED_TARGETS:
-            for name in BUNDLE_VAR_ENV:
-                assert env.get(name) == f"$({name})", f"{where}: env {name} must be `$({name})`"
+            for name, macro in BUNDLE_VAR_ENV.items():
+                assert env.get(name) == macro, f"{where}: env {name} must be `{macro}`"
         assert _groups(stage, job) == {VARIABLE_GROUP.format(target=t) for t in targets}, (
             f"{where}: runs against {targets} with variable groups {_groups(stage, job)}"
         )

@@ -241,17 +241,16 @@ def test_python_task_runs_a_script_with_hydra_overrides(path, job_key, task):
     assert task.get("environment_key"), f"{job_key}.{task['task_key']}: no environment_key"
 
 
-# what the Azure DevOps variable groups give a shared target (BUNDLE_VAR_*), and a developer's identity
-CI_VARIABLES = {"readers_group": "readers", "ml_engineers_group": "engineers", "service_principal_id": "sp-app-id"}
-
-
 @functools.cache
 def _deployed(target: str):
     """The target as `bundle deploy` would create it (integration_tests/rehearsal.py): every `${...}`
-    resolved, development names prefixed for the user jdoe."""
-    from integration_tests.rehearsal import load_bundle
+    resolved and the deploy layer's rules applied; a shared target as its Azure DevOps step deploys
+    it (that step's BUNDLE_VAR_* and principal), dev by the developer jdoe."""
+    from integration_tests.rehearsal import load_as_ci_deploys, load_bundle
 
-    return load_bundle(PROJECT_ROOT, target, variables=CI_VARIABLES, user="jdoe@example.com", git_commit="0123abc")
+    if target == "dev":
+        return load_bundle(PROJECT_ROOT, target, user="jdoe@example.com", git_commit="0123abc")
+    return load_as_ci_deploys(target, PROJECT_ROOT, git_commit="0123abc")
 
 
 def _job_runs():
@@ -341,13 +340,16 @@ def test_job_overrides_compose_with_the_real_conf(target, job_key, parameters):
     assert (cfg.model.name, cfg.country.code) == (run["model"], run["country"])
     assert cfg.use_case.registered_model == run["registered_model"]
     assert cfg.use_case.experiment == run["experiment"]
+    # the experiment lies in the bundle's root path, which the deploy creates (under the deployer's home)
+    folder, _, leaf = cfg.use_case.experiment.rpartition("/")
+    assert folder == deployed.root_path and folder.startswith(f"/Workspace/Users/{deployed.deployer}/")
+    plain = compose_config([f"env={target}", f"model={cfg.model.name}", f"country={cfg.country.code}"])
     if target == "dev":
-        assert "dev_jdoe_" in cfg.use_case.registered_model and "[dev jdoe] " in cfg.use_case.experiment
+        assert "dev_jdoe_" in cfg.use_case.registered_model and leaf.startswith("[dev jdoe] ")
     else:
-        # outside development mode the bundle's names are exactly what conf/ would choose by itself
-        plain = compose_config([f"env={target}", f"model={cfg.model.name}", f"country={cfg.country.code}"])
+        # outside development mode the model and the experiment's own name are what conf/ would choose
         assert cfg.use_case.registered_model == plain.use_case.registered_model
-        assert cfg.use_case.experiment == plain.use_case.experiment
+        assert leaf == plain.use_case.experiment.rpartition("/")[2]
 
 
 def test_every_configured_model_and_country_has_its_resource_file():
@@ -437,6 +439,9 @@ def test_the_wheel_is_built_from_setup_cfg(bundle):
     artifact = bundle["artifacts"]["ac_mlops_pipeline"]
     assert artifact["type"] == "whl" and artifact["path"] == "."
     assert "pip wheel" in artifact["build"] and "-w dist" in artifact["build"]
+    # a new wheel version on every deploy (the CLI's default template does this too), so a job
+    # environment never installs the previous code cached under setup.cfg's fixed version
+    assert artifact["dynamic_version"] is True
     assert (PROJECT_ROOT / "setup.cfg").is_file()
 
 
@@ -460,13 +465,66 @@ def test_shared_targets_take_groups_and_identities_from_the_environment(bundle):
         assert not {"readers_group", "ml_engineers_group", "service_principal_id"} & set(target.get("variables") or {})
         groups = {entry.get("group_name") for entry in target["permissions"]}
         assert groups == {"${var.readers_group}", "${var.ml_engineers_group}"}
-    prod = bundle["targets"]["prod"]
-    assert prod["run_as"] == {"service_principal_name": "${var.service_principal_id}"}
-    assert "${workspace.current_user" not in yaml.safe_dump(prod), "prod must not depend on who deploys"
     for path in RESOURCE_FILES:
         text = path.read_text(encoding="utf-8")
         for match in re.findall(r"(?:group_name|principal|user_name|service_principal_name): (\S+)", text):
             assert match.startswith("${var."), f"{_rel(path)}: hard-coded principal {match}"
+
+
+@pytest.mark.parametrize("target", sorted(EXPECTED_TARGETS))
+def test_every_target_deploys_with_one_owner_and_no_shared_root(target):
+    """The jobs run as the identity that deploys, which creates and so owns the registered models
+    (alias changes need the owner); the root path lies in the deployer's own folder, not
+    /Workspace/Shared; the rehearsal's deploy rules raise nothing and warn of nothing."""
+    deployed = _deployed(target)
+    assert deployed.runs_as == deployed.deployer
+    assert deployed.root_path.startswith(f"/Workspace/Users/{deployed.deployer}/.bundle/ac-mlops-pipeline/")
+    assert deployed.warnings == []
+
+
+def test_prod_runs_as_the_principal_that_deploys_it(bundle):
+    prod = bundle["targets"]["prod"]
+    assert prod["run_as"] == {"service_principal_name": "${var.service_principal_id}"}
+    assert prod["workspace"]["root_path"] == (
+        "/Workspace/Users/${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}"
+    )
+
+
+@pytest.mark.parametrize("target", sorted(EXPECTED_TARGETS))
+def test_no_unity_catalog_grant_goes_to_a_workspace_local_group(target):
+    from mlops.bundle import WORKSPACE_LOCAL_GROUPS
+
+    for kind in ("catalogs", "schemas", "volumes", "registered_models"):
+        for key, resource in (_deployed(target).resources.get(kind) or {}).items():
+            principals = {grant["principal"] for grant in resource.get("grants") or []}
+            assert principals and not {p.casefold() for p in principals} & WORKSPACE_LOCAL_GROUPS, (target, key)
+    if target == "dev":  # everyone in the account may use a dev model; the developer, its owner, manages it
+        grants = _deployed("dev").resources["registered_models"]["clv_repurchase_de"]["grants"]
+        assert grants == [
+            {"principal": "account users", "privileges": ["EXECUTE"]},
+            {"principal": "jdoe@example.com", "privileges": ["ALL_PRIVILEGES"]},
+        ]
+
+
+def test_the_generator_refuses_a_grant_to_a_workspace_local_group(tmp_path):
+    from mlops.bundle import render_all
+    from mlops.errors import ConfigError
+
+    root = tmp_path / "databricks.yml"
+    root.write_text(
+        BUNDLE_ROOT.read_text(encoding="utf-8").replace("readers_group: account users", "readers_group: users"),
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as raised:
+        render_all(CONF_DIR, root)
+    assert raised.value.where == "databricks.yml targets.dev.variables.readers_group"
+    assert "'users'" in raised.value.what and "account group" in raised.value.fix
+
+
+def test_experiments_live_in_the_bundles_root_path_with_the_targets_permissions():
+    doc = _load_yaml(PROJECT_ROOT / "resources" / "ml-artifacts-resource.yml")
+    for key, experiment in doc["resources"]["experiments"].items():
+        assert experiment == {"name": f"${{workspace.root_path}}/{key}"}
 
 
 # (e) sources, served pairs, the nightly chain, job environments -------------------------------------

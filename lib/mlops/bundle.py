@@ -342,7 +342,9 @@ def lakehouse_monitors(pairs: list[Pair], refresh_cron: str) -> dict[str, Any]:
         f"{pair.key}_predictions": {
             "table_name": f"${{var.catalog}}.${{var.schema}}.{pair.predictions_table}",
             "output_schema_name": "${var.catalog}.${var.schema}",
-            "assets_dir": f"${{workspace.root_path}}/lakehouse_monitoring/{pair.key}",
+            # in the root path, which the deploy creates; whether the monitor creates a missing parent
+            # folder is not documented, so the parent is one that exists
+            "assets_dir": f"${{workspace.root_path}}/lakehouse_monitoring_{pair.key}",
             "inference_log": {
                 # the predictions table's columns (mlops.stages.batch_inference); labels arrive a horizon
                 # later and are joined by the monitor stage, so the monitor profiles predictions and drift
@@ -359,6 +361,14 @@ def lakehouse_monitors(pairs: list[Pair], refresh_cron: str) -> dict[str, Any]:
 
 
 def ml_artifacts(pairs: list[Pair]) -> dict[str, Any]:
+    """A registered model and an experiment per pair.
+
+    Experiments live in the bundle's own root path: every deploy creates that folder (it uploads the
+    files there) before it creates any resource, while neither deployment engine creates an
+    experiment's parent folder. They carry no permissions of their own: a target's top-level
+    `permissions` reach every experiment and job of the bundle, and a dev deployment's stay the
+    developer's.
+    """
     models, experiments = {}, {}
     for pair in pairs:
         models[pair.key] = {
@@ -372,15 +382,40 @@ def ml_artifacts(pairs: list[Pair]) -> dict[str, Any]:
                 {"principal": "${var.ml_engineers_group}", "privileges": ["ALL_PRIVILEGES"]},
             ],
         }
-        experiments[pair.key] = {
-            # the same path conf/env/<target>.yaml gives use_case.experiment
-            "name": f"${{var.experiment_base}}/${{bundle.target}}/{pair.key}",
-            "permissions": [
-                {"level": "CAN_READ", "group_name": "${var.readers_group}"},
-                {"level": "CAN_MANAGE", "group_name": "${var.ml_engineers_group}"},
-            ],
-        }
+        experiments[pair.key] = {"name": f"${{workspace.root_path}}/{pair.key}"}
     return {"registered_models": models, "experiments": experiments}
+
+
+# Unity Catalog refuses grants to these workspace-local system groups (SQL reference, "Principal":
+# https://docs.databricks.com/sql/language-manual/sql-ref-principal.html); `account users` is everyone.
+WORKSPACE_LOCAL_GROUPS = frozenset({"users", "admins"})
+_VARIABLE = re.compile(r"\$\{var\.(\w+)\}")
+
+
+def check_grant_principals(artifacts: dict[str, Any], bundle_root: Path = BUNDLE_ROOT) -> None:
+    """Refuse a target of databricks.yml whose value (or the default) of a variable that names a Unity
+    Catalog grant's principal is a workspace-local group: `bundle deploy` would fail at the grant.
+    Values set at deploy time (BUNDLE_VAR_*) are checked by the bundle rehearsal."""
+    doc = yaml.safe_load(bundle_root.read_text(encoding="utf-8")) or {}
+    declared = doc.get("variables") or {}
+    names = sorted(
+        {
+            match.group(1)
+            for model in artifacts["registered_models"].values()
+            for grant in model.get("grants") or []
+            if (match := _VARIABLE.fullmatch(str(grant["principal"])))
+        }
+    )
+    for target, spec in (doc.get("targets") or {}).items():
+        for name in names:
+            given = ((spec or {}).get("variables") or {}).get(name, (declared.get(name) or {}).get("default"))
+            if str(given).casefold() in WORKSPACE_LOCAL_GROUPS:
+                raise ConfigError(
+                    f"target {target} would grant Unity Catalog privileges on the registered models to {given!r}, "
+                    "a workspace-local group that Unity Catalog refuses",
+                    where=f"{bundle_root.name} targets.{target}.variables.{name}",
+                    fix="name an account group (e.g. `account users`) or a user",
+                )
 
 
 class _Dumper(yaml.SafeDumper):
@@ -435,8 +470,10 @@ def render_all(conf_dir: Path = CONF_DIR, bundle_root: Path = BUNDLE_ROOT) -> di
             {"jobs": pair_jobs(pair, graph)},
             pair_schedules(pair, nightly_target),
         )
+    artifacts = ml_artifacts(pairs)
+    check_grant_principals(artifacts, bundle_root)
     files["ml-artifacts-resource.yml"] = _render(
-        "Registered models (Unity Catalog) and MLflow experiments, one per model and country.", ml_artifacts(pairs)
+        "Registered models (Unity Catalog) and MLflow experiments, one per model and country.", artifacts
     )
     nightly_pairs = [pair for pair in pairs if nightly_target in pair.served_on]
     files[NIGHTLY_FILE] = _render(

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mlops.errors import ConfigError
+from mlops.experiments import ExperimentFolders, experiment_folders, lookup_name, parent_folder
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,12 @@ def _ensure_sqlite_dir(uri: str) -> None:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
-def configure_mlflow(cfg: DictConfig) -> str:
-    """Point MLflow at this env's tracking and registry stores; return the experiment id."""
+def configure_mlflow(cfg: DictConfig, folders: ExperimentFolders | None = None) -> str:
+    """Point MLflow at this env's tracking and registry stores; return the experiment id.
+
+    A missing experiment is created, after its workspace folder where the store keeps experiments in
+    folders (`folders`, by default the tracking store's own: mlops.experiments).
+    """
     import mlflow
 
     settings = cfg.env.mlflow
@@ -52,7 +57,7 @@ def configure_mlflow(cfg: DictConfig) -> str:
     _ensure_sqlite_dir(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
-    name = cfg.use_case.experiment
+    name = lookup_name(str(cfg.use_case.experiment))
     try:
         experiment = mlflow.get_experiment_by_name(name)
     except Exception as exc:  # the first call that touches the store: a damaged database shows here
@@ -66,6 +71,10 @@ def configure_mlflow(cfg: DictConfig) -> str:
             "store; no run was started and no alias moved",
         ) from None
     if experiment is None:
+        folders = folders if folders is not None else experiment_folders(str(settings.tracking_uri))
+        folder = parent_folder(name)
+        if folders is not None and folder is not None:
+            folders.ensure(folder)
         artifact_location = None
         if settings.artifact_root:
             # resolved: a storage root given relative on the command line skips the env's ${abspath:}
