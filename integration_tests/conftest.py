@@ -86,3 +86,17 @@ def every_stage_run(cfg: Any, spark: Any) -> Iterator[tuple[Any, dict[str, Any]]
 @pytest.fixture(scope="session")
 def de_pipelines(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> DePipelines:
     return DePipelines(tmp_path_factory, spark)
+
+
+@pytest.fixture(scope="session")
+def job_environment(tmp_path_factory: pytest.TempPathFactory):
+    """The jobs' own environment (integration_tests/job_environment.py): the synced files outside the
+    checkout and a Python with exactly the job environment's packages; built ahead by .ci/run, cached
+    between runs. Without a package index to install from, the tests that need it are skipped with
+    pip's reason, never silently."""
+    from integration_tests.job_environment import EnvironmentUnavailable, prepare
+
+    try:
+        return prepare(tmp_path_factory.mktemp("synced-files"))
+    except EnvironmentUnavailable as error:
+        pytest.skip(f"cannot build the job environment (no package index?): {error}")

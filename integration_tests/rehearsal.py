@@ -8,14 +8,17 @@ What it does, in the order Databricks does it:
   names, `dev_<user>_` Unity Catalog names, schedules paused), resolves every `${...}` reference
   (`var`, `bundle`, `workspace`, `resources.<kind>.<key>.<field>`, a job's `id`), checks every
   `{{...}}` dynamic value reference against the job it is in, and checks that each
-  `spark_python_task.python_file` exists. Anything it cannot resolve is a `RehearsalError` naming
-  the file and the key.
-- run time (`Rehearsal.run_job`): job parameters (defaults, then the caller's), the task graph in
-  `depends_on` order with `run_if: ALL_SUCCESS` and condition outcomes; a `spark_python_task` runs the
-  real script in a fresh process with exactly its resolved parameters; a `condition_task` compares
-  with Databricks' operand rules (EQUAL_TO / NOT_EQUAL on strings, the others on numbers, a boolean
-  task value as "true" / "false"); a `run_job_task` runs the named job with its `job_parameters`;
-  task values a task sets (`dbutils.jobs.taskValues.set`) are read by later tasks.
+  `spark_python_task.python_file` exists. Then the deploy layer (`_variables`, `_DeployLayer`):
+  how variables may be set, folders, Unity Catalog grants, ownership, the root path. Anything it
+  cannot deploy is a `RehearsalError` naming the file and the key; what the CLI only warns about is
+  a `DeployWarning`.
+- run time (`Rehearsal.run_job`, `Rehearsal.run_together`): job parameters (defaults, then the
+  caller's), a run slot per job (`max_concurrent_runs`: a run waits in the job's queue, or is
+  skipped without one), the task graph in `depends_on` order with `run_if: ALL_SUCCESS` and
+  condition outcomes; a `spark_python_task` runs the real script in a fresh process with exactly its
+  resolved parameters; a `condition_task` compares with Databricks' operand rules (EQUAL_TO /
+  NOT_EQUAL on strings, the others on numbers); a `run_job_task` runs the named job with its
+  `job_parameters`; a run a task starts through the Jobs API (`run_now`) is run after the task.
 
 What stands in for the workspace, and is reported by `StandIns.replaced` (key -> (target's, stand-in)):
 - the job's Spark session: the runtime session of a job (`DATABRICKS_RUNTIME_VERSION` set, so
@@ -26,10 +29,13 @@ What stands in for the workspace, and is reported by `StandIns.replaced` (key ->
   on the stand-in) and `env/feature_store=local` (the Feature Engineering client needs a
   workspace);
 - MLflow in the workspace (`databricks` / `databricks-uc`): a local sqlite tracking and registry store;
-- `dbutils` of the runtime: integration_tests/databricks_runtime/dbruntime.
+- the workspace's Jobs API: `JobsApiStandIn` on 127.0.0.1 (DATABRICKS_HOST, an access token per task),
+  which databricks-sdk calls over HTTP.
+The job's environment (Python, Databricks Connect, dependencies, synced files) is the caller's
+choice of `python` and bundle root: integration_tests/job_environment.py rebuilds it.
 
-Not emulated, on purpose: task retries (a rehearsal must see the first failure), queues and
-concurrent runs (tasks run one at a time, in a valid order), schedules, permissions, compute.
+Not emulated, on purpose: task retries (a rehearsal must see the first failure), schedules,
+permissions, compute.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,7 +59,6 @@ import yaml
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-RUNTIME_STAND_IN = Path(__file__).resolve().parent / "databricks_runtime"
 PIPELINES = REPO / ".azure" / "devops-pipelines"
 # the application id of the service principal a shared target's variable group holds, in the rehearsal
 REHEARSAL_PRINCIPAL = "7f3c2a10-5b6e-4d21-9c0a-3e8b1d2f4a60"
@@ -397,7 +403,8 @@ def load_bundle(
     )
     if mode == "development":
         _development_presets(resources, short_name)
-    job_ids = {f"rehearsal-{key}": key for key in resources.get("jobs", {})}
+    # numeric, as the Jobs API's: a job id reaches scripts as a Hydra override (monitoring.retrain_job_id)
+    job_ids = {str(1001 + i): key for i, key in enumerate(sorted(resources.get("jobs", {})))}
     context["resources"] = {
         kind: {key: dict(resource) for key, resource in entries.items()} for kind, entries in resources.items()
     }
@@ -763,11 +770,14 @@ def task_arguments(
     task_key: str,
     parameters: dict[str, str],
     task_values: dict[str, dict[str, Any]] | None = None,
+    run_id: str = "1",
 ) -> list[str]:
-    """The command-line arguments a spark_python_task gets in a run with these job parameters."""
+    """The command-line arguments a spark_python_task gets in a run (`run_id`) with these job parameters."""
     task = next(task for task in bundle.jobs[job_key]["tasks"] if task["task_key"] == task_key)
+    job_id = next(job_id for job_id, key in bundle.job_ids.items() if key == job_key)
     context = {
-        "job": {"parameters": parameters},
+        "job": {"id": job_id, "run_id": run_id, "parameters": parameters},
+        "task": {"name": task_key},
         "tasks": {key: {"values": values} for key, values in (task_values or {}).items()},
     }
     return _render(task["spark_python_task"].get("parameters") or [], context, bundle.origin(job_key, task_key))
@@ -778,10 +788,14 @@ class TaskRun:
     task_key: str
     state: str  # SUCCESS | FAILED | EXCLUDED | UPSTREAM_FAILED
     seconds: float = 0.0
+    began: float = 0.0  # time.monotonic() when it started and ended: what overlapped what
+    ended: float = 0.0
     detail: str = ""  # a failure's reason, a condition's evaluation
     outcome: str | None = None  # a condition task's "true" / "false"
     values: dict[str, Any] = field(default_factory=dict)
     child: JobRun | None = None
+    # runs of jobs the task started through the Jobs API (run_now), run by the rehearsal after it
+    started: list[JobRun] = field(default_factory=list)
 
 
 @dataclass
@@ -790,10 +804,22 @@ class JobRun:
     parameters: dict[str, str]
     tasks: dict[str, TaskRun] = field(default_factory=dict)
     seconds: float = 0.0
+    queued_seconds: float = 0.0  # waiting for a free run slot of its job (max_concurrent_runs, queue)
+    began: float = 0.0
+    ended: float = 0.0
+    skipped: bool = False  # the job was at max_concurrent_runs without a queue: Databricks skips the run
+
+    def all_runs(self) -> list[JobRun]:
+        """This run and every run below it (run_job_task children, runs started through the Jobs API)."""
+        found = [self]
+        for task in self.tasks.values():
+            for below in ([task.child] if task.child is not None else []) + task.started:
+                found += below.all_runs()
+        return found
 
     @property
     def succeeded(self) -> bool:
-        return all(run.state in ("SUCCESS", "EXCLUDED") for run in self.tasks.values())
+        return not self.skipped and all(run.state in ("SUCCESS", "EXCLUDED") for run in self.tasks.values())
 
     def failures(self) -> list[tuple[str, TaskRun]]:
         """(job key, task run) of every failed task, down through the jobs it ran."""
@@ -806,15 +832,17 @@ class JobRun:
         return found
 
     def describe(self, indent: str = "") -> str:
-        lines = [
-            f"{indent}{self.job_key} {self.parameters or ''}: {'SUCCESS' if self.succeeded else 'FAILED'} "
-            f"in {self.seconds:.1f} s"
-        ]
+        state = "SKIPPED" if self.skipped else "SUCCESS" if self.succeeded else "FAILED"
+        queued = f" after {self.queued_seconds:.1f} s in the queue" if self.queued_seconds >= 0.5 else ""
+        lines = [f"{indent}{self.job_key} {self.parameters or ''}: {state} in {self.seconds:.1f} s{queued}"]
         for run in self.tasks.values():
             extra = f" -> {run.outcome}" if run.outcome is not None else ""
             lines.append(f"{indent}  {run.task_key:<28} {run.state:<16} {run.seconds:7.1f} s{extra}")
             if run.child is not None:
                 lines.append(run.child.describe(indent + "    "))
+            for started in run.started:
+                lines.append(f"{indent}    started through the Jobs API:")
+                lines.append(started.describe(indent + "    "))
         return "\n".join(lines)
 
 
@@ -896,8 +924,25 @@ class Rehearsal:
         self.bundle, self.stand_ins, self.logs = bundle, stand_ins, logs
         self.python, self.task_timeout = python, task_timeout
         self.runs: list[JobRun] = []
-        self._run_ids = iter(range(1000, 10**9))
+        self._lock = threading.Lock()
+        self._run_ids = _Counter(1000)
+        self._task_logs = _Counter(0)
+        # a run slot per job (max_concurrent_runs): a run waits for one when the job queues, else is skipped
+        self._slots = {
+            key: threading.BoundedSemaphore(int(job.get("max_concurrent_runs") or 1))
+            for key, job in bundle.jobs.items()
+        }
+        self.jobs_api = JobsApiStandIn(bundle, self._run_ids)
         logs.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        self.jobs_api.stop()
+
+    def __enter__(self) -> Rehearsal:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def run_job(self, job_key: str, parameters: dict[str, str] | None = None) -> JobRun:
         if job_key not in self.bundle.jobs:
@@ -909,23 +954,61 @@ class Rehearsal:
         job = self.bundle.jobs[job_key]
         run = JobRun(job_key, job_parameters(self.bundle, job_key, parameters))
         run_id = str(next(self._run_ids))
-        started = time.perf_counter()
-        log.info("job %s %s", job_key, run.parameters)
-        for task in _in_dependency_order(job["tasks"]):
-            run.tasks[task["task_key"]] = self._run_task(job_key, job, task, run, run_id)
-        run.seconds = time.perf_counter() - started
-        self.runs.append(run)
+        asked = time.monotonic()
+        slot = self._slots[job_key]
+        if not slot.acquire(blocking=bool((job.get("queue") or {}).get("enabled"))):
+            # Jobs API: with max_concurrent_runs reached and no queue, "the run is skipped"
+            run.skipped = True
+            log.info("job %s %s: SKIPPED (max_concurrent_runs reached, no queue)", job_key, run.parameters)
+            self.runs.append(run)
+            return run
+        try:
+            run.began = time.monotonic()
+            run.queued_seconds = run.began - asked
+            log.info("job %s %s", job_key, run.parameters)
+            for task in _in_dependency_order(job["tasks"]):
+                run.tasks[task["task_key"]] = self._run_task(job_key, job, task, run, run_id)
+        finally:
+            run.ended = time.monotonic()
+            slot.release()
+        run.seconds = run.ended - run.began
+        with self._lock:
+            self.runs.append(run)
         return run
+
+    def run_together(self, *calls: tuple[str, dict[str, str] | None]) -> list[JobRun]:
+        """Start several job runs at the same moment, as two schedules or two callers would, and wait
+        for all: runs of different jobs overlap; runs of one job take turns through its queue."""
+        results: list[JobRun | BaseException | None] = [None] * len(calls)
+
+        def start(position: int, job_key: str, parameters: dict[str, str] | None) -> None:
+            try:
+                results[position] = self.run_job(job_key, parameters)
+            except BaseException as error:
+                results[position] = error
+
+        threads = [
+            threading.Thread(target=start, args=(i, key, parameters), name=f"rehearsal-{key}")
+            for i, (key, parameters) in enumerate(calls)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [result for result in results if isinstance(result, JobRun)]
 
     def _run_task(self, job_key: str, job: dict[str, Any], task: dict[str, Any], run: JobRun, run_id: str) -> TaskRun:
         task_key = task["task_key"]
         blocked = _blocked(task, run.tasks)
         if blocked:
             return TaskRun(task_key, blocked)
-        started = time.perf_counter()
+        began = time.monotonic()
         context = {
             "job": {
-                "id": self._job_id(job_key),
+                "id": self.job_id(job_key),
                 "name": job.get("name", job_key),
                 "run_id": run_id,
                 "parameters": run.parameters,
@@ -956,7 +1039,8 @@ class Rehearsal:
                 )
         except _DynamicReferenceError as error:
             result = TaskRun(task_key, "FAILED", detail=str(error))
-        result.seconds = time.perf_counter() - started
+        result.began, result.ended = began, time.monotonic()
+        result.seconds = result.ended - began
         log.info(
             "  %s.%s: %s in %.1f s%s",
             job_key,
@@ -967,7 +1051,7 @@ class Rehearsal:
         )
         return result
 
-    def _job_id(self, job_key: str) -> str:
+    def job_id(self, job_key: str) -> str:
         return next(job_id for job_id, key in self.bundle.job_ids.items() if key == job_key)
 
     def _python_task(self, job_key: str, job: dict[str, Any], task: dict[str, Any], context: dict) -> TaskRun:
@@ -979,12 +1063,13 @@ class Rehearsal:
             task_key,
             context["job"]["parameters"],
             {key: done["values"] for key, done in context["tasks"].items()},
+            run_id=context["job"]["run_id"],
         )
         script = self.bundle.python_files[(job_key, task_key)]
-        stem = f"{len(list(self.logs.iterdir())):03d}-{job_key}-{task_key}"
-        values_file = self.logs / f"{stem}.values.jsonl"
-        values_file.touch()
-        env = {**os.environ, **self._runtime_environment(job, task), "AC_MLOPS_TASK_VALUES": str(values_file)}
+        stem = f"{next(self._task_logs):03d}-{job_key}-{task_key}"
+        token = f"{JobsApiStandIn.TOKEN}-{stem}"  # who asks the Jobs API: this task, and no task beside it
+        self.jobs_api.tokens.add(token)
+        env = {**_clean_environment(), **self._runtime_environment(job, task), "DATABRICKS_TOKEN": token}
         command = [self.python, script.name, *arguments, *self.stand_ins.overrides()]
         (self.logs / f"{stem}.command.json").write_text(json.dumps(command, indent=1))
         timeout = min(float(task.get("timeout_seconds") or self.task_timeout), self.task_timeout)
@@ -996,32 +1081,151 @@ class Rehearsal:
                 ).returncode
             except subprocess.TimeoutExpired:
                 exit_code = None
-        values = {}
-        for line in values_file.read_text(encoding="utf-8").splitlines():
-            entry = json.loads(line)
-            values[entry["key"]] = entry["value"]
+        # the runs the task asked the Jobs API for start once it is done (Databricks starts them at
+        # once, beside the rest of its job; none of our jobs has a task after the one that starts)
+        started = [self.run_job(key, parameters) for key, parameters in self.jobs_api.take(token)]
         if exit_code == 0:
-            return TaskRun(task_key, "SUCCESS", values=values)
+            return TaskRun(task_key, "SUCCESS", started=started)
         tail = "\n".join((self.logs / f"{stem}.log").read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
         reason = f"timed out after {timeout:.0f} s" if exit_code is None else f"exited {exit_code}"
         return TaskRun(
             task_key,
             "FAILED",
-            values=values,
+            started=started,
             detail=f"job {job_key} task {task_key} ({where.file}, {where.key}) {reason}; "
             f"parameters {arguments}; log {self.logs / f'{stem}.log'}:\n{tail}",
         )
 
     def _runtime_environment(self, job: dict[str, Any], task: dict[str, Any]) -> dict[str, str]:
-        """What a serverless job's process sees: a runtime version, its Spark session, the runtime's modules."""
+        """What a serverless job's process sees: a runtime version, its Spark session, and a workspace
+        (the Jobs API stand-in) that databricks-sdk authenticates to as the job's identity."""
         environments = {env["environment_key"]: env for env in job.get("environments") or []}
         version = environments.get(task.get("environment_key"), {}).get("spec", {}).get("environment_version", "")
         return {
             "DATABRICKS_RUNTIME_VERSION": f"client.{version}",
             "SPARK_REMOTE": self.stand_ins.spark_remote,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(RUNTIME_STAND_IN), os.environ.get("PYTHONPATH")])),
+            "DATABRICKS_HOST": self.jobs_api.host,
             "PYTHONUNBUFFERED": "1",
         }
+
+
+# what a task process must not inherit from the test's own process: its Python, its workspace
+_PROCESS_ONLY = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_HOME")
+
+
+def _clean_environment() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in _PROCESS_ONLY and not name.startswith(("DATABRICKS_", "BUNDLE_VAR_"))
+    }
+
+
+class _Counter:
+    """next() of increasing integers, safe from several threads (the rehearsal's concurrent runs)."""
+
+    def __init__(self, start: int) -> None:
+        self._next, self._lock = start, threading.Lock()
+
+    def __iter__(self) -> _Counter:
+        return self
+
+    def __next__(self) -> int:
+        with self._lock:
+            self._next += 1
+            return self._next - 1
+
+
+class JobsApiStandIn:
+    """The workspace's Jobs API on 127.0.0.1, for the one call our tasks make: `POST /api/2.2/jobs/run-now`
+    (databricks-sdk `WorkspaceClient().jobs.run_now`, mlops.retrain).
+
+    As the API documents it: the job must exist (else 400 INVALID_PARAMETER_VALUE), the caller must
+    authenticate (else 401), job parameters must be the job's (else 400), and "if a run with the
+    provided token already exists, the request does not create a new run but returns the ID of the
+    existing run instead" (databricks-sdk `JobsAPI.run_now`, idempotency_token). Every other path
+    answers 404, which databricks-sdk takes for "no host metadata" and goes on. Accepted runs wait in
+    `take()` for the rehearsal to run them.
+    """
+
+    TOKEN = "rehearsal-token"
+
+    def __init__(self, bundle: DeployedBundle, run_ids: Iterator[int]) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stand_in = self
+        self.bundle, self._run_ids = bundle, run_ids
+        self.requests: list[dict[str, Any]] = []  # every run-now request, for tests to read
+        self.tokens = {self.TOKEN}  # the access tokens it accepts: one per rehearsed task
+        self._by_token: dict[str, int] = {}
+        self._pending: dict[str, list[tuple[str, dict[str, str]]]] = {}  # access token -> accepted runs
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, answer = stand_in._answer(self.path, self.headers.get("Authorization"), body)
+                self._send(status, answer)
+
+            def do_GET(self) -> None:
+                self._send(404, {"error_code": "NOT_FOUND", "message": f"{self.path} is not served here"})
+
+            def _send(self, status: int, answer: dict[str, Any]) -> None:
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _answer(self, path: str, authorization: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
+        if path != "/api/2.2/jobs/run-now":
+            return 404, {"error_code": "NOT_FOUND", "message": f"{path} is not served here"}
+        caller = (authorization or "").removeprefix("Bearer ")
+        if caller not in self.tokens:
+            return 401, {"error_code": "UNAUTHENTICATED", "message": "invalid access token"}
+        request = json.loads(body or b"{}")
+        with self._lock:
+            self.requests.append(request)
+            job_key = self.bundle.job_ids.get(str(request.get("job_id")))
+            if job_key is None:
+                return 400, {
+                    "error_code": "INVALID_PARAMETER_VALUE",
+                    "message": f"Job {request.get('job_id')} does not exist.",
+                }
+            try:
+                job_parameters(self.bundle, job_key, request.get("job_parameters") or {})  # refuses unknown ones
+            except RehearsalError as error:
+                return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": error.what}
+            token = request.get("idempotency_token")
+            if token in self._by_token:
+                return 200, {"run_id": self._by_token[token], "number_in_job": self._by_token[token]}
+            run_id = next(self._run_ids)
+            if token:
+                self._by_token[token] = run_id
+            self._pending.setdefault(caller, []).append((job_key, request.get("job_parameters") or {}))
+            return 200, {"run_id": run_id, "number_in_job": run_id}
+
+    def take(self, token: str = TOKEN) -> list[tuple[str, dict[str, str]]]:
+        """(job key, job parameters) of the runs accepted for the caller with this access token since the
+        last call."""
+        with self._lock:
+            return self._pending.pop(token, [])
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def _in_dependency_order(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -56,6 +56,8 @@ class SparkDaemon:
     root: Path
     port: int
     pids: list[int] = field(default_factory=list)
+    # the interpreter of the Python workers (UDFs): by default this one, so they see the tests' packages
+    python: str = sys.executable
 
     @property
     def env(self) -> dict[str, str]:
@@ -67,11 +69,26 @@ class SparkDaemon:
                 "SPARK_LOG_DIR": str(self.root / "log"),
                 "SPARK_IDENT_STRING": self.name,
                 "SPARK_LOCAL_IP": LOOPBACK,
-                # Python workers run this interpreter, so UDFs see the same packages as the tests
-                "PYSPARK_PYTHON": sys.executable,
+                "PYSPARK_PYTHON": self.python,
             }
         )
+        if self.python != sys.executable:
+            env["PYTHONPATH"] = str(self._worker_modules())
         return env
+
+    def _worker_modules(self) -> Path:
+        """Another interpreter's workers still need this Spark's own Python side (pyspark, py4j: pure
+        Python); a folder of links to them, ahead of that interpreter's packages, gives it them and
+        nothing else of this environment's."""
+        import py4j
+
+        folder = self.root / "worker-modules"
+        folder.mkdir(parents=True, exist_ok=True)
+        for module in (spark_home(), Path(py4j.__file__).resolve().parent):
+            link = folder / module.name
+            if not link.exists():
+                link.symlink_to(module)
+        return folder
 
     def _record_pids(self) -> None:
         for pid_file in (self.root / "pid").glob("*.pid"):
@@ -116,11 +133,19 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def start_connect_server(root: Path, port: int | None = None, master: str = "local[2]") -> SparkDaemon:
+def start_connect_server(
+    root: Path, port: int | None = None, master: str = "local[2]", python: str | Path | None = None
+) -> SparkDaemon:
     """A Spark Connect server with a Hive catalog (Derby metastore) under `root`, so tables persist
-    across client sessions exactly as in a workspace's catalog."""
+    across client sessions exactly as in a workspace's catalog.
+
+    `python`: the interpreter its Python workers run UDFs with. Spark requires the client's and the
+    workers' Python minor versions to match, and the UDFs need the client's packages (the model's
+    libraries), as a serverless task's UDFs run in the task's own environment; a Databricks Connect
+    client from the jobs' environment therefore gets workers of that environment's Python.
+    """
     port = port or free_port()
-    daemon = SparkDaemon(name=f"connect-{port}", root=root, port=port)
+    daemon = SparkDaemon(name=f"connect-{port}", root=root, port=port, python=str(python or sys.executable))
     warehouse, derby = root / "warehouse", root / "derby"
     warehouse.mkdir(parents=True, exist_ok=True)
     derby.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from mlops.runtime import RunContext
@@ -61,7 +62,9 @@ def snapshot(ctx: RunContext) -> dict[str, Any]:
 def main(overrides: list[str]) -> None:
     from mlops.config import compose_config
 
-    cfg = compose_config(overrides)
+    # this checkout's conf/: the package may be an installed wheel, which ships no config (the
+    # scripts find theirs beside them, as a job's synced files do)
+    cfg = compose_config(overrides, Path(__file__).resolve().parents[1] / "conf")
     print(json.dumps(snapshot(RunContext.from_config(cfg))))
 
 

@@ -1000,6 +1000,16 @@ FAULT_TESTS = {
         "the lock held past env.lock_timeout_seconds",
         "exit 8, nothing written",
     ),
+    "test_remote::test_a_kill_between_features_and_labels_on_a_catalog_world_is_undone_by_its_own_job_run": (
+        "catalog world: kill -9 of job run 501's features after features, before labels",
+        "a reader of another job run while 501's lease runs: exit 8, nothing touched; the retry in job run "
+        "501 restores features and writes both whole",
+    ),
+    "test_remote::test_a_kill_between_scoring_features_and_predictions_is_undone_once_the_lease_runs_out": (
+        "catalog world: kill -9 of batch inference between scoring_features and predictions",
+        "once the unit's lease has run out, another job's monitor restores scoring_features, then reads "
+        "a consistent pair",
+    ),
 }
 
 
@@ -1025,18 +1035,28 @@ def render_doc() -> str:
         "country kept, text decoded). `disk_full` injects the error a full disk gives at the deltalake\n"
         "write; every other fault is real. Secrets planted in config must not reach the output.\n\n"
         "## Kills and concurrent runs\n\n"
-        "Run by `integration_tests/test_faults.py` with real processes and kill -9. A stage that writes several\n"
-        "tables records the unit in `<storage_root>/journal/` first (table versions before, each version\n"
-        "written) and clears it last; the next run of any stage of that use case and country restores an\n"
-        "unfinished unit's tables, under the run lock. Local (`delta_path`) worlds only: on Databricks the\n"
-        "storage root dies with the job cluster and a model's training and scoring jobs may run at once, so\n"
-        "no journal is kept there and a kill between two writes is not repaired by the next run.\n\n"
+        "Run by `integration_tests/test_faults.py` (local worlds) and `integration_tests/test_remote.py`\n"
+        "(a catalog world on a Spark Connect server) with real processes and kill -9. A stage that writes\n"
+        "several tables records the unit first (table versions before, each version written) and clears it\n"
+        "last. Locally the record is a file in `<storage_root>/journal/`, and the next run of any stage of\n"
+        "that use case and country restores an unfinished unit's tables, under the run lock. A catalog\n"
+        "world (Unity Catalog) keeps the records in an append-only table of its own schema\n"
+        "(`use_case.journal_table`), which every job of the target sees; each unit names its job run\n"
+        "(`lineage.job_run_id`) and holds a lease (`journal.lease_minutes`, renewed by every record). A\n"
+        "run undoes only units on the tables it reads or writes, and only dead ones: its own job run's, or\n"
+        "one whose lease has run out; a live one on those tables stops it with exit 8 and is left alone.\n"
+        "A pair's training and scoring jobs may run at once; their extracts take turns in the extract\n"
+        "job's queue (`integration_tests/test_rehearsal.py`). What stays open: a unit on Databricks whose\n"
+        "owner was killed is undone by its own job run's retry at once, by any other run only after the\n"
+        "lease (90 minutes), and runs of other jobs that need its tables exit 8 until then.\n\n"
         "| fault | what the next run finds | test |\n|---|---|---|\n"
-        + "".join(f"| {fault} | {finds} | `{test}` |\n" for test, (fault, finds) in FAULT_TESTS.items())
+        + "".join(
+            f"| {fault} | {finds} | `{test.rpartition('::')[2]}` |\n" for test, (fault, finds) in FAULT_TESTS.items()
+        )
         + "\n## Bad input\n\n"
         "Exit codes: 0 done, 1 Hydra (bad override), 2 config, 3 data contract or plausibility guard,\n"
         "4 missing input, 5 source, 6 training data, 7 gate rejection, 8 another run of the same country\n"
-        "holds the lock, 9 storage (full, not writable, a damaged Delta log or MLflow database), 11 a killed\n"
+        "holds the lock (on a catalog world: a live write of another job run), 9 storage (full, not writable, a damaged Delta log or MLflow database), 11 a killed\n"
         "run's half-written unit cannot be undone because a table was written since, 12 the machine lacks\n"
         "Java 17+ for local Spark (tests/test_first_hour.py).\n\n"
         "| case | input | script | exit | what happens | the message says |\n"
@@ -1046,9 +1066,12 @@ def render_doc() -> str:
 
 
 def test_every_fault_the_document_names_is_a_test():
-    from integration_tests import test_faults
+    import importlib
 
-    assert all(callable(getattr(test_faults, name, None)) for name in FAULT_TESTS)
+    for name in FAULT_TESTS:
+        module, _, test = name.rpartition("::")
+        found = importlib.import_module(f"integration_tests.{module or 'test_faults'}")
+        assert callable(getattr(found, test, None)), name
 
 
 def test_the_reliability_document_matches_the_cases():

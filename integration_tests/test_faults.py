@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from integration_tests.conftest import DE_PIPELINE_OVERRIDES, copy_world, local_config, mlflow_state_kept
+from integration_tests.faults import kill_at
 from mlops.cli import run_stages
 from mlops.journal import open_units, recover_unfinished_writes
 from mlops.runtime import RunContext
@@ -153,65 +154,6 @@ def test_a_run_that_cannot_get_the_lock_in_time_exits_8_without_starting(extract
 
 
 # -- a kill between the writes of a unit, or while a run logs to MLflow ---------------------------
-
-# Runs a stage script that stops for good at one point of its work: the point happens, a marker
-# file appears, and the process sleeps until the test kills it. Points:
-#   commit:<table>    right after that table's write has committed, before the journal records it
-#   recorded:<key>    right after the journal has recorded the write of that table key
-#   mlflow:<function> right after the stage's first `mlflow.<function>` of an evaluation/ artifact
-STOP_AT = """
-import pathlib, runpy, sys, time
-
-marker, point = pathlib.Path(sys.argv.pop(1)), sys.argv.pop(1)
-kind, _, target = point.partition(":")
-
-def stop_after(owner, method, when):
-    original = getattr(owner, method)
-    def stopping(*args, **kwargs):
-        result = original(*args, **kwargs)
-        if when(*args, **kwargs):
-            marker.write_text(point)
-            time.sleep(3600)
-        return result
-    setattr(owner, method, stopping)
-
-if kind == "commit":
-    from mlops import tables
-    for method in ("overwrite", "replace_dates"):
-        stop_after(tables.DeltaPathTableStore, method, lambda self, name, *rest, **named: name.table == target)
-elif kind == "recorded":
-    from mlops import journal
-    stop_after(journal.WriteUnit, "wrote", lambda self, key, version: key == target)
-elif kind == "mlflow":
-    import mlflow
-    stop_after(mlflow, target, lambda data, path, *rest, **named: str(path).startswith("evaluation/"))
-else:
-    raise SystemExit(f"unknown stop point {point}")
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
-def kill_at(point: str, script_name: str, overrides: list[str], tmp_path: Path) -> None:
-    """Run the script until it reaches `point`, then kill -9 it there."""
-    marker, log = tmp_path / "stopped", tmp_path / f"{script_name}.stderr"
-    with log.open("w") as stderr:  # a file, not a pipe: a full pipe would stall the script before its point
-        process = subprocess.Popen(
-            [sys.executable, "-c", STOP_AT, str(marker), point, str(REPO / "scripts" / script_name), *overrides],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            text=True,
-        )
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        if process.poll() is not None:
-            pytest.fail(f"{script_name} ended before {point}:\n{log.read_text()[-3000:]}")
-        assert time.monotonic() < deadline, f"{script_name} never reached {point}"
-        time.sleep(0.2)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
 
 
 def delta_rows(spark, path: Path, version: int | None = None):

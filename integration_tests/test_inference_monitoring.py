@@ -72,6 +72,11 @@ def test_monitoring_has_drift_for_every_date_and_performance_once_horizons_pass(
     assert "repurchase_rate_last_year_ahead" in set(results["train"].details["features"]) & skipped
     assert not skipped & set(monitoring.loc[monitoring["metric"] == "feature_psi", "subject"])
     assert isinstance(results["monitor"].details["retrain_required"], bool)
+    # the decision, one row on the latest date: violated = retrain required; no job started locally
+    (decision,) = monitoring[monitoring["metric"] == "retrain_required"].itertuples(index=False)
+    assert decision.scoring_date == max(BACKFILL) and decision.subject == ""
+    assert decision.violated == results["monitor"].details["retrain_required"]
+    assert decision.threshold == ctx.cfg.monitoring.violations and decision.rows == ctx.cfg.monitoring.windows
     print(
         f"\n{ctx.cfg.model.name} realised:",
         performance[["scoring_date", "metric", "value", "rows"]].to_string(index=False),

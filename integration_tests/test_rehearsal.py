@@ -1,10 +1,15 @@
-"""The bundle's jobs, rehearsed from the YAML: the `test` target's nightly chain for both models in
-Germany and France, the retrain branch of monitoring, and a job of a pair the target does not serve.
+"""The bundle's jobs, rehearsed from the YAML in the jobs' own environment: the `test` target's nightly
+chain for both models in Germany and France, the retrain branch of monitoring, a pair's training and
+scoring jobs at the same time, and a job of a pair the target does not serve.
 
 Everything runs the way Databricks would run it (integration_tests/rehearsal.py): references
 resolved from databricks.yml and resources/*.yml, each spark_python_task's real script in a fresh
-process with exactly its resolved parameters, condition and run-job tasks followed. The workspace is
-a Spark Connect server with a Hive catalog on 127.0.0.1 and a local MLflow store.
+process with exactly its resolved parameters, run-job tasks followed, job queues honoured, runs the
+monitor starts through the Jobs API run. The scripts run from the files the bundle syncs, outside
+the checkout, with the Python of the serverless environment version and exactly the job
+environment's dependencies around the wheel the bundle's artifact builds
+(integration_tests/job_environment.py). The workspace is a Spark Connect server with a Hive
+catalog on 127.0.0.1, a local MLflow store and a Jobs API stand-in.
 """
 
 from __future__ import annotations
@@ -78,20 +83,22 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
+def world(tmp_path_factory, job_environment) -> World:
     root = tmp_path_factory.mktemp("rehearsal")
-    server = start_connect_server(root / "server")
+    # the workers run the UDFs (scoring) with the job environment's Python and packages, as serverless does
+    server = start_connect_server(root / "server", python=job_environment.python)
     try:
         remote = f"sc://{LOOPBACK}:{server.port}"
         stand_ins = StandIns(spark_remote=remote, mlflow_root=root / "mlflow")
-        as_written = load_as_ci_deploys(TARGET)
+        as_written = load_as_ci_deploys(TARGET, job_environment.root)
         assert as_written.warnings == [], as_written.warnings
-        deployed = load_as_ci_deploys(TARGET, variables=stand_ins.variables(as_written))
-        rehearsal = Rehearsal(deployed, stand_ins, root / "logs")
-        print("rehearsal of target test; replaced (target's value -> stand-in):")
-        for key, (theirs, ours) in stand_ins.replaced(as_written).items():
-            print(f"  {key}: {theirs!r} -> {ours!r}")
-        yield World(rehearsal, stand_ins, as_written, remote)
+        deployed = load_as_ci_deploys(TARGET, job_environment.root, variables=stand_ins.variables(as_written))
+        with Rehearsal(deployed, stand_ins, root / "logs", python=str(job_environment.python)) as rehearsal:
+            print(f"rehearsal of target test from {job_environment.root} with {job_environment.python};")
+            print("replaced (target's value -> stand-in):")
+            for key, (theirs, ours) in stand_ins.replaced(as_written).items():
+                print(f"  {key}: {theirs!r} -> {ours!r}")
+            yield World(rehearsal, stand_ins, as_written, remote)
     finally:
         server.stop()
 
@@ -129,15 +136,15 @@ def test_the_nightly_chain_trains_scores_and_monitors_every_served_pair(world):
         train, score, monitor = (run.tasks[f"{step}_{model}_{country}"].child for step in ("train", "score", "monitor"))
         assert list(train.tasks) == ["extract", "features", "split", "train", "evaluate"]
         assert list(score.tasks) == ["extract", "batch_inference"]
+        # the pair's extract is a run of the one extract job, which runs once at a time
+        assert train.tasks["extract"].child.job_key == score.tasks["extract"].child.job_key == "clv_extract_job"
         # the pair's own registered model and experiment reached every task, as the deployed names
         assert train.parameters["registered_model"] == f"spark_catalog.clv.clv_{model}_{country.lower()}"
         # in the bundle's root path, under the deploying principal's home, which the deploy creates
         assert train.parameters["experiment"] == f"{world.as_written.root_path}/clv_{model}_{country.lower()}"
         assert world.as_written.root_path.startswith(f"/Workspace/Users/{world.as_written.deployer}/")
-        # the first night: no drift, so the condition is false and retraining is skipped
-        assert monitor.tasks["monitor"].values == {"retrain_required": False}
-        assert monitor.tasks["retrain_required"].outcome == "false"
-        assert monitor.tasks["retrain"].state == "EXCLUDED"
+        # the first night: no drift, so monitoring starts no training run
+        assert list(monitor.tasks) == ["monitor"] and monitor.tasks["monitor"].started == []
         # the gate passed on the whole sample (env test: sample_fraction 1.0) and promoted a champion
         champion = world.registry().get_model_version_by_alias(
             f"spark_catalog.clv.clv_{model}_{country.lower()}", "champion"
@@ -168,7 +175,7 @@ def drift_source(world: World, day: str, price_factor: str) -> None:
 def test_monitoring_starts_the_training_job_when_drift_requires_it(world):
     """Upstream prices of Germany become 100x (a unit change): scoring dates after it drift. One
     drifted date is not enough under MLOps Stacks' rule (2 of the last 3 dates, the latest among
-    them), so the condition is false; after a second one it is true and run_job_task retrains."""
+    them); after a second one, the monitor stage starts the training job through the Jobs API."""
     runs = []
     for day, factor in (("2011-12-16", "100"), ("2011-12-23", "1")):
         drift_source(world, day, factor)
@@ -176,16 +183,22 @@ def test_monitoring_starts_the_training_job_when_drift_requires_it(world):
         print(runs[-1].describe())
         assert_succeeded(runs[-1])
     first, second = (run.tasks["monitor"].child for run in runs)
-    assert first.tasks["monitor"].values == {"retrain_required": False}
-    assert first.tasks["retrain_required"].outcome == "false" and first.tasks["retrain"].state == "EXCLUDED"
-    assert second.tasks["monitor"].values == {"retrain_required": True}
-    assert second.tasks["retrain_required"].outcome == "true" and second.tasks["retrain"].state == "SUCCESS"
-    retrain = second.tasks["retrain"].child
+    assert first.tasks["monitor"].started == []
+    # the second monitor started the training job through the Jobs API, with the pair's parameters
+    (request,) = [r for r in world.rehearsal.jobs_api.requests if r["idempotency_token"].endswith("-de-20111223")]
+    assert request["job_id"] == int(world.rehearsal.job_id("clv_model_training_job"))
+    (retrain,) = second.tasks["monitor"].started
     assert retrain.job_key == "clv_model_training_job" and retrain.parameters["model"] == "repurchase"
-    assert list(retrain.tasks) == ["extract", "features", "split", "train", "evaluate"]
+    assert retrain.succeeded and list(retrain.tasks) == ["extract", "features", "split", "train", "evaluate"]
     registry = world.registry()
     name = "spark_catalog.clv.clv_repurchase_de"
     assert {str(v.version) for v in registry.search_model_versions(f"name='{name}'")} == {"1", "2"}
+    # the decision is recorded in the monitoring table, with the run the monitor started
+    (decision,) = world.query(
+        "SELECT CAST(scoring_date AS STRING) AS day, subject, violated FROM spark_catalog.clv.clv_repurchase_monitoring_de "
+        "WHERE metric = 'retrain_required'"
+    )[0]
+    assert decision["day"] == "2011-12-23" and decision["violated"] and decision["subject"].isdigit()
     # what made the dates violate: the revenue features of the drifted dates, not of the first night's
     (psi,) = world.query(
         "SELECT CAST(scoring_date AS STRING) AS day, max(value) AS psi FROM "
@@ -201,13 +214,43 @@ def test_a_pair_the_target_does_not_serve_fails_with_the_sources_error(world):
     hand, stops at extract with the contract's message and writes nothing."""
     run = world.rehearsal.run_job("clv_repurchase_gb_training")
     assert not run.succeeded
-    extract = run.tasks["train"].child.tasks["extract"]
+    extract = run.tasks["train"].child.tasks["extract"].child.tasks["extract"]  # the extract job's task
     assert extract.state == "FAILED" and "exited 3" in extract.detail
     assert "no transactions left for country United Kingdom" in extract.detail
     assert all(
         task.state == "UPSTREAM_FAILED" for key, task in run.tasks["train"].child.tasks.items() if key != "extract"
     )
     assert "clv_transactions_gb" not in world.tables()
+
+
+def test_a_pairs_training_and_scoring_jobs_may_run_at_the_same_time(world):
+    """A weekly training run and a daily scoring run of one pair overlap: both run the extract job
+    first, which runs once at a time, so the two overwrites of the country's transactions take
+    turns; both jobs succeed, and every table is whole afterwards."""
+    before = world.tables()
+    training, scoring = world.rehearsal.run_together(
+        ("clv_ltv_bucket_fr_training", None), ("clv_ltv_bucket_fr_scoring", None)
+    )
+    print(training.describe(), scoring.describe(), sep="\n")
+    assert_succeeded(training)
+    assert_succeeded(scoring)
+    extracts = sorted(
+        (run for job in (training, scoring) for run in job.all_runs() if run.job_key == "clv_extract_job"),
+        key=lambda run: run.began,
+    )
+    assert len(extracts) == 2 and extracts[0].ended <= extracts[1].began, "the two extracts overlapped"
+    assert extracts[1].queued_seconds > 0, "the second extract did not wait for the first"
+    # the jobs themselves overlapped: scoring's stages ran while training's did
+    windows = [
+        (min(t.began for t in run.tasks.values()), max(t.ended for t in run.tasks.values()))
+        for run in (training.tasks["train"].child, scoring.tasks["batch_inference"].child)
+    ]
+    assert windows[0][0] < windows[1][1] and windows[1][0] < windows[0][1], windows
+    after = world.tables()
+    assert after["clv_transactions_fr"] == before["clv_transactions_fr"]  # the same source, extracted whole twice
+    assert after["clv_ltv_bucket_predictions_fr"] == after["clv_ltv_bucket_scoring_features_fr"] > 0
+    versions = world.registry().search_model_versions("name='spark_catalog.clv.clv_ltv_bucket_fr'")
+    assert {str(v.version) for v in versions} == {"1", "2"}
 
 
 # -- a broken bundle is caught, naming the file and the key ------------------------------------------
@@ -237,7 +280,7 @@ def break_training_job(root: Path, old: str, new: str) -> None:
         (
             "env.schema=${var.schema}",
             "env.schema=${var.shema}",
-            "resources.jobs.clv_model_training_job.tasks[0].spark_python_task.parameters[2]",
+            "resources.jobs.clv_model_training_job.tasks[1].spark_python_task.parameters[2]",
             "cannot resolve ${var.shema}: no variable 'shema' is declared",
         ),
         (
@@ -249,29 +292,21 @@ def break_training_job(root: Path, old: str, new: str) -> None:
         (
             "country={{job.parameters.country}}",
             "country={{job.parameters.land}}",
-            "resources.jobs.clv_model_training_job.tasks[0]",
+            "resources.jobs.clv_model_training_job.tasks[1]",
             "job clv_model_training_job has no parameter 'land'",
         ),
         (
-            "job_id: ${resources.jobs.clv_model_training_job.id}",
-            "job_id: ${resources.jobs.clv_model_train_job.id}",
-            None,
-            "no jobs resource named 'clv_model_train_job'",
+            "job_id: ${resources.jobs.clv_extract_job.id}",
+            "job_id: ${resources.jobs.clv_extract_jb.id}",
+            "resources.jobs.clv_model_training_job.tasks[0].run_job_task.job_id",
+            "no jobs resource named 'clv_extract_jb'",
         ),
     ],
     ids=["undeclared-variable", "missing-python-file", "undefined-job-parameter", "unknown-job"],
 )
 def test_a_reference_that_cannot_resolve_fails_at_deploy_naming_file_and_key(bundle_copy, old, new, key, message):
-    if "resources.jobs.clv_model_training_job.id" in old:  # the monitoring job starts the training job
-        path = bundle_copy / "resources" / "monitoring-resource.yml"
-        path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
-        file, key = (
-            "resources/monitoring-resource.yml",
-            "resources.jobs.clv_monitoring_job.tasks[2].run_job_task.job_id",
-        )
-    else:
-        break_training_job(bundle_copy, old, new)
-        file = "resources/model-workflow-resource.yml"
+    break_training_job(bundle_copy, old, new)
+    file = "resources/model-workflow-resource.yml"
     with pytest.raises(RehearsalError) as raised:
         load_as_ci_deploys(TARGET, bundle_copy)
     assert (raised.value.file, raised.value.key) == (file, key)
@@ -281,14 +316,20 @@ def test_a_reference_that_cannot_resolve_fails_at_deploy_naming_file_and_key(bun
 def test_a_parameter_the_script_refuses_fails_the_run_naming_file_and_key(bundle_copy, tmp_path):
     """A parameter that resolves but is wrong for the script: the task exits non-zero before any
     Spark work, the job fails, and the report names the task's file and key and the script's error."""
-    break_training_job(bundle_copy, "use_case/source=table", "use_case.source.knd=table")
+    path = bundle_copy / "resources" / "extract-workflow-resource.yml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("use_case/source=table", "use_case.source.knd=table", 1),
+        encoding="utf-8",
+    )
     deployed = load_as_ci_deploys(TARGET, bundle_copy, variables={"catalog": "spark_catalog"})
     stand_ins = StandIns(spark_remote=f"sc://{LOOPBACK}:1", mlflow_root=tmp_path / "mlflow")
-    run = Rehearsal(deployed, stand_ins, tmp_path / "logs").run_job("clv_model_training_job")
+    with Rehearsal(deployed, stand_ins, tmp_path / "logs") as rehearsal:
+        run = rehearsal.run_job("clv_model_training_job")
     assert not run.succeeded
     assert [task.state for task in run.tasks.values()] == ["FAILED"] + ["UPSTREAM_FAILED"] * 4
     ((job_key, failed),) = run.failures()
-    assert "resources/model-workflow-resource.yml, resources.jobs.clv_model_training_job.tasks[0]" in failed.detail
+    assert job_key == "clv_extract_job"
+    assert "resources/extract-workflow-resource.yml, resources.jobs.clv_extract_job.tasks[0]" in failed.detail
     assert "use_case.source.knd" in failed.detail and "exited 1" in failed.detail
 
 

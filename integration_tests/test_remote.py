@@ -82,10 +82,19 @@ def connect_overrides(server, storage_root: Path, model: str) -> list[str]:
     ]
 
 
-def test_the_whole_pipeline_over_spark_connect_matches_the_local_run(connect_server, local_runs, tmp_path):
+@pytest.fixture(scope="module")
+def connect_pipeline(connect_server, tmp_path_factory) -> tuple[list[str], subprocess.CompletedProcess]:
+    """Every stage of the first model over Spark Connect, once: (its overrides, the run). Later tests
+    of this module stop and kill stages of this world."""
+    root = tmp_path_factory.mktemp("connect-world")
+    overrides = connect_overrides(connect_server, root, MODELS[0])
+    return overrides, run_python(["scripts/run_pipeline.py", *overrides])
+
+
+def test_the_whole_pipeline_over_spark_connect_matches_the_local_run(connect_pipeline, local_runs):
     model = MODELS[0]
-    overrides = connect_overrides(connect_server, tmp_path, model)
-    run = run_python(["scripts/run_pipeline.py", *overrides])
+    overrides, run = connect_pipeline
+    root = Path(next(o for o in overrides if o.startswith("env.storage_root=")).split("=", 1)[1])
     print(
         f"{model} over Spark Connect: {run.wall_seconds:.1f} s "
         f"(local, in-process: {local_runs[model]['wall_seconds']:.1f} s)"
@@ -93,38 +102,41 @@ def test_the_whole_pipeline_over_spark_connect_matches_the_local_run(connect_ser
     remote = json.loads(run_python(["-m", "integration_tests.snapshot", *overrides]).stdout.strip().splitlines()[-1])
     assert_same_outputs(remote, local_runs[model]["snapshot"])
     # the tables are the server's: a catalog view over versioned tables, not local files
-    assert not (tmp_path / "warehouse").exists()
+    assert not (root / "warehouse").exists()
 
 
 # -- Databricks Connect (the IDE path) ------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def dbconnect_python() -> Path:
-    """Built on first use (or ahead of time by .ci/run); without a package index to install from,
-    the test is skipped with pip's reason, never silently."""
-    from integration_tests.dbconnect_env import EnvironmentUnavailable, ensure
+def dbconnect_python(job_environment) -> Path:
+    """Databricks Connect as the IDE path installs it: setup.cfg's `databricks` extra around the
+    project, here the jobs' own environment (the same extra, the wheel instead of an editable install)."""
+    return job_environment.python
 
+
+@pytest.fixture(scope="module")
+def dbconnect_server(tmp_path_factory, dbconnect_python):
+    """A Spark Connect server whose Python workers run the Databricks Connect client's Python
+    (Spark requires the same minor version for UDFs, and serverless runs them in the task's environment)."""
+    server = start_connect_server(tmp_path_factory.mktemp("dbconnect-server"), python=dbconnect_python)
     try:
-        return ensure()
-    except EnvironmentUnavailable as error:
-        pytest.skip(f"cannot build the databricks-connect environment (no package index?): {error}")
+        yield server
+    finally:
+        server.stop()
 
 
 def test_databricks_connect_runs_the_other_model_like_an_ide_session(
-    dbconnect_python, connect_server, local_runs, tmp_path
+    dbconnect_python, dbconnect_server, local_runs, tmp_path
 ):
     """env/spark=databricks with a Spark Connect URL: DatabricksSession.builder.remote(...),
-    the exact code path of 'Databricks Connect from your IDE', against the same server.
-
-    It runs the model the plain Spark Connect client did not, on that run's server and schema:
-    `transactions` is per country, not per model, so the second model reads the first one's, as
-    on a workspace (run alone, it runs extract itself as a missing upstream stage). Together the two
-    tests cover both models over Connect and both clients, for one extract.
+    the exact code path of 'Databricks Connect from your IDE', with the jobs' own environment
+    (Python 3.12, Databricks Connect 18). It runs the model the plain Spark Connect client did not;
+    together the two tests cover both models over Connect and both clients.
     """
     model = MODELS[1]
-    overrides = [*connect_overrides(connect_server, tmp_path, model), "env/spark=databricks"]
-    stages = "[features,split,train,evaluate,batch_inference,monitor]"
+    overrides = [*connect_overrides(dbconnect_server, tmp_path, model), "env/spark=databricks"]
+    stages = "[extract,features,split,train,evaluate,batch_inference,monitor]"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PYSPARK_PYTHON", None)  # the server's Python workers are the server's concern
     started = time.perf_counter()
@@ -185,3 +197,106 @@ def test_the_pipeline_on_a_standalone_cluster_matches_the_local_run(standalone_m
     # the tables are Delta files on the shared disk: read them back with this process's session
     ctx = RunContext.from_config(local_config(tmp_path, f"model={model}", *DE_PIPELINE_OVERRIDES), spark=spark)
     assert_same_outputs(snapshot(ctx), local_runs[model]["snapshot"])
+
+
+# -- kills between two writes on a catalog world (the journal is a table of the catalog) -------------
+
+
+def catalog(remote: str, *statements: str) -> list[list[dict]]:
+    """The rows of each SQL statement, run on the server by a Spark Connect client of its own."""
+    script = (
+        "import json, sys; from pyspark.sql import SparkSession\n"
+        "spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()\n"
+        "print(json.dumps([[r.asDict() for r in spark.sql(q).collect()] for q in sys.argv[2:]], default=str))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script, remote, *statements], capture_output=True, text=True, timeout=300
+    )
+    assert found.returncode == 0, found.stderr[-3000:]
+    return json.loads(found.stdout.strip().splitlines()[-1])
+
+
+def versions(remote: str, *tables: str) -> dict[str, int]:
+    shown = catalog(remote, *(f"SHOW TBLPROPERTIES spark_catalog.clv.{t} ('mlops.version')" for t in tables))
+    return {table: int(rows[0]["value"]) for table, rows in zip(tables, shown)}
+
+
+def rows(remote: str, *tables: str) -> dict[str, int]:
+    counted = catalog(remote, *(f"SELECT count(*) AS n FROM spark_catalog.clv.{t}" for t in tables))
+    return {table: found[0]["n"] for table, found in zip(tables, counted)}
+
+
+def open_units(remote: str) -> list[dict]:
+    (rows,) = catalog(
+        remote,
+        "SELECT unit_id, state FROM (SELECT unit_id, state, row_number() OVER (PARTITION BY unit_id ORDER BY seq DESC) "
+        "AS latest FROM spark_catalog.clv.clv_write_journal WHERE country = 'de') WHERE latest = 1 AND state = 'open'",
+    )
+    return rows
+
+
+def run_script(args: list[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", SPARK_LOCAL_IP=LOOPBACK)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_a_kill_between_features_and_labels_on_a_catalog_world_is_undone_by_its_own_job_run(
+    connect_server, connect_pipeline, tmp_path
+):
+    """Job run 501's features task dies after features, before labels. While 501 might still be
+    writing, another job run's reader is refused (exit 8) and changes nothing; the task's retry in job
+    run 501 undoes the half write and writes both tables whole."""
+    from integration_tests.faults import stop_at
+
+    overrides, _ = connect_pipeline
+    remote = f"sc://{LOOPBACK}:{connect_server.port}"
+    tables = ("clv_repurchase_features_de", "clv_repurchase_labels_de")
+    before, rows_before = versions(remote, *tables), rows(remote, *tables)
+    owner = [*overrides, "lineage.job_run_id=501"]
+    stopped = stop_at("commit:clv_repurchase_features_de", "features.py", owner, tmp_path)
+    try:
+        half = versions(remote, *tables)
+        assert half == {tables[0]: before[tables[0]] + 1, tables[1]: before[tables[1]]}
+        assert len(open_units(remote)) == 1
+        other = run_script(["scripts/split.py", *overrides, "lineage.job_run_id=777"])
+        assert other.returncode == 8, other.stderr[-3000:]
+        assert "job run 501" in other.stderr and "which may still be writing" in other.stderr
+        assert versions(remote, *tables) == half, "a live write was touched"
+    finally:
+        stopped.kill()
+    retry = run_script(["scripts/features.py", *owner])
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    assert "found a features run of repurchase" in retry.stderr and "job run 501" in retry.stderr
+    after = versions(remote, *tables)
+    assert after[tables[1]] == before[tables[1]] + 1  # labels written once, by the retry
+    assert open_units(remote) == []
+    # both tables written whole by the retry, from the same transactions: what the last whole run wrote
+    assert rows(remote, *tables) == rows_before
+
+
+def test_a_kill_between_scoring_features_and_predictions_is_undone_once_the_lease_runs_out(
+    connect_server, connect_pipeline, tmp_path
+):
+    """Job run 601's batch inference dies between its two writes; another job's monitor (job run 602)
+    may undo it only once the unit's lease is over (here at once: the writer held a lease of no
+    minutes), and monitoring then reads a consistent pair of tables."""
+    from integration_tests.faults import kill_at
+
+    overrides, _ = connect_pipeline
+    remote = f"sc://{LOOPBACK}:{connect_server.port}"
+    tables = ("clv_repurchase_scoring_features_de", "clv_repurchase_predictions_de")
+    before = versions(remote, *tables)
+    # a lease of no minutes: the unit is past it as soon as its owner stops renewing it
+    kill_at(
+        "commit:clv_repurchase_scoring_features_de",
+        "batch_inference.py",
+        [*overrides, "lineage.job_run_id=601", "inference.date=2011-12-08", "journal.lease_minutes=0"],
+        tmp_path,
+    )
+    assert versions(remote, *tables) == {tables[0]: before[tables[0]] + 1, tables[1]: before[tables[1]]}
+    monitor = run_script(["scripts/monitor.py", *overrides, "lineage.job_run_id=602"])
+    assert monitor.returncode == 0, monitor.stderr[-3000:]
+    assert "found a batch_inference run of repurchase" in monitor.stderr
+    assert versions(remote, *tables) == before and open_units(remote) == []
+    counts = rows(remote, *tables)
+    assert counts[tables[0]] == counts[tables[1]] > 0  # one prediction per customer and scoring date

@@ -445,18 +445,18 @@ def test_the_wheel_is_built_from_setup_cfg(bundle):
     assert (PROJECT_ROOT / "setup.cfg").is_file()
 
 
-def test_monitoring_starts_training_only_when_retraining_is_required():
-    job = _all_jobs()["clv_monitoring_job"]
-    tasks = {task["task_key"]: task for task in job["tasks"]}
-    condition = tasks["retrain_required"]["condition_task"]
-    assert condition == {"op": "EQUAL_TO", "left": "{{tasks.monitor.values.retrain_required}}", "right": "true"}
-    assert tasks["retrain_required"]["depends_on"] == [{"task_key": "monitor"}]
-    retrain = tasks["retrain"]
-    assert retrain["depends_on"] == [{"task_key": "retrain_required", "outcome": "true"}]
-    assert retrain["run_job_task"]["job_id"] == "${resources.jobs.clv_model_training_job.id}"
-    # the task value the condition reads is the one the monitor stage publishes
-    source = (PROJECT_ROOT / "lib" / "mlops" / "stages" / "monitor.py").read_text(encoding="utf-8")
-    assert 'publish_task_value("retrain_required"' in source
+def test_monitoring_starts_training_through_the_jobs_api_not_task_values():
+    """Task values are documented for Python notebooks only: no job reads one, and the monitoring job's
+    one task gets the training job's id to start through the Jobs API (mlops.retrain)."""
+    jobs = _all_jobs()
+    for job_key, job in jobs.items():
+        assert "{{tasks." not in yaml.safe_dump(job), f"{job_key} reads a task value"
+    tasks = jobs["clv_monitoring_job"]["tasks"]
+    assert [task["task_key"] for task in tasks] == ["monitor"]
+    assert (
+        "monitoring.retrain_job_id=${resources.jobs.clv_model_training_job.id}"
+        in (tasks[0]["spark_python_task"]["parameters"])
+    )
 
 
 def test_shared_targets_take_groups_and_identities_from_the_environment(bundle):
@@ -669,7 +669,7 @@ def _break_max_concurrent_runs(doc):
 
 
 def _break_python_file_key(doc):
-    task = _training_job(doc)["tasks"][0]["spark_python_task"]
+    task = _training_job(doc)["tasks"][1]["spark_python_task"]  # tasks[0] runs the extract job
     task["python_flie"] = task.pop("python_file")
 
 
@@ -686,7 +686,7 @@ def _break_environment_version_type(doc):
 
 
 def _break_parameters_type(doc):
-    _training_job(doc)["tasks"][0]["spark_python_task"]["parameters"] = "env=dev model=repurchase"
+    _training_job(doc)["tasks"][1]["spark_python_task"]["parameters"] = "env=dev model=repurchase"
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,10 @@ def test_each_table_and_mlflow_output_has_the_stage_that_makes_it():
 
 def test_the_jobs_come_from_the_graph():
     graph = graph_with()
-    assert graph.jobs["model_training"].stages == ("extract", "features", "split", "train", "evaluate")
+    assert graph.jobs["model_training"].first == "extract"
+    assert graph.jobs["model_training"].stages == ("features", "split", "train", "evaluate")
+    assert graph.job_stages("model_training") == ("extract", "features", "split", "train", "evaluate")
+    assert graph.job_stages("batch_inference") == ("extract", "batch_inference")
     assert graph.jobs["monitoring"].retrain == "model_training"
     assert graph.schedules["scoring"] == {"batch_inference": "batch_inference", "monitor": "monitoring"}
     assert graph.nightly_setup == "load_sample"
@@ -42,11 +45,21 @@ def test_the_jobs_come_from_the_graph():
             "pipeline.stages",
         ),
         (
-            ["pipeline.jobs.model_training.stages=[extract,split,features]"],
+            ["pipeline.jobs.model_training.stages=[split,features]"],
             "'split' reads 'features' before 'features' writes it",
             "pipeline.jobs.model_training.stages",
         ),
-        (["pipeline.jobs.monitoring.retrain=training"], "retrain='training' is not a job", "conf/pipeline"),
+        (["pipeline.jobs.monitoring.retrain=training"], "retrain='training' is not another job", "conf/pipeline"),
+        (
+            ["pipeline.jobs.model_training.first=model_training"],
+            "first='model_training' is not another job",
+            "conf/pipeline",
+        ),
+        (
+            ["+pipeline.jobs.extract.first=batch_inference"],
+            "first='batch_inference' runs a job first itself",
+            "conf/pipeline",
+        ),
         (
             ["pipeline.schedules.training.tasks.train=model_trainig"],
             "['model_trainig'] are not jobs",

@@ -7,6 +7,7 @@ themselves are in integration_tests/test_faults.py.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import pytest
@@ -14,6 +15,7 @@ from omegaconf import open_dict
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from mlops.errors import ConcurrentRunError
 from mlops.journal import (
     InFlight,
     UnfinishedWriteError,
@@ -41,7 +43,7 @@ def killed_after_first_write(ctx, spark, names, *, recorded=True):
     `recorded=False`: the kill came between train's commit and the journal saying so.
     """
     before = {key: ctx.tables.version(name) for key, name in names.items()}
-    unit = begin_unit(ctx.cfg, names, before, ctx.started_at)
+    unit = begin_unit(ctx.journal, ctx.cfg, names, before, ctx.started_at, "split")
     version = ctx.tables.overwrite(names["train"], rows(spark, 5, label=0))
     if recorded:
         unit.wrote("train", version)
@@ -144,15 +146,23 @@ def test_an_exception_after_a_commit_rolls_that_write_back_too(ctx, spark, split
     assert open_units(ctx.cfg) == []
 
 
-def test_only_multi_table_writes_to_delta_paths_are_journaled(ctx, spark):
+def test_a_single_table_write_is_one_commit_and_not_journaled(ctx):
     names = {key: ctx.table_name(key) for key in ("train", "test")}
-    assert begin_unit(ctx.cfg, {"train": names["train"]}, {"train": None}, ctx.started_at) is None  # one commit
+    one = begin_unit(ctx.journal, ctx.cfg, {"train": names["train"]}, {"train": None}, ctx.started_at, "split")
+    assert one is None
+
+
+def test_a_catalog_world_keeps_its_journal_in_a_table_of_its_schema(ctx, spark):
+    """Databricks: the storage root does not outlive the job's compute, so no folder there."""
+    from mlops.journal import TableJournal, journal_for
+
     with open_dict(ctx.cfg):
-        ctx.cfg.env.tables._target_ = (
-            "mlops.tables.CatalogTableStore"  # Databricks: the storage root does not outlive the job cluster
-        )
+        ctx.cfg.env.tables._target_ = "mlops.tables.CatalogTableStore"
     assert journal_folder(ctx.cfg) is None
-    assert begin_unit(ctx.cfg, names, {"train": None, "test": None}, ctx.started_at) is None
+    journal = journal_for(ctx.cfg, spark)
+    assert isinstance(journal, TableJournal) and journal.shared
+    assert str(journal.name) == "local.clv.clv_write_journal"
+    assert journal.lease.total_seconds() == ctx.cfg.journal.lease_minutes * 60
 
 
 def test_a_record_cut_off_before_its_rename_is_ignored(ctx, spark, split_tables):
@@ -160,3 +170,89 @@ def test_a_record_cut_off_before_its_rename_is_ignored(ctx, spark, split_tables)
     (folder / ".20250101T000000000000_split_0badf00d.json.1234abcd.tmp").write_text('{"stage": "spl')
     assert open_units(ctx.cfg) == []
     assert list(folder.iterdir()) == []
+
+
+# -- catalog worlds: every job sees the journal, so a unit's owner and lease decide ---------------------
+
+
+class SharedJournal:
+    """The TableJournal's rules (shared, leases renewed on every record) over a list, so the ownership
+    logic runs without a catalog; the table itself runs on a Spark Connect server in
+    integration_tests/test_remote.py."""
+
+    shared = True
+
+    def __init__(self, lease_minutes: float) -> None:
+        self.lease, self.open = dt.timedelta(minutes=lease_minutes), {}
+
+    def save(self, unit) -> None:
+        unit.lease_until = (dt.datetime.now(dt.UTC) + self.lease).isoformat()
+        self.open[unit.unit_id] = unit
+
+    def finish(self, unit) -> None:
+        self.open.pop(unit.unit_id, None)
+
+    def units(self):
+        return list(self.open.values())
+
+    def where(self, unit) -> str:
+        return f"shared journal (unit {unit.unit_id})"
+
+
+@pytest.fixture
+def catalog_like(ctx, split_tables):
+    """The context with a shared journal, and a split unit of job run 77 killed after its first write."""
+    journal = SharedJournal(lease_minutes=90)
+    ctx.__dict__["journal"] = journal  # RunContext.journal is a cached property
+    with open_dict(ctx.cfg):
+        ctx.cfg.lineage.job_run_id = "77"
+    unit = killed_after_first_write(ctx, ctx.spark, split_tables)
+    assert unit.owner_run == "77" and unit.lease_until is not None
+    return ctx, journal, unit
+
+
+def test_a_catalog_unit_of_this_job_run_is_undone(catalog_like, split_tables):
+    ctx, journal, _ = catalog_like
+    assert len(recover_unfinished_writes(ctx, ["split"])) == 1  # a retry of the task, in job run 77
+    assert ctx.tables.version(split_tables["train"]) == 2 and journal.open == {}
+
+
+def test_a_live_unit_of_another_job_run_stops_the_run_and_is_left_alone(catalog_like, split_tables):
+    ctx, journal, unit = catalog_like
+    with open_dict(ctx.cfg):
+        ctx.cfg.lineage.job_run_id = "88"  # another job run, while 77's lease runs
+    with pytest.raises(ConcurrentRunError) as caught:
+        recover_unfinished_writes(ctx, ["train"])  # train reads train and test
+    assert caught.value.exit_code == 8 and "job run 77" in caught.value.message
+    assert "which may still be writing" in caught.value.message
+    assert ctx.tables.version(split_tables["train"]) == 1 and list(journal.open) == [unit.unit_id]
+
+
+def test_a_unit_whose_lease_has_run_out_is_undone_by_any_run(catalog_like, split_tables):
+    ctx, journal, unit = catalog_like
+    unit.lease_until = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat()
+    with open_dict(ctx.cfg):
+        ctx.cfg.lineage.job_run_id = "88"
+    assert len(recover_unfinished_writes(ctx, ["train"])) == 1
+    assert ctx.tables.version(split_tables["train"]) == 2 and journal.open == {}
+
+
+def test_a_unit_on_other_tables_is_none_of_this_runs_business(catalog_like, split_tables):
+    """A scoring job's monitor must not undo (or wait for) a training job's live split."""
+    ctx, journal, unit = catalog_like
+    with open_dict(ctx.cfg):
+        ctx.cfg.lineage.job_run_id = "88"
+    assert recover_unfinished_writes(ctx, ["monitor"]) == []
+    assert ctx.tables.version(split_tables["train"]) == 1 and list(journal.open) == [unit.unit_id]
+
+
+def test_by_hand_a_unit_has_no_owner_run_and_only_its_lease_counts(ctx):
+    from mlops.journal import WriteUnit
+
+    now = dt.datetime.now(dt.UTC)
+    unit = WriteUnit("u", "split", "repurchase", now.isoformat(), 1, "h", [], owner_run=None)
+    unit.lease_until = (now + dt.timedelta(minutes=5)).isoformat()
+    assert not unit.dead_for(None, now) and not unit.dead_for("77", now)
+    assert unit.dead_for(None, now + dt.timedelta(minutes=6))
+    unit.lease_until = None  # a record from before leases: nobody renews it
+    assert unit.dead_for("77", now)

@@ -9,7 +9,6 @@ import pandas as pd
 
 from mlops.drift import profile
 from mlops.stages.monitor import drift_rows, retrain_required
-from mlops.task_values import publish_task_value
 
 D = [dt.date(2011, m, 9) for m in range(1, 7)]
 
@@ -60,28 +59,3 @@ def test_a_drifted_input_is_flagged_and_an_undrifted_one_is_not():
     by_date = shifted.groupby("day")["violated"].any().to_dict()
     assert retrain_required(by_date, violations=2, windows=3)
     assert not retrain_required(calm.groupby("day")["violated"].any().to_dict(), violations=2, windows=3)
-
-
-class FakeDbutils:
-    """The SDK boundary: dbutils.jobs.taskValues.set(key=..., value=...)."""
-
-    def __init__(self):
-        self.values = {}
-        self.jobs = self
-        self.taskValues = self
-
-    def set(self, key, value):
-        self.values[key] = value
-
-
-def test_task_value_reaches_databricks_when_there_is_a_job():
-    fake = FakeDbutils()
-    assert publish_task_value("retrain_required", True, dbutils=fake)
-    assert fake.values == {"retrain_required": True}
-
-
-def test_task_value_is_only_logged_outside_a_job(monkeypatch, caplog):
-    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
-    with caplog.at_level("INFO"):
-        assert not publish_task_value("retrain_required", False)
-    assert "task value retrain_required=False" in caplog.text

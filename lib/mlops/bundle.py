@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlops.config import CONF_DIR, compose_config
 from mlops.errors import ConfigError
@@ -88,7 +88,8 @@ class Pair:
         return f"{self.use_case}-{self.resource_name}-{self.country}.yml"
 
     def job_parameters(self) -> dict[str, str]:
-        """What a generic job needs to run this pair against the bundle's own model and experiment."""
+        """What a generic job needs to run this pair against the bundle's own model and experiment
+        (the keys of PAIR_PARAMETERS)."""
         return {
             "model": self.model,
             "country": self.country,
@@ -108,10 +109,31 @@ def configured_pairs(conf_dir: Path = CONF_DIR) -> list[Pair]:
     ]
 
 
-def _task_parameters(per_pair: bool = True) -> list[str]:
-    # Hydra overrides: the target's env and source table, the pair from job parameters, and lineage
-    # the workspace files cannot give (no .git there). The experiment is quoted: a dev deployment
-    # prefixes it with "[dev <user>] ", which Hydra would otherwise read as a list.
+# The job parameters that name a pair, declared once: job parameter -> (the Hydra override a task
+# passes it as, the config key that holds its value). The experiment is quoted: a dev deployment
+# prefixes it with "[dev <user>] ", which Hydra would otherwise read as a list.
+PAIR_PARAMETERS: dict[str, tuple[str, str, bool]] = {
+    "model": ("model", "model.name", False),
+    "country": ("country", "country.code", False),
+    "registered_model": ("use_case.registered_model", "use_case.registered_model", False),
+    "experiment": ("use_case.experiment", "use_case.experiment", True),
+}
+
+
+def pair_job_parameters(cfg: DictConfig) -> dict[str, str]:
+    """The job parameters that run this config's pair in a generic job (e.g. when monitoring starts training)."""
+    return {
+        name: str(OmegaConf.select(cfg, key, throw_on_missing=True)) for name, (_, key, _) in PAIR_PARAMETERS.items()
+    }
+
+
+def _pair_override(override: str, parameter: str, quoted: bool) -> str:
+    quote = "'" if quoted else ""
+    return f"{override}={quote}{{{{job.parameters.{parameter}}}}}{quote}"
+
+
+def _task_parameters(per_pair: bool = True, extra: Iterable[str] = ()) -> list[str]:
+    # Hydra overrides: the target's env and source table, then the pair from job parameters
     target = [
         "env=${bundle.target}",
         "env.catalog=${var.catalog}",
@@ -119,13 +141,11 @@ def _task_parameters(per_pair: bool = True) -> list[str]:
         "use_case/source=table",
         "use_case.source.table=${var.source_table}",
     ]
-    pair = [
-        "model={{job.parameters.model}}",
-        "country={{job.parameters.country}}",
-        "use_case.registered_model={{job.parameters.registered_model}}",
-        "use_case.experiment='{{job.parameters.experiment}}'",
-    ]
-    return [*target, *(pair if per_pair else []), "lineage.git_commit=${bundle.git.commit}"]
+    pair = [_pair_override(override, name, quoted) for name, (override, _, quoted) in PAIR_PARAMETERS.items()]
+    # lineage the workspace files cannot give (no .git there), and the job run a task belongs to (the
+    # write journal's owner of a multi-table write, mlops.journal)
+    lineage = ["lineage.git_commit=${bundle.git.commit}", "lineage.job_run_id={{job.run_id}}"]
+    return [*target, *(pair if per_pair else []), *extra, *lineage]
 
 
 def _project_name(requirement: str) -> str:
@@ -163,14 +183,17 @@ def job_key(use_case: str, job: str) -> str:
     return f"{use_case}_{job}_job"
 
 
-def _stage_task(stage: str, after: str | None, per_pair: bool = True) -> dict[str, Any]:
+def _stage_task(stage: str, after: str | None, per_pair: bool = True, extra: Iterable[str] = ()) -> dict[str, Any]:
     task: dict[str, Any] = {"task_key": stage}
     if after:
         task["depends_on"] = [{"task_key": after}]
     task.update(
         {
             "environment_key": ENVIRONMENT_KEY,
-            "spark_python_task": {"python_file": f"../scripts/{stage}.py", "parameters": _task_parameters(per_pair)},
+            "spark_python_task": {
+                "python_file": f"../scripts/{stage}.py",
+                "parameters": _task_parameters(per_pair, extra),
+            },
             # stages are idempotent (truncate-and-load, evaluate reuses its version), so a retry is safe
             "max_retries": 1,
             "min_retry_interval_millis": 300_000,
@@ -181,10 +204,10 @@ def _stage_task(stage: str, after: str | None, per_pair: bool = True) -> dict[st
     return task
 
 
-def _chain(stages: Iterable[str]) -> list[dict[str, Any]]:
-    tasks, previous = [], None
+def _chain(stages: Iterable[str], extra: Iterable[str] = (), after: str | None = None) -> list[dict[str, Any]]:
+    tasks, previous = [], after
     for stage in stages:
-        tasks.append(_stage_task(stage, previous))
+        tasks.append(_stage_task(stage, previous, extra=extra))
         previous = stage
     return tasks
 
@@ -216,27 +239,24 @@ def _run_job(task_key: str, job_key: str, parameters: dict[str, str], after: str
 
 
 def generic_jobs(graph: Graph, default: Pair) -> dict[str, dict[str, Any]]:
-    """file name -> content of the parameterised jobs of the pipeline graph (pipeline.jobs)."""
+    """file name -> content of the parameterised jobs of the pipeline graph (pipeline.jobs).
+
+    A job with `retrain` passes its tasks the id of the job to retrain with: its monitor stage
+    starts that job through the Jobs API when the rule requires it (mlops.retrain), since task
+    values and a condition_task are documented for notebooks only.
+    """
     passthrough = {key: f"{{{{job.parameters.{key}}}}}" for key in default.job_parameters()}
     files = {}
     for job in graph.jobs.values():
-        tasks = _chain(job.stages)
-        if job.retrain:
-            last = job.stages[-1]
-            tasks += [
-                {
-                    "task_key": "retrain_required",
-                    "depends_on": [{"task_key": last}],
-                    # the last stage publishes this task value (mlops.task_values)
-                    "condition_task": {
-                        "op": "EQUAL_TO",
-                        "left": f"{{{{tasks.{last}.values.retrain_required}}}}",
-                        "right": "true",
-                    },
-                },
-                _run_job("retrain", job_key(default.use_case, job.retrain), passthrough)
-                | {"depends_on": [{"task_key": "retrain_required", "outcome": "true"}]},
-            ]
+        extra = (
+            [f"monitoring.retrain_job_id=${{resources.jobs.{job_key(default.use_case, job.retrain)}.id}}"]
+            if job.retrain
+            else []
+        )
+        tasks = _chain(job.stages, extra, after=job.first)
+        if job.first:
+            # the job run first, waited for: its queue makes overlapping callers take turns
+            tasks.insert(0, _run_job(job.first, job_key(default.use_case, job.first), passthrough))
         files[job.file] = {
             job_key(default.use_case, job.name): _generic_job(
                 f"{default.use_case}-{job.name.replace('_', '-')}",

@@ -35,7 +35,8 @@ def _run(stages: Sequence[str], cfg: DictConfig, ctx: RunContext | None) -> tupl
     results = []
     with run_lock(cfg):
         ctx = ctx or RunContext.from_config(cfg)
-        recover_unfinished_writes(ctx)  # a killed run's half-written unit, undone while the lock is held
+        # a killed run's half-written unit, undone first (locally while the lock is held)
+        recover_unfinished_writes(ctx, stages)
         first = len(ctx.results)
         for stage in stages:
             log.info(

@@ -30,7 +30,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Job:
-    """A Databricks job: the stages it runs in order, and (optionally) the job a retrain signal starts."""
+    """A Databricks job: the job it runs first (optionally), the stages it runs in order, and
+    (optionally) the job its last stage starts when retraining is required."""
 
     name: str
     stages: tuple[str, ...]
@@ -38,6 +39,7 @@ class Job:
     file: str
     timeout_hours: int
     retrain: str | None = None
+    first: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Graph:
                 str(spec["file"]),
                 int(spec["timeout_hours"]),
                 spec.get("retrain"),
+                spec.get("first"),
             )
             for name, spec in (pipeline.get("jobs") or {}).items()
         }
@@ -96,13 +99,21 @@ class Graph:
         self.require_order(self.run, "pipeline.stages")
         for job in self.jobs.values():
             self.require_stages(job.stages, f"pipeline.jobs.{job.name}.stages")
-            self.require_order(job.stages, f"pipeline.jobs.{job.name}.stages")
-            if job.retrain is not None and job.retrain not in self.jobs:
+            for key in ("retrain", "first"):
+                named = getattr(job, key)
+                if named is not None and (named not in self.jobs or named == job.name):
+                    raise ConfigError(
+                        f"pipeline.jobs.{job.name}.{key}={named!r} is not another job",
+                        where="conf/pipeline",
+                        fix=f"one of {[name for name in self.jobs if name != job.name]}",
+                    )
+            if job.first is not None and self.jobs[job.first].first is not None:
                 raise ConfigError(
-                    f"pipeline.jobs.{job.name}.retrain={job.retrain!r} is not a job",
+                    f"pipeline.jobs.{job.name}.first={job.first!r} runs a job first itself",
                     where="conf/pipeline",
-                    fix=f"one of {list(self.jobs)}",
+                    fix="a job run first runs stages only",
                 )
+            self.require_order(self.job_stages(job.name), f"pipeline.jobs.{job.name}.stages")
         if self.nightly_setup:
             self.require_stages([self.nightly_setup], "pipeline.nightly.setup")
         called = [job for tasks in self.schedules.values() for job in tasks.values()]
@@ -113,6 +124,11 @@ class Graph:
                 where="pipeline.schedules / pipeline.nightly",
                 fix=f"one of {list(self.jobs)}",
             )
+
+    def job_stages(self, name: str) -> tuple[str, ...]:
+        """Every stage a run of the job runs, in order: those of the job it runs first, then its own."""
+        job = self.jobs[name]
+        return (self.jobs[job.first].stages if job.first else ()) + job.stages
 
     def require_stages(self, names: Any, where: str) -> None:
         unknown = [name for name in names if name not in self.stages]

@@ -1,4 +1,15 @@
-"""The write journal: a multi-table write that a kill cut in half is found, and undone, by the next run."""
+"""The write journal: a multi-table write that a kill cut in half is found, and undone, by the next run.
+
+Two keepers of the records, one logic. A local world keeps them as files in its storage root
+(`FolderJournal`), guarded by the run lock: a record there at a run's start is a dead process's. A
+catalog world (Unity Catalog, a Spark Connect server) has no durable local disk and no lock, and
+its jobs may run at once, so it keeps them in an append-only table of its own catalog and schema
+(`TableJournal`: every job of the target sees it). There each unit names its owner (the job run,
+`lineage.job_run_id`) and holds a lease that every record renews; a run undoes only a unit on the
+tables it reads or writes, and only if the unit is surely dead: its own job run's (an earlier
+attempt or task, which ended before this one began), or one whose lease has run out. A live unit
+on those tables stops the run with a ConcurrentRunError instead, and is left as it is.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +22,16 @@ import socket
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from mlops.errors import PipelineError
+from mlops.errors import ConcurrentRunError, PipelineError
 from mlops.tables import TableName, TableStore
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from mlops.runtime import RunContext
 
 log = logging.getLogger(__name__)
@@ -31,12 +44,11 @@ class UnfinishedWriteError(PipelineError):
 
 
 def journal_folder(cfg: DictConfig) -> Path | None:
-    """Where this use case and country keep their open write units; None where there is no journal.
+    """Where a local world keeps its open write units; None on catalog worlds (TableJournal).
 
-    Only worlds whose tables are local files (DeltaPathTableStore) have one. Their storage root is durable, and recovery is safe only
-    because of the run lock that guards that root (`cli.run_lock`). On catalog envs the storage
-    root is on a job cluster's disk, so it is lost with the cluster, and nothing takes a lock there
-    either: a model's training job and its scoring job may run at the same time.
+    Only worlds whose tables are local files (DeltaPathTableStore) keep the journal in a folder.
+    Their storage root is durable, and recovery is safe because of the run lock that guards that
+    root (`cli.run_lock`): a record still there when a run starts belongs to a process that died.
     """
     from mlops.tables import keeps_local_files
 
@@ -76,9 +88,9 @@ class InFlight:
 
 @dataclass
 class WriteUnit:
-    """A stage's outputs written as one unit (RunContext.write_all), as recorded on disk while it runs."""
+    """A stage's outputs written as one unit (RunContext.write_all), as recorded while it runs."""
 
-    path: Path
+    unit_id: str
     stage: str
     model: str
     run_started_at: str
@@ -87,26 +99,39 @@ class WriteUnit:
     tables: list[JournalTable]
     in_flight: InFlight | None = None
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    owner_run: str | None = None  # the job run that writes it (lineage.job_run_id); None by hand
+    lease_until: str | None = None  # renewed by each record on a catalog world; past it the unit is dead
+    journal: Journal | None = field(default=None, repr=False, compare=False)
 
     # -- the record ----------------------------------------------------------------------------
 
-    def save(self) -> None:
+    def record(self) -> dict[str, Any]:
         record = asdict(self)
-        record.pop("path")
-        _write_atomically(self.path, json.dumps(record, indent=1))
+        record.pop("journal")
+        return record
 
     @classmethod
-    def load(cls, path: Path) -> WriteUnit:
-        record = json.loads(path.read_text(encoding="utf-8"))
+    def from_record(cls, record: dict[str, Any], journal: Journal) -> WriteUnit:
+        record = dict(record)
         in_flight = record.pop("in_flight")
         tables = [JournalTable(**entry) for entry in record.pop("tables")]
-        return cls(path=path, tables=tables, in_flight=InFlight(**in_flight) if in_flight else None, **record)
+        return cls(tables=tables, in_flight=InFlight(**in_flight) if in_flight else None, journal=journal, **record)
+
+    def save(self) -> None:
+        self._journal().save(self)
 
     def finish(self) -> None:
-        """The unit is over (written whole, or undone): drop its record."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        _sync_folder(self.path.parent)
+        """The unit is over (written whole, or undone): its record goes."""
+        self._journal().finish(self)
+
+    def _journal(self) -> Journal:
+        if self.journal is None:
+            raise ValueError(f"write unit {self.unit_id} belongs to no journal")
+        return self.journal
+
+    @property
+    def where(self) -> str:
+        return self._journal().where(self)
 
     # -- while writing -------------------------------------------------------------------------
 
@@ -144,8 +169,8 @@ class WriteUnit:
         if foreign:
             raise UnfinishedWriteError(
                 f"an interrupted {self.stage} write of {self.model} cannot be undone: " + "; ".join(foreign),
-                where=str(self.path),
-                fix="look at the tables' Delta history; restore them to a consistent set by hand, then delete the "
+                where=self.where,
+                fix="look at the tables' history; restore them to a consistent set by hand, then delete the "
                 "journal record (or delete it to keep the tables as they are)",
             )
         done = []
@@ -156,16 +181,14 @@ class WriteUnit:
             entry.restored = tables.version(entry.table_name)
             self.in_flight = None
             self.save()
-            done.append(
-                f"{entry.name} from version {current} back to "
-                f"{'not existing' if entry.before is None else f'version {entry.before}'}"
-                f"{'' if entry.restored is None else f' (now version {entry.restored})'}"
-            )
+            was = "not existing" if entry.before is None else f"version {entry.before}"
+            now = "" if entry.restored is None else f" (now version {entry.restored})"
+            done.append(f"{entry.name} from version {current} back to {was}{now}")
         self.finish()
         return done
 
     def _undo_step(self, entry: JournalTable, current: int | None) -> str:
-        """ "keep" (nothing of the unit's is in the table), "restore", or "foreign" (written since)."""
+        """`keep` (nothing of the unit's is in the table), `restore`, or `foreign` (written since)."""
         if current == entry.before or (entry.restored is not None and current == entry.restored):
             return "keep"
         flight = self.in_flight
@@ -179,38 +202,184 @@ class WriteUnit:
         return next(entry for entry in self.tables if entry.key == key)
 
     def describe(self) -> str:
+        owner = f"job run {self.owner_run}" if self.owner_run else f"pid {self.pid} on {self.host}"
         return (
-            f"a {self.stage} run of {self.model} (started {self.run_started_at}, pid {self.pid} on {self.host}) "
+            f"a {self.stage} run of {self.model} (started {self.run_started_at}, {owner}) "
             f"that did not finish writing {', '.join(entry.name for entry in self.tables)}"
         )
 
+    def dead_for(self, job_run: str | None, now: dt.datetime) -> bool:
+        """Whether a run of `job_run` may take this unit as dead on a catalog world: the same job run
+        wrote it (an earlier attempt or task of this run, which ended before this task began), or
+        its lease has run out."""
+        if job_run is not None and self.owner_run == job_run:
+            return True
+        return self.lease_until is None or dt.datetime.fromisoformat(self.lease_until) <= now
+
+
+class Journal(Protocol):
+    """Keeps the records of the open write units of one use case and country."""
+
+    shared: bool  # seen by every job of the target at once (a catalog world): owners and leases count
+
+    def save(self, unit: WriteUnit) -> None: ...
+
+    def finish(self, unit: WriteUnit) -> None: ...
+
+    def units(self) -> list[WriteUnit]: ...
+
+    def where(self, unit: WriteUnit) -> str: ...
+
+
+class FolderJournal:
+    """One JSON file per open unit in a folder of the local storage root, replaced atomically."""
+
+    shared = False
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, unit: WriteUnit) -> Path:
+        return self.folder / f"{unit.unit_id}.json"
+
+    def save(self, unit: WriteUnit) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _write_atomically(self._path(unit), json.dumps(unit.record(), indent=1))
+
+    def finish(self, unit: WriteUnit) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(unit).unlink()
+        _sync_folder(self.folder)
+
+    def units(self) -> list[WriteUnit]:
+        if not self.folder.is_dir():
+            return []
+        for stale in self.folder.glob(".*.tmp"):  # a record a kill interrupted before its rename: never took effect
+            stale.unlink(missing_ok=True)
+        return [
+            WriteUnit.from_record({"unit_id": path.stem, **json.loads(path.read_text(encoding="utf-8"))}, self)
+            for path in sorted(self.folder.glob("*.json"))
+        ]
+
+    def where(self, unit: WriteUnit) -> str:
+        return str(self._path(unit))
+
+
+# the journal table's columns: one row per record of a unit, appended, never updated
+JOURNAL_SCHEMA = (
+    "unit_id string, use_case string, country string, seq int, state string, record string, written_at timestamp"
+)
+
+
+class TableJournal:
+    """An append-only table in the catalog world's own catalog and schema (use_case.journal_table).
+
+    Appends only, never an update: appends of different jobs do not conflict (Delta's blind
+    appends), and a record is one small commit. A unit's state is its record with the highest
+    `seq`; `state = 'finished'` ends it. Every record renews the unit's lease (journal.lease_minutes).
+    """
+
+    shared = True
+
+    def __init__(self, spark: SparkSession, name: TableName, use_case: str, country: str, lease: dt.timedelta) -> None:
+        self.spark, self.name, self.use_case, self.country, self.lease = spark, name, use_case, country, lease
+        self._seq: dict[str, int] = {}
+        self._ready = False
+
+    def _append(self, unit: WriteUnit, state: str) -> None:
+        if not self._ready:
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name.quoted} ({JOURNAL_SCHEMA})")
+            self._ready = True
+        seq = self._seq.get(unit.unit_id, 0) + 1
+        self._seq[unit.unit_id] = seq
+        now = dt.datetime.now(dt.UTC)
+        if state == "open":
+            unit.lease_until = (now + self.lease).isoformat()
+        row = (
+            unit.unit_id,
+            self.use_case,
+            self.country,
+            seq,
+            state,
+            json.dumps(unit.record()),
+            now.replace(tzinfo=None),
+        )
+        self.spark.createDataFrame([row], JOURNAL_SCHEMA).write.insertInto(str(self.name))
+
+    def save(self, unit: WriteUnit) -> None:
+        self._append(unit, "open")
+
+    def finish(self, unit: WriteUnit) -> None:
+        self._append(unit, "finished")
+
+    def units(self) -> list[WriteUnit]:
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        if not self.spark.catalog.tableExists(str(self.name)):
+            return []
+        latest_first = Window.partitionBy("unit_id").orderBy(F.col("seq").desc())
+        rows = (
+            self.spark.table(str(self.name))
+            .where((F.col("use_case") == self.use_case) & (F.col("country") == self.country))
+            .withColumn("rank", F.row_number().over(latest_first))
+            .where((F.col("rank") == 1) & (F.col("state") == "open"))
+            .select("unit_id", "seq", "record")
+            .orderBy("unit_id")
+            .collect()  # the open units of one country: a few at most
+        )
+        units = []
+        for row in rows:
+            self._seq[row["unit_id"]] = max(self._seq.get(row["unit_id"], 0), int(row["seq"]))
+            units.append(WriteUnit.from_record(json.loads(row["record"]), self))
+        return units
+
+    def where(self, unit: WriteUnit) -> str:
+        return f"{self.name} (unit {unit.unit_id})"
+
+
+def journal_for(cfg: DictConfig, spark: SparkSession | None = None) -> Journal:
+    """The world's journal: a folder of its storage root locally, a table of its catalog and schema elsewhere."""
+    folder = journal_folder(cfg)
+    if folder is not None:
+        return FolderJournal(folder)
+    if spark is None:
+        raise ValueError("a catalog world's journal is a table: it needs the Spark session")
+    return TableJournal(
+        spark,
+        TableName.of(cfg.env.catalog, cfg.env.schema, cfg.use_case.journal_table),
+        str(cfg.use_case.name),
+        str(cfg.country.suffix),
+        dt.timedelta(minutes=float(cfg.journal.lease_minutes)),
+    )
+
 
 def begin_unit(
-    cfg: DictConfig, names: dict[str, TableName], before: dict[str, int | None], run_started_at: dt.datetime
+    journal: Journal,
+    cfg: DictConfig,
+    names: dict[str, TableName],
+    before: dict[str, int | None],
+    run_started_at: dt.datetime,
+    stage: str,
 ) -> WriteUnit | None:
     """Record a unit before its first write, so that a kill between its writes is found later.
 
-    None when there is nothing to record: one table is one atomic commit, and envs without a
-    journal (`journal_folder`) are not covered.
+    None when there is nothing to record: one table is one atomic commit.
     """
-    folder = journal_folder(cfg)
-    if folder is None or len(names) < 2:
+    if len(names) < 2:
         return None
-    unfinished = open_units(cfg)
+    mine = {str(name) for name in names.values()}
+    unfinished = [unit for unit in journal.units() if mine & {entry.name for entry in unit.tables}]
     if unfinished:  # this unit's `before` would be a half-written state: undo the older one first
         raise UnfinishedWriteError(
             f"found {unfinished[0].describe()}, not yet undone",
-            where=str(unfinished[0].path),
-            fix="run any stage through its script or mlops.cli.run_stages: it undoes the "
-            "unfinished write first, under the run lock",
+            where=unfinished[0].where,
+            fix="run any stage through its script or mlops.cli.run_stages: it undoes the unfinished write first",
         )
-    from mlops.graph import Graph
-
     keys = list(names)
     now = dt.datetime.now(dt.UTC)
-    stage = Graph.from_config(cfg).producer(keys[0]) or "unknown"
     unit = WriteUnit(
-        path=folder / f"{now:%Y%m%dT%H%M%S%f}_{stage}_{uuid.uuid4().hex[:8]}.json",
+        unit_id=f"{now:%Y%m%dT%H%M%S%f}_{stage}_{uuid.uuid4().hex[:8]}",
         stage=stage,
         model=str(cfg.model.name),
         run_started_at=run_started_at.isoformat(),
@@ -219,44 +388,65 @@ def begin_unit(
         tables=[JournalTable(key, str(names[key]), before[key]) for key in keys],
         in_flight=InFlight(keys[0], "write", before[keys[0]]),
         created_at=now.isoformat(),
+        owner_run=job_run_of(cfg),
+        journal=journal,
     )
-    folder.mkdir(parents=True, exist_ok=True)
     unit.save()
     return unit
 
 
-def open_units(cfg: DictConfig) -> list[WriteUnit]:
-    """The units of this use case and country whose record is still there.
+def open_units(cfg: DictConfig, spark: SparkSession | None = None) -> list[WriteUnit]:
+    """The units of this use case and country whose record is still open."""
+    return journal_for(cfg, spark).units()
 
-    At most one: begin_unit will not stack a unit on an unfinished one, whose half-written state
-    would become the new unit's `before`.
+
+def job_run_of(cfg: DictConfig) -> str | None:
+    """The Databricks job run this process is a task of (the bundle passes `{{job.run_id}}`); None by hand."""
+    value = OmegaConf.select(cfg, "lineage.job_run_id")
+    return None if value is None else str(value)
+
+
+def recover_unfinished_writes(ctx: RunContext, stages: Any = ()) -> list[WriteUnit]:
+    """Undo the multi-table writes of this use case and country that a killed run left half done.
+
+    Called before a run's stages (`cli.run_stages`). A unit is undone, not completed: the versions
+    before it are the last set its stage wrote whole. Locally every open unit is a dead process's
+    (the run lock is held). On a catalog world only the units on tables that `stages` read or
+    write are looked at, and of those only the surely dead are undone (WriteUnit.dead_for); a live
+    one stops the run (ConcurrentRunError) and stays as it is.
     """
-    folder = journal_folder(cfg)
-    if folder is None or not folder.is_dir():
-        return []
-    for stale in folder.glob(".*.tmp"):  # a record a kill interrupted before its rename: never took effect
-        stale.unlink(missing_ok=True)
-    return [WriteUnit.load(path) for path in sorted(folder.glob("*.json"))]
-
-
-def recover_unfinished_writes(ctx: RunContext) -> list[WriteUnit]:
-    """Undo every multi-table write of this use case and country that a killed run left half done.
-
-    Called at the start of every stage run while the run lock is held (`cli.run_stages`): no other
-    run of this use case and country can be writing, so a record still on disk belongs to a
-    process that died. A unit is undone, not completed: the versions before it are the last set
-    its stage wrote whole.
-    """
-    units = open_units(ctx.cfg)
+    journal = ctx.journal
+    units = journal.units()
+    if journal.shared:
+        touched = {str(ctx.table_name(key)) for key in _tables_of(ctx, stages)}
+        units = [unit for unit in units if touched & {entry.name for entry in unit.tables}]
+        now, job_run = dt.datetime.now(dt.UTC), job_run_of(ctx.cfg)
+        live = [unit for unit in units if not unit.dead_for(job_run, now)]
+        if live:
+            raise ConcurrentRunError(
+                f"found {live[0].describe()}, which may still be writing (its lease runs until {live[0].lease_until})",
+                where=live[0].where,
+                fix="start this run again once that one has ended; a killed run's write is undone by the next "
+                "task of its own job run, or by any run after its lease (journal.lease_minutes)",
+            )
     for unit in units:
         restored = unit.roll_back(ctx.tables)
         log.warning(
             "found %s (killed?): %s, so its tables are consistent again; the record %s is cleared",
             unit.describe(),
             "restored " + "; ".join(restored) if restored else "none of its writes had landed",
-            unit.path.name,
+            unit.unit_id,
         )
     return units
+
+
+def _tables_of(ctx: RunContext, stages: Any) -> set[str]:
+    """The use_case.tables keys that the stages read or write (their graph entries)."""
+    from mlops.graph import Graph
+
+    graph = Graph.from_config(ctx.cfg)
+    keys = {table for stage in stages for table in (*graph.stages[stage].reads, *graph.stages[stage].writes)}
+    return {key for key in keys if key in ctx.cfg.use_case.tables}
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from mlops.feature_store import FeatureStore, FeatureTableSpec
+    from mlops.journal import Journal
     from mlops.population import Population
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,13 @@ class RunContext:
         from mlops.population import population_of
 
         return population_of(self.cfg)
+
+    @functools.cached_property
+    def journal(self) -> Journal:
+        """Where multi-table writes are recorded until they are whole (mlops.journal)."""
+        from mlops.journal import journal_for
+
+        return journal_for(self.cfg, self.spark)
 
     @property
     def persist(self) -> bool:
@@ -233,10 +241,12 @@ class RunContext:
         for key, spec in feature_tables.items():
             self.feature_store.ensure_table(spec, outputs[key].schema)
         before = {key: self.tables.version(name) for key, name in names.items()}
+        from mlops.graph import Graph
         from mlops.journal import begin_unit
 
         # an exception is rolled back below; a kill is not, so the journal lets the next run do it
-        unit = begin_unit(self.cfg, names, before, self.started_at)
+        stage = Graph.from_config(self.cfg).producer(next(iter(names))) or "unknown"
+        unit = begin_unit(self.journal, self.cfg, names, before, self.started_at, stage)
         written: dict[str, tuple[int | None, int]] = {}
         try:
             for key, df in outputs.items():

@@ -172,6 +172,7 @@ class UseCaseConfig:
     # a `_target_` node (mlops.population.Population); null: everyone
     population: Any = None
     tables: dict[str, str] = MISSING
+    journal_table: str = MISSING
     registered_model: str = MISSING
     experiment: str = MISSING
     # Great Expectations suites: table key -> expectations
@@ -311,6 +312,12 @@ class PipelineConfig:
 @dataclass
 class LineageConfig:
     git_commit: str | None = None
+    job_run_id: str | None = None
+
+
+@dataclass
+class JournalConfig:
+    lease_minutes: float = MISSING
 
 
 @dataclass
@@ -347,6 +354,7 @@ class MonitoringConfig:
     violations: int = MISSING
     windows: int = MISSING
     max_rows: int = MISSING
+    retrain_job_id: int | None = None
 
 
 @dataclass
@@ -377,6 +385,7 @@ class Config:
     country: CountryConfig = MISSING
     pipeline: PipelineConfig = MISSING
     lineage: LineageConfig = MISSING
+    journal: JournalConfig = MISSING
     deployment: DeploymentConfig = MISSING
     inference: InferenceConfig = MISSING
     monitoring: MonitoringConfig = MISSING

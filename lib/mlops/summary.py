@@ -309,6 +309,8 @@ def _render_monitoring(monitoring: dict[str, Any]) -> list[str]:
     if not monitoring:
         return []
     lines = [f"monitoring: retrain required: {'YES' if monitoring['retrain_required'] else 'no'}"]
+    if monitoring["retrain_required"] and monitoring.get("retraining"):
+        lines += [f"  retraining: {monitoring['retraining']}"]
     lines += [f"  rule: {monitoring['rule']}"]
     for day in monitoring["dates"]:
         performance = day.get("performance")

@@ -12,15 +12,15 @@ from hydra.utils import instantiate
 from pyspark.sql import functions as F
 
 from mlops.drift import drift
-from mlops.errors import DataQualityError, MissingInputError
+from mlops.errors import ConfigError, DataQualityError, MissingInputError
 from mlops.lineage import git_commit
 from mlops.metrics import metric
 from mlops.progress import steps
 from mlops.registry import configure_mlflow, fail_orphaned_runs, load_run_json
 from mlops.reports import log_figure, monitoring_figures
+from mlops.retrain import RetrainOutcome, start_retraining
 from mlops.runtime import RunContext, StageResult
 from mlops.targets import target_from_dict
-from mlops.task_values import publish_task_value
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,28 @@ MONITORING_COLUMNS = (
 
 def monitoring_schema(date: str) -> str:
     return f"`{date}` date, {MONITORING_COLUMNS}"
+
+
+# the monitoring table's row of the decision, on the latest scoring date: value = violating dates among
+# those counted (rows), threshold = monitoring.violations, violated = retraining required, subject = the
+# training run started (empty when none)
+DECISION_METRIC = "retrain_required"
+
+
+def decision_row(table: pd.DataFrame, date: str, explained: dict[str, Any], cfg: Any, outcome: RetrainOutcome) -> tuple:
+    latest = table[date].max()
+    counted = [day for day in explained["dates"] if day["date"] in explained["counted_dates"]]
+    version = table.loc[table[date] == latest, "model_version"].iloc[0]
+    return (
+        latest,
+        DECISION_METRIC,
+        outcome.run_id or "",
+        float(sum(day["violated"] for day in counted)),
+        float(cfg.monitoring.violations),
+        outcome.required,
+        len(counted),
+        version,
+    )
 
 
 def retrain_required(violated_by_date: dict[dt.date, bool], violations: int, windows: int) -> bool:
@@ -124,6 +146,12 @@ def monitor(ctx: RunContext) -> StageResult:
 
     explained, per_date = explain(table, date, cfg)
     retrain = explained["retrain_required"]
+    failure: ConfigError | None = None
+    try:
+        outcome = start_retraining(cfg, retrain, table[date].max())
+    except ConfigError as error:  # recorded first, then raised: the decision is never lost
+        outcome, failure = RetrainOutcome(True, note=f"nothing started: {error.what}"), error
+    explained["retraining"] = outcome.note
     for day in explained["dates"]:
         for feature in day["drifting_features"]:
             log.warning(
@@ -132,9 +160,8 @@ def monitor(ctx: RunContext) -> StageResult:
         if day["performance"] is not None:
             log.info("%s: realised %s %.3f (min %g)", day["date"], day["metric"], day["performance"], day["min"])
 
-    written = ctx.write_all(
-        {"monitoring": ctx.spark.createDataFrame(list(table.itertuples(index=False, name=None)), schema)}
-    )
+    recorded = [*table.itertuples(index=False, name=None), decision_row(table, date, explained, cfg, outcome)]
+    written = ctx.write_all({"monitoring": ctx.spark.createDataFrame(recorded, schema)})
     with mlflow.start_run(run_name=f"monitor {cfg.model.name} {cfg.country.code}") as run:
         mlflow.set_tags(
             {
@@ -144,17 +171,20 @@ def monitor(ctx: RunContext) -> StageResult:
                 "env": cfg.env.name,
                 "git_commit": git_commit(cfg),
                 "retrain_required": str(retrain),
+                "retrain_run_id": outcome.run_id or "",
             }
         )
         mlflow.log_metric("retrain_required", float(retrain))
-        mlflow.log_table(table.astype({date: str}), "monitoring/monitoring.json")
+        mlflow.log_table(
+            pd.DataFrame(recorded, columns=table.columns).astype({date: str}), "monitoring/monitoring.json"
+        )
         figures = monitoring_figures(table, date, model=cfg.model.name, country=cfg.country.code)
         for figure_name, figure in figures.items():
             log_figure(figure, f"monitoring/{figure_name}")
-    publish_task_value("retrain_required", retrain)
     log.info(
-        "retrain_required=%s by the rule: %s; dates counted: %s",
+        "retrain_required=%s (%s) by the rule: %s; dates counted: %s",
         retrain,
+        outcome.note,
         explained["rule"],
         ", ".join(
             f"{day['date']} {'violated' if day['violated'] else 'ok'}"
@@ -162,11 +192,18 @@ def monitor(ctx: RunContext) -> StageResult:
             if day["date"] in explained["counted_dates"]
         ),
     )
+    if failure is not None:
+        raise failure
     return StageResult.of_writes(
         "monitor",
         written,
         run_id=run.info.run_id,
-        details={"retrain_required": retrain, "violated_by_date": per_date, "explained": explained},
+        details={
+            "retrain_required": retrain,
+            "retrain_run_id": outcome.run_id,
+            "violated_by_date": per_date,
+            "explained": explained,
+        },
     )
 
 
