@@ -34,7 +34,7 @@ ui: $(STAMP)
 # two xdist workers, one Spark session each; a module stays whole on one worker (scenario modules run in
 # order), and the modules reading the shared DE pipelines share one (tests/conftest.py)
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 # lint, format and types (pyproject.toml), and resources/ as conf/ generates it; the same as the
 # pre-commit hooks. `ruff check --fix . && ruff format .` repairs most of what it reports.
@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/python -m mlops.bundle --check
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests --durations=25 $(PYTEST_ARGS)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest integration_tests $(PYTEST_ARGS)

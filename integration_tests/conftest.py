@@ -20,6 +20,7 @@ from tests.conftest import (  # noqa: F401
     local_config,
     mlflow_state_kept,
     pytest_collection_modifyitems,
+    pytest_configure,
     pytest_xdist_make_scheduler,
     session_root,
     spark,

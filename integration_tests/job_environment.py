@@ -232,6 +232,30 @@ def _pip(python: Path, arguments: list[str], what: str) -> None:
         raise EnvironmentUnavailable(f"pip could not install {what}: {' | '.join(lines[-3:]) or installed.returncode}")
 
 
+# What the rehearsal stands in for (StandIns) never runs there, so the job environment must at least
+# import it: a package missing from the job's dependencies then fails, named, instead of passing
+# unseen. package -> the import our code makes on Databricks.
+REPLACED_IMPORTS = {
+    "databricks-feature-engineering": (
+        "from mlops.feature_store import DatabricksFeatureStore; DatabricksFeatureStore._sdk()"
+    ),
+    "mlflow (its Unity Catalog registry store)": (
+        "from mlflow.store._unity_catalog.registry.rest_store import UcModelRegistryStore"
+    ),
+}
+
+
+def missing_imports(python: Path | str) -> list[str]:
+    """`<package>: <the error>` for every replaced part the environment of `python` cannot import."""
+    missing = []
+    for package, statement in REPLACED_IMPORTS.items():
+        found = subprocess.run([str(python), "-c", statement], capture_output=True, text=True, timeout=300)
+        if found.returncode != 0:
+            last = (found.stderr.strip().splitlines() or [f"exit {found.returncode}"])[-1]
+            missing.append(f"{package}: {last}")
+    return missing
+
+
 @dataclass(frozen=True)
 class JobEnvironment:
     root: Path  # the synced files: a rehearsal loads the bundle from here and runs its scripts

@@ -28,7 +28,8 @@ What stands in for the workspace, and is reported by `StandIns.replaced` (key ->
   `source_table`, overridden as `--var` would), with `env/tables=versioned_catalog` (no Delta
   on the stand-in) and `env/feature_store=local` (the Feature Engineering client needs a
   workspace);
-- MLflow in the workspace (`databricks` / `databricks-uc`): a local sqlite tracking and registry store;
+- MLflow in the workspace (`databricks` / `databricks-uc`): an MLflow server on 127.0.0.1 of the jobs'
+  own MLflow version (integration_tests/servers.start_mlflow_server), reached over REST;
 - the workspace's Jobs API: `JobsApiStandIn` on 127.0.0.1 (DATABRICKS_HOST, an access token per task),
   which databricks-sdk calls over HTTP.
 The job's environment (Python, Databricks Connect, dependencies, synced files) is the caller's
@@ -851,6 +852,9 @@ class StandIns:
     """What the rehearsal points at instead of a workspace (see the module docstring)."""
 
     spark_remote: str
+    # the workspace's MLflow: a server (servers.start_mlflow_server) reached over REST, as a job
+    # reaches its workspace's; artifacts under mlflow_root, written by the clients directly
+    mlflow_uri: str
     mlflow_root: Path
     catalog: str = "spark_catalog"
 
@@ -861,10 +865,9 @@ class StandIns:
 
     def overrides(self) -> list[str]:
         """Hydra overrides appended to every python task's own parameters."""
-        uri = f"sqlite:///{self.mlflow_root}/mlflow.db"
         return [
-            f"env.mlflow.tracking_uri={uri}",
-            f"env.mlflow.registry_uri={uri}",
+            f"env.mlflow.tracking_uri={self.mlflow_uri}",
+            f"env.mlflow.registry_uri={self.mlflow_uri}",
             f"env.mlflow.artifact_root={self.mlflow_root}/artifacts",
             "env/tables=versioned_catalog",
             "env/feature_store=local",

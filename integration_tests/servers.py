@@ -174,6 +174,15 @@ def start_connect_server(
             "spark.ui.enabled=false",
             "--conf",
             "spark.sql.shuffle.partitions=4",
+            # Appends of two jobs to one table (the write journal) never conflict in a workspace:
+            # Delta's blind INSERTs cannot conflict. The stand-in's Parquet tables share one
+            # `_temporary` folder, which the first job to commit deletes under the other one's
+            # task; committing each task's files directly (v2) and leaving that folder in place
+            # (read paths skip `_` names) keeps concurrent appends whole, as Delta keeps them.
+            "--conf",
+            "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version=2",
+            "--conf",
+            "spark.hadoop.mapreduce.fileoutputcommitter.cleanup.skipped=true",
         ]
     )
     log.info("Spark Connect server on sc://%s:%d (pids %s)", LOOPBACK, port, daemon.pids)
@@ -226,3 +235,76 @@ def start_standalone_cluster(root: Path) -> tuple[SparkDaemon, SparkDaemon]:
         master.stop()
         raise
     return master, worker
+
+
+@dataclass
+class MlflowServer:
+    """`mlflow server` over a sqlite store: the workspace's tracking server and registry in the rehearsal.
+
+    A workspace's MLflow is a server that jobs reach over REST, whatever MLflow version a job's
+    environment resolved. Sharing one sqlite file instead would tie every client to one schema: the
+    jobs' environment (pinned beside Databricks Connect) and the development one resolve different
+    MLflow releases, and the newer one silently migrates the store the older one then refuses.
+    """
+
+    root: Path
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def uri(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_mlflow_server(root: Path, python: str | Path, timeout: float = 120) -> MlflowServer:
+    """An MLflow server of `python`'s MLflow on 127.0.0.1, store and artifacts under `root`.
+
+    One worker and no job execution (MLflow's server-side job runner, which nothing here submits).
+    Artifacts go where each experiment's artifact location says (a local folder the clients write
+    directly), as a workspace's clients write to its artifact storage, not through the server.
+    """
+    port = free_port()
+    (root / "log").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    env.pop("PYTHONPATH", None)
+    with open(root / "log" / "mlflow-server.out", "wb") as out:
+        process = subprocess.Popen(
+            [
+                str(python),
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{root}/mlflow.db",
+                "--default-artifact-root",
+                (root / "artifacts").as_uri(),
+                "--no-serve-artifacts",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = MlflowServer(root, port, process)
+    try:
+        _wait_for_port(port, timeout, root / "log")
+    except TimeoutError:
+        server.stop()
+        raise
+    log.info("MLflow server on %s (pid %d)", server.uri, process.pid)
+    return server

@@ -9,7 +9,7 @@ monitor starts through the Jobs API run. The scripts run from the files the bund
 the checkout, with the Python of the serverless environment version and exactly the job
 environment's dependencies around the wheel the bundle's artifact builds
 (integration_tests/job_environment.py). The workspace is a Spark Connect server with a Hive
-catalog on 127.0.0.1, a local MLflow store and a Jobs API stand-in.
+catalog on 127.0.0.1, an MLflow server of the jobs' MLflow version and a Jobs API stand-in.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from integration_tests.rehearsal import (
     load_as_ci_deploys,
     load_bundle,
 )
-from integration_tests.servers import LOOPBACK, start_connect_server
+from integration_tests.servers import LOOPBACK, start_connect_server, start_mlflow_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.remote]
 
@@ -78,7 +78,7 @@ class World:
     def registry(self):
         from mlflow import MlflowClient
 
-        uri = f"sqlite:///{self.stand_ins.mlflow_root}/mlflow.db"
+        uri = self.stand_ins.mlflow_uri
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -87,9 +87,11 @@ def world(tmp_path_factory, job_environment) -> World:
     root = tmp_path_factory.mktemp("rehearsal")
     # the workers run the UDFs (scoring) with the job environment's Python and packages, as serverless does
     server = start_connect_server(root / "server", python=job_environment.python)
+    mlflow_server = None
     try:
+        mlflow_server = start_mlflow_server(root / "mlflow", python=job_environment.python)
         remote = f"sc://{LOOPBACK}:{server.port}"
-        stand_ins = StandIns(spark_remote=remote, mlflow_root=root / "mlflow")
+        stand_ins = StandIns(spark_remote=remote, mlflow_uri=mlflow_server.uri, mlflow_root=root / "mlflow")
         as_written = load_as_ci_deploys(TARGET, job_environment.root)
         assert as_written.warnings == [], as_written.warnings
         deployed = load_as_ci_deploys(TARGET, job_environment.root, variables=stand_ins.variables(as_written))
@@ -100,6 +102,8 @@ def world(tmp_path_factory, job_environment) -> World:
                 print(f"  {key}: {theirs!r} -> {ours!r}")
             yield World(rehearsal, stand_ins, as_written, remote)
     finally:
+        if mlflow_server is not None:
+            mlflow_server.stop()
         server.stop()
 
 
@@ -110,7 +114,10 @@ def test_the_rehearsal_says_what_stands_in_for_the_workspace(world):
         "test.clv.clv_source_transactions",
         "spark_catalog.clv.clv_source_transactions",
     )
-    assert replaced["env.mlflow.registry_uri"][0] == "databricks-uc"
+    assert replaced["env.mlflow.registry_uri"] == ("databricks-uc", world.stand_ins.mlflow_uri)
+    # a server, as the workspace's is: the jobs' MLflow and the tests' may be different releases
+    assert replaced["env.mlflow.tracking_uri"] == ("databricks", world.stand_ins.mlflow_uri)
+    assert world.stand_ins.mlflow_uri.startswith(f"http://{LOOPBACK}:")
     assert replaced["env/tables"] == ("catalog", "versioned_catalog")
     assert replaced["env/feature_store"] == ("databricks", "local")
     # nothing else of the target's env is touched: its name, sample fraction and gate run as written
@@ -124,6 +131,17 @@ def test_the_rehearsal_says_what_stands_in_for_the_workspace(world):
         "env/feature_store",
         "spark session",
     }
+
+
+def test_what_the_rehearsal_stands_in_for_is_installed_in_the_job_environment(job_environment):
+    """The Feature Engineering client and the Unity Catalog registry are replaced here, so their
+    packages are imported in the jobs' environment instead; the development environment, which has
+    no Feature Engineering client, shows what a missing one looks like."""
+    from integration_tests.job_environment import missing_imports
+
+    assert missing_imports(job_environment.python) == []
+    (missing,) = missing_imports(sys.executable)
+    assert missing.startswith("databricks-feature-engineering: ") and "not installed" in missing
 
 
 def test_the_nightly_chain_trains_scores_and_monitors_every_served_pair(world):
@@ -322,7 +340,9 @@ def test_a_parameter_the_script_refuses_fails_the_run_naming_file_and_key(bundle
         encoding="utf-8",
     )
     deployed = load_as_ci_deploys(TARGET, bundle_copy, variables={"catalog": "spark_catalog"})
-    stand_ins = StandIns(spark_remote=f"sc://{LOOPBACK}:1", mlflow_root=tmp_path / "mlflow")
+    stand_ins = StandIns(
+        spark_remote=f"sc://{LOOPBACK}:1", mlflow_uri=f"http://{LOOPBACK}:1", mlflow_root=tmp_path / "mlflow"
+    )
     with Rehearsal(deployed, stand_ins, tmp_path / "logs") as rehearsal:
         run = rehearsal.run_job("clv_model_training_job")
     assert not run.succeeded

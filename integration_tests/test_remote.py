@@ -300,3 +300,58 @@ def test_a_kill_between_scoring_features_and_predictions_is_undone_once_the_leas
     assert versions(remote, *tables) == before and open_units(remote) == []
     counts = rows(remote, *tables)
     assert counts[tables[0]] == counts[tables[1]] > 0  # one prediction per customer and scoring date
+
+
+APPEND_AT_ONCE = """
+import datetime as dt, json, sys, threading
+from pyspark.sql import SparkSession
+from mlops.journal import JOURNAL_SCHEMA, TableJournal, WriteUnit
+from mlops.tables import TableName
+
+remote, per_job = sys.argv[1], int(sys.argv[2])
+name = TableName("spark_catalog", "clv", "clv_write_journal_at_once")
+first = SparkSession.builder.remote(remote).create()
+first.sql("CREATE SCHEMA IF NOT EXISTS spark_catalog.clv")
+first.sql(f"CREATE TABLE IF NOT EXISTS {name.quoted} ({JOURNAL_SCHEMA})")
+first.stop()
+failures = []
+
+def job(run: str) -> None:
+    journal = TableJournal(SparkSession.builder.remote(remote).create(), name, "clv", "xx", dt.timedelta(minutes=90))
+    try:
+        for i in range(per_job):
+            unit = WriteUnit(f"{run}-{i}", "features", "repurchase", "", 0, "host", [], owner_run=run, journal=journal)
+            unit.save()
+            unit.finish()
+    except Exception as error:
+        failures.append(f"{run}: {str(error).splitlines()[0]}")
+    finally:
+        journal.spark.stop()  # a session left open keeps its client threads, and this process, alive
+
+threads = [threading.Thread(target=job, args=(run,)) for run in ("701", "702")]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+reader = TableJournal(SparkSession.builder.remote(remote).create(), name, "clv", "xx", dt.timedelta(minutes=90))
+rows = reader.spark.table(str(name)).groupBy("state").count().collect()
+print(json.dumps({"failures": failures, "rows": {r["state"]: r["count"] for r in rows}, "open": len(reader.units())}))
+reader.spark.stop()
+"""
+
+
+def test_two_jobs_appending_to_the_journal_at_once_lose_no_record(connect_server):
+    """Two jobs' write units recorded at the same moment: every append lands and none fails, as two
+    blind appends to a workspace's Delta table cannot conflict (servers.start_connect_server says how
+    the stand-in's Parquet tables are kept to that)."""
+    per_job = 8
+    result = subprocess.run(
+        [sys.executable, "-c", APPEND_AT_ONCE, f"sc://{LOOPBACK}:{connect_server.port}", str(per_job)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    told = "\n".join(line for line in result.stderr.splitlines() if not line.lstrip().startswith("at "))
+    assert result.returncode == 0, told[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found == {"failures": [], "rows": {"open": 2 * per_job, "finished": 2 * per_job}, "open": 0}

@@ -10,6 +10,7 @@ import pytest
 from omegaconf import DictConfig, open_dict
 
 from mlops.config import compose_config
+from tests.timing import pytest_configure  # noqa: F401  (the time table at the end of every run)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,74 @@
+"""The time table every test run ends with (tests/timing.py), on a run of a small project of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.timing import ModuleTimes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def report(nodeid: str, when: str, duration: float) -> pytest.TestReport:
+    return pytest.TestReport(nodeid, ("x", 1, "t"), {}, "passed", None, when, [], duration=duration)
+
+
+def test_module_times_sum_every_phase_and_name_the_modules_over_budget():
+    times = ModuleTimes(budget=5.0)
+    for nodeid, when, duration in [
+        ("a/test_slow.py::test_one", "setup", 4.0),  # a module fixture's start counts for its module
+        ("a/test_slow.py::test_one", "call", 1.5),
+        ("a/test_slow.py::test_one", "teardown", 0.5),
+        ("a/test_slow.py::test_two", "setup", 0.0),
+        ("a/test_slow.py::test_two", "call", 0.5),
+        ("a/test_fast.py::test_it[1]", "setup", 0.1),
+        ("a/test_fast.py::test_it[1]", "call", 0.2),
+    ]:
+        times.pytest_runtest_logreport(report(nodeid, when, duration))
+    lines = times.lines()
+    assert lines[0].split() == ["6.5", "s", "2", "tests", "a/test_slow.py"]
+    assert lines[1].split() == ["0.3", "s", "1", "tests", "a/test_fast.py"]
+    assert lines[2].split()[:4] == ["6.8", "s", "3", "tests"]
+    assert lines[3] == "over the budget of 5 s per module (tests/timing.py):"
+    assert lines[4:] == ["  a/test_slow.py: 6.5 s"]
+
+
+def test_nothing_over_budget_is_not_listed_and_no_run_prints_nothing():
+    assert ModuleTimes().lines() == []
+    times = ModuleTimes(budget=5.0)
+    times.pytest_runtest_logreport(report("a/test_fast.py::test_it", "call", 0.2))
+    assert not any("budget" in line for line in times.lines())
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_a_run_ends_with_the_table_once_also_under_xdist(tmp_path, workers):
+    """Both conftests register the plugin (tests/, integration_tests/): it must count once, and the
+    workers' reports reach the controller's table."""
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "conftest.py").write_text("from tests.timing import pytest_configure  # noqa\n")
+        (tmp_path / folder / f"test_{folder}.py").write_text(
+            "import time\n\ndef test_a():\n    time.sleep(0.2)\n\ndef test_b():\n    pass\n"
+        )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *workers, "one", "two"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    table = run.stdout.split("test time by module", 1)[1].splitlines()[1:4]
+    assert run.stdout.count("test time by module") == 1
+    assert sorted(line.split()[2:] for line in table[:2]) == [
+        ["2", "tests", "one/test_one.py"],
+        ["2", "tests", "two/test_two.py"],
+    ]
+    assert table[2].split()[2:] == ["4", "tests", "all", "modules", "(summed", "over", "workers)"]
+    assert float(table[0].split()[0]) >= 0.2
