@@ -51,7 +51,9 @@ def rehearsal(tmp_path) -> Rehearsal:
     (tmp_path / "resources" / "jobs.yml").write_text(JOBS, encoding="utf-8")
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "sleep.py").write_text(textwrap.dedent("import time\ntime.sleep(1.5)\n"))
-    stand_ins = StandIns(spark_remote="sc://127.0.0.1:1", mlflow_root=tmp_path / "mlflow")
+    stand_ins = StandIns(
+        spark_remote="sc://127.0.0.1:1", mlflow_uri="http://127.0.0.1:1", mlflow_root=tmp_path / "mlflow"
+    )
     with Rehearsal(load_bundle(tmp_path, "t"), stand_ins, tmp_path / "logs") as rehearsal:
         yield rehearsal
 
