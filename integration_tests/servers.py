@@ -1,4 +1,4 @@
-"""Real Spark servers for the remote tests, on 127.0.0.1 only, always stopped.
+"""Real servers for the remote tests (Spark, and the rehearsal's MLflow), on 127.0.0.1 only, always stopped.
 
 The pyspark wheel ships the Spark Connect server (`sbin/start-connect-server.sh`) and the
 standalone master and worker classes (started through `sbin/spark-daemon.sh`; the wheel has no
@@ -175,7 +175,8 @@ def start_connect_server(
             "--conf",
             "spark.sql.shuffle.partitions=4",
             # Appends of two jobs to one table (the write journal) never conflict in a workspace:
-            # Delta's blind INSERTs cannot conflict. The stand-in's Parquet tables share one
+            # INSERT against INSERT "cannot conflict" under either isolation level
+            # (docs.databricks.com/optimizations/isolation-level.html). The stand-in's Parquet tables share one
             # `_temporary` folder, which the first job to commit deletes under the other one's
             # task; committing each task's files directly (v2) and leaving that folder in place
             # (read paths skip `_` names) keeps concurrent appends whole, as Delta keeps them.
