@@ -44,11 +44,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m mlops.bundle --check
 
+# the fast loop while working: the unit tests on the same two workers as `make test`
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 integration: $(STAMP)
-	$(BIN)/python -m pytest integration_tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest integration_tests -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # the data stages at 100k/1M/10M synthetic lines against a pandas reference (docs/performance.md);
 # BENCHMARK_ARGS takes Hydra overrides of conf/benchmark.yaml, e.g.

@@ -25,6 +25,7 @@ from tests.conftest import (  # noqa: F401
     session_root,
     spark,
 )
+from tests.timing import timed
 
 # the pipeline every module shares: backfilled monthly scores from July, so monitoring has matured dates
 DE_PIPELINE_OVERRIDES = ("country=DE", "inference.backfill.start=2011-07-09")
@@ -48,7 +49,8 @@ class DePipelines(dict):
         config = local_config(self.root_factory.mktemp(f"de-{model}"), f"model={model}", *DE_PIPELINE_OVERRIDES)
         context = RunContext.from_config(config, spark=self.spark)
         started = time.perf_counter()
-        results = {result.stage: result for result in run_stages(list(config.pipeline.stages), config, context)}
+        with timed("the shared DE pipelines (every stage of a model, in-process, once per run)"):
+            results = {result.stage: result for result in run_stages(list(config.pipeline.stages), config, context)}
         self[model] = {"ctx": context, "results": results, "wall_seconds": time.perf_counter() - started}
         return self[model]
 
@@ -98,6 +100,7 @@ def job_environment(tmp_path_factory: pytest.TempPathFactory):
     from integration_tests.job_environment import EnvironmentUnavailable, prepare
 
     try:
-        return prepare(tmp_path_factory.mktemp("synced-files"))
+        with timed("the jobs' environment (synced files and wheel; the environment built or reused)"):
+            return prepare(tmp_path_factory.mktemp("synced-files"))
     except EnvironmentUnavailable as error:
         pytest.skip(f"cannot build the job environment (no package index?): {error}")

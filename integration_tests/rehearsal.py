@@ -15,7 +15,7 @@ What it does, in the order Databricks does it:
 - run time (`Rehearsal.run_job`, `Rehearsal.run_together`): job parameters (defaults, then the
   caller's), a run slot per job (`max_concurrent_runs`: a run waits in the job's queue, or is
   skipped without one), the task graph in `depends_on` order with `run_if: ALL_SUCCESS` and
-  condition outcomes; a `spark_python_task` runs the real script in a fresh process with exactly its
+  condition outcomes, tasks that are ready together running at the same time; a `spark_python_task` runs the real script in a fresh process with exactly its
   resolved parameters; a `condition_task` compares with Databricks' operand rules (EQUAL_TO /
   NOT_EQUAL on strings, the others on numbers); a `run_job_task` runs the named job with its
   `job_parameters`; a run a task starts through the Jobs API (`run_now`) is run after the task.
@@ -56,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -947,6 +949,7 @@ class Rehearsal:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    @timed("the rehearsal's jobs (scripts in the jobs' environment)")
     def run_job(self, job_key: str, parameters: dict[str, str] | None = None) -> JobRun:
         if job_key not in self.bundle.jobs:
             raise RehearsalError(
@@ -969,8 +972,7 @@ class Rehearsal:
             run.began = time.monotonic()
             run.queued_seconds = run.began - asked
             log.info("job %s %s", job_key, run.parameters)
-            for task in _in_dependency_order(job["tasks"]):
-                run.tasks[task["task_key"]] = self._run_task(job_key, job, task, run, run_id)
+            run.tasks = self._run_graph(job_key, job, run, run_id)
         finally:
             run.ended = time.monotonic()
             slot.release()
@@ -979,6 +981,7 @@ class Rehearsal:
             self.runs.append(run)
         return run
 
+    @timed("the rehearsal's jobs (scripts in the jobs' environment)")
     def run_together(self, *calls: tuple[str, dict[str, str] | None]) -> list[JobRun]:
         """Start several job runs at the same moment, as two schedules or two callers would, and wait
         for all: runs of different jobs overlap; runs of one job take turns through its queue."""
@@ -1003,9 +1006,57 @@ class Rehearsal:
                 raise result
         return [result for result in results if isinstance(result, JobRun)]
 
-    def _run_task(self, job_key: str, job: dict[str, Any], task: dict[str, Any], run: JobRun, run_id: str) -> TaskRun:
+    def _run_graph(self, job_key: str, job: dict[str, Any], run: JobRun, run_id: str) -> dict[str, TaskRun]:
+        """Every task of the run, each started once all it depends on has finished: "Databricks runs
+        upstream tasks before running downstream tasks, running as many of them in parallel as
+        possible" (docs.databricks.com/jobs/run-if.html). Tasks that are ready together run at the
+        same time, each in a thread of its own; the result is in dependency order."""
+        ordered = _in_dependency_order(job["tasks"])  # refuses a cycle before anything runs
+        finished: dict[str, TaskRun] = {}
+        errors: list[BaseException] = []
+        changed = threading.Condition()
+        pending, running = list(ordered), 0
+
+        def work(task: dict[str, Any], finished_now: dict[str, TaskRun]) -> None:
+            nonlocal running
+            result: TaskRun | None = None
+            try:
+                result = self._run_task(job_key, job, task, run, run_id, finished_now)
+            except BaseException as error:  # raised in the caller's thread below
+                errors.append(error)
+            with changed:
+                if result is not None:
+                    finished[task["task_key"]] = result
+                running -= 1
+                changed.notify_all()
+
+        with changed:
+            while running or (pending and not errors):
+                ready = [t for t in pending if all(d["task_key"] in finished for d in t.get("depends_on") or [])]
+                for task in [] if errors else ready:
+                    pending.remove(task)
+                    running += 1
+                    threading.Thread(
+                        target=work, args=(task, dict(finished)), name=f"rehearsal-{job_key}-{task['task_key']}"
+                    ).start()
+                if running:
+                    changed.wait()
+        if errors:
+            raise errors[0]
+        return {task["task_key"]: finished[task["task_key"]] for task in ordered}
+
+    def _run_task(
+        self,
+        job_key: str,
+        job: dict[str, Any],
+        task: dict[str, Any],
+        run: JobRun,
+        run_id: str,
+        finished: dict[str, TaskRun],
+    ) -> TaskRun:
+        """One task, given the runs of the job's tasks finished when it starts (all it depends on among them)."""
         task_key = task["task_key"]
-        blocked = _blocked(task, run.tasks)
+        blocked = _blocked(task, finished)
         if blocked:
             return TaskRun(task_key, blocked)
         began = time.monotonic()
@@ -1017,7 +1068,7 @@ class Rehearsal:
                 "parameters": run.parameters,
             },
             "task": {"name": task_key},
-            "tasks": {key: {"values": done.values} for key, done in run.tasks.items()},
+            "tasks": {key: {"values": done.values} for key, done in finished.items()},
         }
         where = self.bundle.origin(job_key, task_key)
         try:

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.timing import timed
+
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
@@ -133,6 +135,7 @@ def _alive(pid: int) -> bool:
         return True
 
 
+@timed("Spark Connect server start")
 def start_connect_server(
     root: Path, port: int | None = None, master: str = "local[2]", python: str | Path | None = None
 ) -> SparkDaemon:
@@ -190,6 +193,7 @@ def start_connect_server(
     return daemon
 
 
+@timed("Spark standalone cluster start")
 def start_standalone_cluster(root: Path) -> tuple[SparkDaemon, SparkDaemon]:
     """A standalone master and one worker (2 cores) bound to loopback; returns (master, worker)."""
     master_port, worker_port = free_port(), free_port()
@@ -266,6 +270,7 @@ class MlflowServer:
                 self.process.wait()
 
 
+@timed("MLflow server start")
 def start_mlflow_server(root: Path, python: str | Path, timeout: float = 120) -> MlflowServer:
     """An MLflow server of `python`'s MLflow on 127.0.0.1, store and artifacts under `root`.
 

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from integration_tests.conftest import copy_world, mlflow_state_kept
+from tests.timing import timed
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reliability.md"
@@ -862,14 +863,15 @@ def run_script(script: str, overrides: list[str], cwd: Path, process: bool) -> t
     """
     path = REPO / "scripts" / script
     if process:
-        result = subprocess.run(
-            [sys.executable, str(path), *overrides],
-            cwd=cwd,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        with timed("a script in a process of its own"):
+            result = subprocess.run(
+                [sys.executable, str(path), *overrides],
+                cwd=cwd,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
         return result.returncode, result.stderr
     stderr, argv = io.StringIO(), sys.argv
     sys.argv = [str(path), *overrides]

@@ -20,6 +20,7 @@ from integration_tests.conftest import DE_PIPELINE_OVERRIDES, local_config
 from integration_tests.servers import LOOPBACK, start_connect_server, start_standalone_cluster
 from integration_tests.snapshot import snapshot
 from mlops.runtime import RunContext
+from tests.timing import timed
 
 pytestmark = [pytest.mark.integration, pytest.mark.remote]
 
@@ -235,6 +236,7 @@ def open_units(remote: str) -> list[dict]:
     return rows
 
 
+@timed("a script in a process of its own")
 def run_script(args: list[str]) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1", SPARK_LOCAL_IP=LOOPBACK)
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

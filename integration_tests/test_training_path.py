@@ -16,6 +16,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from integration_tests.conftest import DE_PIPELINE_OVERRIDES, copy_world, local_config, mlflow_state_kept
 from mlops.registry import configure_mlflow, load_sklearn_model
+from tests.timing import timed
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +132,7 @@ def test_a_calibrated_run_logs_the_calibrator_fitted_on_the_latest_training_snap
     assert not set(seasonal) & set(early.details["features"])
 
 
+@timed("a script in a process of its own")
 def run_script(name: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / name), *overrides],

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import DictConfig, open_dict
 
 from mlops.config import compose_config
-from tests.timing import pytest_configure  # noqa: F401  (the time table at the end of every run)
+from tests.timing import pytest_configure, timed  # noqa: F401  (the time tables at the end of every run)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,8 @@ def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def spark(session_root: Path) -> Iterator:
     from mlops.runtime import get_spark
 
-    session = get_spark(local_config(session_root).env.spark)
+    with timed("Spark session start (one per worker)"):
+        session = get_spark(local_config(session_root).env.spark)
     yield session
     session.stop()
 

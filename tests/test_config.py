@@ -18,6 +18,7 @@ from mlops.errors import ConfigError
 from mlops.population import Population
 from mlops.sources import Source
 from mlops.tables import TableName
+from tests.timing import timed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -221,6 +222,7 @@ def test_a_relative_storage_root_resolves_against_the_current_directory(tmp_path
     assert cfg.env.storage_root == str(tmp_path / "relative-root")  # resolved when read, not when composed
 
 
+@timed("a script in a process of its own")
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(

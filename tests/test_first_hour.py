@@ -23,10 +23,12 @@ from mlops.progress import interactive
 from mlops.runtime import StageResult, stage_command
 from mlops.stages.monitor import explain
 from mlops.worlds import java_version
+from tests.timing import timed
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@timed("a script in a process of its own")
 def run_script(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train.py"), *args],

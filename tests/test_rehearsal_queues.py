@@ -1,6 +1,7 @@
 """The rehearsal's run slots, as the Jobs API documents them: a job at `max_concurrent_runs` queues a
-new run when its queue is enabled, and skips it otherwise; runs of different jobs overlap. A tiny
-bundle whose one script sleeps, so the timing is the rehearsal's alone (no Spark)."""
+new run when its queue is enabled, and skips it otherwise; runs of different jobs overlap; tasks of
+one job that are ready together run at the same time. A tiny bundle whose scripts sleep (or fail),
+so the timing is the rehearsal's alone (no Spark)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,23 @@ resources:
       tasks:
         - task_key: work
           spark_python_task: {python_file: ../scripts/sleep.py}
+    branches:
+      name: two branches after one task, one of them failing
+      tasks:
+        - task_key: start
+          spark_python_task: {python_file: ../scripts/sleep.py}
+        - task_key: left
+          depends_on: [{task_key: start}]
+          spark_python_task: {python_file: ../scripts/sleep.py}
+        - task_key: right
+          depends_on: [{task_key: start}]
+          spark_python_task: {python_file: ../scripts/fail.py}
+        - task_key: after_left
+          depends_on: [{task_key: left}]
+          spark_python_task: {python_file: ../scripts/sleep.py}
+        - task_key: after_right
+          depends_on: [{task_key: right}]
+          spark_python_task: {python_file: ../scripts/sleep.py}
 """
 
 
@@ -51,6 +69,7 @@ def rehearsal(tmp_path) -> Rehearsal:
     (tmp_path / "resources" / "jobs.yml").write_text(JOBS, encoding="utf-8")
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "sleep.py").write_text(textwrap.dedent("import time\ntime.sleep(1.5)\n"))
+    (tmp_path / "scripts" / "fail.py").write_text("import sys, time\ntime.sleep(1.5)\nsys.exit(3)\n")
     stand_ins = StandIns(
         spark_remote="sc://127.0.0.1:1", mlflow_uri="http://127.0.0.1:1", mlflow_root=tmp_path / "mlflow"
     )
@@ -73,3 +92,21 @@ def test_a_run_beyond_max_concurrent_runs_without_a_queue_is_skipped(rehearsal):
     assert sorted(run.skipped for run in runs) == [False, True]
     assert [run.succeeded for run in runs if not run.skipped] == [True]
     assert "SKIPPED" in next(run for run in runs if run.skipped).describe()
+
+
+def test_tasks_ready_together_run_at_the_same_time_and_a_failure_stops_only_its_branch(rehearsal):
+    run = rehearsal.run_job("branches")
+    tasks = run.tasks
+    assert list(tasks) == ["start", "left", "right", "after_left", "after_right"]
+    assert {key: task.state for key, task in tasks.items()} == {
+        "start": "SUCCESS",
+        "left": "SUCCESS",
+        "right": "FAILED",
+        "after_left": "SUCCESS",
+        "after_right": "UPSTREAM_FAILED",
+    }
+    # both branches began after their common upstream ended, and overlapped each other
+    assert min(tasks["left"].began, tasks["right"].began) >= tasks["start"].ended
+    assert tasks["left"].began < tasks["right"].ended and tasks["right"].began < tasks["left"].ended
+    assert tasks["after_left"].began >= tasks["left"].ended
+    assert "exited 3" in tasks["right"].detail and not run.succeeded

@@ -41,6 +41,7 @@ from mlops.registry import (
 from mlops.targets import BinaryTarget, target_to_dict
 from tests.conftest import local_config
 from tests.fakes.uc_registry import mlflow_uris_restored
+from tests.timing import timed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -304,6 +305,7 @@ def test_no_env_config_carries_a_databricks_host_or_credential(env):
 # ---- logs leak nothing ---------------------------------------------------------------------------
 
 
+@timed("a script in a process of its own")
 def run_script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / name), *args],

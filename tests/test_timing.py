@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.timing import ModuleTimes
+from tests.timing import KIND_PROPERTY, OWN_WORK, KindCarrier, ModuleTimes, timed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,8 @@ def test_a_run_ends_with_the_table_once_also_under_xdist(tmp_path, workers):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "conftest.py").write_text("from tests.timing import pytest_configure  # noqa\n")
         (tmp_path / folder / f"test_{folder}.py").write_text(
-            "import time\n\ndef test_a():\n    time.sleep(0.2)\n\ndef test_b():\n    pass\n"
+            "import time\nfrom tests.timing import timed\n\ndef test_a():\n    time.sleep(0.2)\n\n"
+            "def test_b():\n    with timed('napping'):\n        time.sleep(0.3)\n"
         )
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *workers, "one", "two"],
@@ -72,3 +73,24 @@ def test_a_run_ends_with_the_table_once_also_under_xdist(tmp_path, workers):
     ]
     assert table[2].split()[2:] == ["4", "tests", "all", "modules", "(summed", "over", "workers)"]
     assert float(table[0].split()[0]) >= 0.2
+    # the kinds counted in the workers reach the controller: both modules' naps, and the rest
+    kinds = run.stdout.split("test time by kind (summed over workers)", 1)[1].splitlines()[1:3]
+    by_kind = {line.split("%", 1)[1].strip(): float(line.split()[0]) for line in kinds}
+    assert set(by_kind) == {"napping", OWN_WORK}
+    assert 0.6 <= by_kind["napping"] < 1.5 and by_kind[OWN_WORK] >= 0.4
+
+
+def test_a_kind_inside_another_counts_once_as_the_outer_and_rides_on_the_next_report():
+    carrier, times = KindCarrier(), ModuleTimes()
+    with timed("outer"), timed("inner"):
+        pass
+    first = report("a/test_x.py::test_one", "setup", 1.0)
+    carrier.pytest_runtest_logreport(first)
+    ((name, seconds),) = first.user_properties
+    assert name == KIND_PROPERTY and set(seconds) == {"outer"}
+    second = report("a/test_x.py::test_one", "call", 1.0)
+    carrier.pytest_runtest_logreport(second)
+    assert second.user_properties == []  # nothing counted since the first report
+    for each in (first, second):
+        times.pytest_runtest_logreport(each)
+    assert [line.split("%", 1)[1].strip() for line in times.kind_lines()] == [OWN_WORK, "outer"]
