@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from tests.timing import KIND_PROPERTY, OWN_WORK, KindCarrier, ModuleTimes, time
 REPO = Path(__file__).resolve().parents[1]
 
 
-def report(nodeid: str, when: str, duration: float) -> pytest.TestReport:
-    return pytest.TestReport(nodeid, ("x", 1, "t"), {}, "passed", None, when, [], duration=duration)
+def report(nodeid: str, when: str, duration: float, user_properties: list | None = None) -> pytest.TestReport:
+    return pytest.TestReport(
+        nodeid, ("x", 1, "t"), {}, "passed", None, when, [], duration=duration, user_properties=user_properties
+    )
 
 
 def test_module_times_sum_every_phase_and_name_the_modules_over_budget():
@@ -82,15 +85,28 @@ def test_a_run_ends_with_the_table_once_also_under_xdist(tmp_path, workers):
 
 def test_a_kind_inside_another_counts_once_as_the_outer_and_rides_on_the_next_report():
     carrier, times = KindCarrier(), ModuleTimes()
+    shared: list = []  # pytest gives a test's setup, call and teardown reports the item's one list
     with timed("outer"), timed("inner"):
         pass
-    first = report("a/test_x.py::test_one", "setup", 1.0)
+    first = report("a/test_x.py::test_one", "setup", 1.0, shared)
     carrier.pytest_runtest_logreport(first)
-    ((name, seconds),) = first.user_properties
-    assert name == KIND_PROPERTY and set(seconds) == {"outer"}
-    second = report("a/test_x.py::test_one", "call", 1.0)
+    assert set(getattr(first, KIND_PROPERTY)) == {"outer"}
+    second = report("a/test_x.py::test_one", "call", 1.0, shared)
     carrier.pytest_runtest_logreport(second)
-    assert second.user_properties == []  # nothing counted since the first report
+    assert getattr(second, KIND_PROPERTY) == {}  # nothing counted since the first report
     for each in (first, second):
         times.pytest_runtest_logreport(each)
     assert [line.split("%", 1)[1].strip() for line in times.kind_lines()] == [OWN_WORK, "outer"]
+    assert float(times.kind_lines()[1].split()[0]) < 0.1  # counted once, not once per report
+
+
+def test_blocks_in_other_threads_are_not_counted_apart_from_the_main_threads_work():
+    carrier = KindCarrier()
+    worker = threading.Thread(target=lambda: timed("in a thread").__enter__())
+    worker.start()
+    worker.join()
+    with timed("main"):
+        pass
+    each = report("a/test_x.py::test_one", "call", 1.0)
+    carrier.pytest_runtest_logreport(each)
+    assert set(getattr(each, KIND_PROPERTY)) == {"main"}

@@ -28,38 +28,42 @@ OWN_WORK = "the tests' own work in the test process (in-process stages, Spark ac
 
 _pending: defaultdict[str, float] = defaultdict(float)
 _pending_lock = threading.Lock()
-_inside: list[str] = []  # the kind being counted in this process, whichever thread started it
+_depth = threading.local()
 
 
 @contextlib.contextmanager
 def timed(kind: str) -> Iterator[None]:
-    """Count the wall time of the block as `kind`. A block that starts while another is counted, in
-    any thread (the rehearsal runs a job's tasks in threads), counts as part of that one."""
-    with _pending_lock:
-        outer = bool(_inside)
-        if not outer:
-            _inside.append(kind)
-    if outer:
-        yield
-        return
+    """Count the wall time of the block as `kind`, once: a block inside another counts as the
+    outer one, and blocks outside the main thread (the rehearsal's task threads) count as
+    whatever the main thread is doing meanwhile."""
+    counted = threading.current_thread() is threading.main_thread() and not getattr(_depth, "n", 0)
+    _depth.n = getattr(_depth, "n", 0) + 1
     started = time.perf_counter()
     try:
         yield
     finally:
-        with _pending_lock:
-            _inside.clear()
-            _pending[kind] += time.perf_counter() - started
+        _depth.n -= 1
+        if counted:
+            with _pending_lock:
+                _pending[kind] += time.perf_counter() - started
 
 
 class KindCarrier:
-    """Puts the kinds' seconds counted since the last report on the next report of this process."""
+    """Puts the kinds' seconds counted since the last report on the next report of this process.
+
+    An attribute of the report of its own, not `user_properties`: pytest hands a test's three
+    reports one list (the item's), so an entry there would count again on each later phase.
+    TestReport keeps unknown attributes through xdist's serialisation (`**extra`).
+    """
 
     @pytest.hookimpl(tryfirst=True)  # before xdist sends the report to the controller
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         with _pending_lock:
-            if _pending:
-                report.user_properties.append((KIND_PROPERTY, dict(_pending)))
-                _pending.clear()
+            seconds, _ = dict(_pending), _pending.clear()
+        # under xdist the controller sees each report a second time, carrying the worker's seconds
+        for kind, more in (getattr(report, KIND_PROPERTY, None) or {}).items():
+            seconds[kind] = seconds.get(kind, 0.0) + more
+        setattr(report, KIND_PROPERTY, seconds)
 
 
 # a module over this (setup + call + teardown of its tests, module fixtures included) is named at
@@ -79,10 +83,8 @@ class ModuleTimes:
         self.seconds[module] += report.duration
         if report.when == "setup":
             self.tests[module] += 1
-        for name, value in report.user_properties:
-            if name == KIND_PROPERTY:
-                for kind, seconds in value.items():
-                    self.kinds[kind] += seconds
+        for kind, seconds in (getattr(report, KIND_PROPERTY, None) or {}).items():
+            self.kinds[kind] += seconds
 
     def kind_lines(self) -> list[str]:
         """Seconds per kind of work; the rest of the tests' time is their own work in the test process."""
