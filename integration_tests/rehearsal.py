@@ -15,8 +15,9 @@ What it does, in the order Databricks does it:
 - run time (`Rehearsal.run_job`, `Rehearsal.run_together`): job parameters (defaults, then the
   caller's), a run slot per job (`max_concurrent_runs`: a run waits in the job's queue, or is
   skipped without one), the task graph in `depends_on` order with `run_if: ALL_SUCCESS` and
-  condition outcomes, tasks that are ready together running at the same time; a `spark_python_task` runs the real script in a fresh process with exactly its
-  resolved parameters; a `condition_task` compares with Databricks' operand rules (EQUAL_TO /
+  condition outcomes, tasks that are ready together running at the same time; a
+  `spark_python_task` runs the real script in a fresh process with exactly its resolved
+  parameters; a `condition_task` compares with Databricks' operand rules (EQUAL_TO /
   NOT_EQUAL on strings, the others on numbers); a `run_job_task` runs the named job with its
   `job_parameters`; a run a task starts through the Jobs API (`run_now`) is run after the task.
 
