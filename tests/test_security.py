@@ -403,11 +403,14 @@ def registry_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
         name = registered_model_name(cfg)
         ours, other = log_training_run(REPURCHASED), log_training_run(1 - REPURCHASED)
         set_alias(name, "champion", register_run_model(name, ours.run_id, ours.model_uri).version)
-        mlflow.set_experiment("someone_elses_experiment")
+        # its artifacts in this world too: an experiment without a location writes to ./mlruns of the checkout
+        foreign_artifacts = (root / "someone_elses_artifacts").as_uri()
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment("someone_elses_experiment", foreign_artifacts))
         foreign = log_training_run(REPURCHASED)
         foreign_version = mlflow.register_model(foreign.model_uri, FOREIGN_NAME)
         mlflow.MlflowClient().set_registered_model_alias(FOREIGN_NAME, "champion", foreign_version.version)
         files = mlflow.get_logged_model(foreign.model_uri.removeprefix("models:/")).artifact_location
+        assert files.startswith(foreign_artifacts), files
         yield Registry(cfg, name, ours, other, foreign, files)
 
 
