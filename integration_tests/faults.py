@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Runs a stage script that stops for good at one point of its work: the point happens, a marker
 # file appears, and the process sleeps until the test kills it. Points:
+#   begun:<stage>     right after the journal has recorded a write unit of that stage, before its first commit
 #   commit:<table>    right after that table's write has committed, before the journal records it
 #   recorded:<key>    right after the journal has recorded the write of that table key
 #   mlflow:<function> right after the stage's first `mlflow.<function>` of an evaluation/ artifact
@@ -45,6 +46,10 @@ if kind == "commit":
 elif kind == "recorded":
     from mlops import journal
     stop_after(journal.WriteUnit, "wrote", lambda self, key, version: key == target)
+elif kind == "begun":
+    from mlops import journal
+    # RunContext.write_all imports begin_unit when it writes, so it finds this one; one table is no unit
+    stop_after(journal, "begin_unit", lambda journal_, cfg, names, *rest: len(names) > 1 and rest[-1] == target)
 elif kind == "mlflow":
     import mlflow
     stop_after(mlflow, target, lambda data, path, *rest, **named: str(path).startswith("evaluation/"))

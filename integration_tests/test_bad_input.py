@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from integration_tests.conftest import copy_world, mlflow_state_kept
+from tests.test_cleaning import MINIMAL_MAPPING
 from tests.timing import timed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,6 +149,69 @@ def _written_as(**attrs: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
     return change
 
 
+def _germany() -> pd.DataFrame:
+    """The good world's own German lines, whole."""
+    frame = pd.read_csv(BUNDLED, dtype=str, keep_default_na=False)
+    return frame[frame["Country"] == "Germany"].reset_index(drop=True)
+
+
+def _thinned(_: pd.DataFrame) -> pd.DataFrame:
+    """Every fourth line, plus each customer's first and the whole last day: the same customers and
+    last day, about a third of the rows."""
+    frame = _germany()
+    keep = (
+        (frame.index % 4 == 0)
+        | ~frame["Customer ID"].duplicated()
+        | (frame["InvoiceDate"] == frame["InvoiceDate"].max())
+    )
+    return frame[keep]
+
+
+def _oldest_lines(_: pd.DataFrame) -> pd.DataFrame:
+    """The oldest 55% of the lines: an export cut short, 45% fewer rows (inside the shrink guard)."""
+    frame = _germany().sort_values("InvoiceDate", kind="stable")
+    return frame.head(int(len(frame) * 0.55))
+
+
+def _customers_lost(_: pd.DataFrame) -> pd.DataFrame:
+    """Every line of the same days, but a third of the customers (none of the last day's) gone."""
+    frame = _germany()
+    last_day = frame["InvoiceDate"].str[:10] == frame["InvoiceDate"].str[:10].max()
+    ids = sorted(set(frame["Customer ID"]) - set(frame.loc[last_day, "Customer ID"]) - {""})
+    return frame[~frame["Customer ID"].isin(ids[::3])]
+
+
+LINE_TOTALS = ("use_case.source.columns.price=null", "use_case.source.columns.amount=amount")
+# the minimal shape under the sample's own column names (tests/test_cleaning.py)
+MINIMAL = tuple(MINIMAL_MAPPING)
+
+
+def _line_totals(negative: int = 0) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """The base with a line total (`amount`) in place of the unit price; `negative` sales of
+    negative value (as an accounting adjustment is booked)."""
+
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        frame["amount"] = (frame["Quantity"].astype(int) * frame["Price"].astype(float)).round(2).astype(str)
+        sales = frame.index[frame["Quantity"].astype(int) > 0][100 : 100 + negative]
+        frame.loc[sales, "amount"] = "-" + frame.loc[sales, "amount"]
+        return frame.drop(columns="Price")
+
+    return change
+
+
+def _daily_repeats(frame: pd.DataFrame) -> pd.DataFrame:
+    """The base as the minimal shape (customer, day, quantity, line total): without invoices,
+    products and times, 37% of its lines repeat another of the same customer's day."""
+    frame = _line_totals()(frame)
+    frame = frame.assign(InvoiceDate=frame["InvoiceDate"].str[:10].str.replace("-", ""))
+    return frame[frame["Customer ID"] != ""][["Customer ID", "InvoiceDate", "Quantity", "amount"]]
+
+
+def _every_repeat_kept(root: Path) -> None:
+    assert len(_transactions(root)) == len(_daily_repeats(_base()))
+
+
 def _returns_only(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame["Invoice"] = "C" + frame["Invoice"]
@@ -203,6 +267,16 @@ def _decoded(root: Path) -> None:
 def _parsed_day_first(root: Path) -> None:
     frame = _transactions(root)
     assert frame["invoice_date"].notna().all() and frame["invoice_date"].min().strftime("%Y-%m-%d") == "2009-12-01"
+
+
+PLANTED_ID = "4711X"
+
+
+def _planted_id_nowhere(root: Path) -> None:
+    """Every file the run wrote (data-quality JSON and pages, MLflow's database and artifacts, logs)."""
+    found = [path for path in root.rglob("*") if path.is_file() and PLANTED_ID.encode() in path.read_bytes()]
+    assert not found, f"customer id {PLANTED_ID} written to {found}"
+    assert list(root.rglob("validations/*.json")), "no data-quality report was written to search"
 
 
 def _nothing_created(root: Path) -> None:
@@ -313,11 +387,22 @@ CASES: list[Case] = [
         outcome="transactions contract fails (no rows)",
     ),
     Case(
+        "malformed_ids",
+        f"5 lines of customer `{PLANTED_ID}` (not a number)",
+        "extract.py",
+        source=_with("Customer ID", PLANTED_ID),
+        world="fresh",
+        says=("customer ids must be whole numbers", "unexpected_count=5", "id#"),
+        never_says=(PLANTED_ID,),
+        check=_planted_id_nowhere,
+        outcome="source contract fails; the id shown as a salted pseudonym, in the message, reports and MLflow",
+    ),
+    Case(
         "negative_prices",
         "negative prices",
         "extract.py",
         source=_with("Price", "-2.55"),
-        says=("negative prices are accounting adjustments",),
+        says=("is an accounting adjustment", "negative_value=return"),
         outcome="transactions contract fails",
     ),
     Case(
@@ -335,6 +420,37 @@ CASES: list[Case] = [
         source=_with("InvoiceDate", "2099-01-01 10:00:00"),
         says=("dated after this run started", "invoices", "timezone"),
         outcome="guard fails, naming 3 invoices",
+    ),
+    Case(
+        "negative_amount",
+        "line totals, 5 sales of negative value",
+        "extract.py",
+        LINE_TOTALS,
+        source=_line_totals(negative=5),
+        says=("is an accounting adjustment", "negative_value=return"),
+        outcome="transactions contract fails, as for a negative price",
+    ),
+    Case(
+        "daily_repeats",
+        "no invoices or times: 37% of lines repeat within a customer's day",
+        "extract.py",
+        MINIMAL,
+        source=_daily_repeats,
+        world="fresh",
+        exit_code=0,
+        says=("repeat another line of the same customer, day, quantity and value", "daily_duplicates=refuse"),
+        check=_every_repeat_kept,
+        outcome="kept as purchases, with a warning that counts them",
+    ),
+    Case(
+        "daily_repeats_refused",
+        "the same, use_case.guards.daily_duplicates=refuse",
+        "extract.py",
+        (*MINIMAL, "use_case.guards.daily_duplicates=refuse"),
+        source=_daily_repeats,
+        world="fresh",
+        says=("of the same customer, day, quantity and value", "loaded twice", "daily_duplicates=keep"),
+        outcome="guard fails; nothing written",
     ),
     Case(
         "duplicated_source",
@@ -557,11 +673,27 @@ CASES: list[Case] = [
     # -- empty or collapsed outputs --
     Case(
         "shrunk_source",
-        "a partial extract (a quarter of the rows)",
+        "a thinned extract (a third of the rows; every customer, the same last day)",
         "extract.py",
-        source=lambda f: f,
+        source=_thinned,
         says=("fewer", "max_shrink_share", "allow_shrink=true"),
         outcome="shrink guard: transactions kept",
+    ),
+    Case(
+        "partial_source",
+        "the oldest 55% of the lines (45% fewer rows)",
+        "extract.py",
+        source=_oldest_lines,
+        says=("earlier than the current table's", "customers would replace", "allow_shrink=true"),
+        outcome="history guard: transactions kept",
+    ),
+    Case(
+        "customers_lost",
+        "a third of the customers gone, the same days",
+        "extract.py",
+        source=_customers_lost,
+        says=("customers would replace", "max_customer_drop_share=0.1", "allow_shrink=true"),
+        outcome="customer guard: transactions kept",
     ),
     Case(
         "returns_only",
@@ -715,8 +847,14 @@ CASES: list[Case] = [
         "extract.py",
         fault="disk_full",
         exit_code=9,
-        says=("the disk is full", "No space left on device", "previous table versions are intact"),
-        outcome="storage error; every table kept (fault injected at the deltalake boundary)",
+        says=(
+            "the disk is full",
+            "No space left on device",
+            "writing table local.clv.clv_transactions_de",
+            "warehouse/local/clv/clv_transactions_de",
+            "previous table versions are intact",
+        ),
+        outcome="storage error naming the table and its folder; every table kept (fault injected at the deltalake boundary)",
     ),
     Case(
         "corrupt_delta_log",
@@ -748,6 +886,35 @@ CASES: list[Case] = [
         outcome="the schema refuses it at composition",
         # Hydra exits 1 from a composition error, but re-raises it under a tracer such as coverage's
         process=True,
+    ),
+    # -- the newer parts, held to the same rules (issue 32) --
+    Case(
+        "sample_into_pipeline_table",
+        "load_sample pointed at extract's own output table",
+        "load_sample.py",
+        ("use_case/source=table", "use_case.source.table=local.clv.clv_transactions_de"),
+        exit_code=2,
+        says=("local.clv.clv_transactions_de is a table the pipeline itself writes", "var.source_table"),
+        outcome="refused before anything is read; transactions kept",
+    ),
+    Case(
+        "challenger_on_champion",
+        "promote.alias=challenger on the champion's version",
+        "promote.py",
+        ("promote.version=1", "promote.alias=challenger"),
+        exit_code=2,
+        says=("version 1 is the champion", "promote.alias=champion"),
+        outcome="refused; both aliases where they were",
+    ),
+    Case(
+        "evaluate_unchecked",
+        "scoring may evaluate first, with the gate disabled",
+        "batch_inference.py",
+        ("inference.evaluate_if_no_champion=true", "evaluation.run_mode=disabled"),
+        world="fresh",
+        exit_code=2,
+        says=("evaluation.run_mode=disabled does not let the gate decide", "evaluation.run_mode=enabled"),
+        outcome="refused before any stage runs; no model registered",
     ),
     Case(
         "backfill_cadence_zero",
@@ -783,6 +950,21 @@ CASES: list[Case] = [
         never_says=(PLANTED_PASSWORD, PLANTED_TOKEN),
         process=True,
         outcome="config check; Hydra's debug dump of the config shows the credentials as ***",
+    ),
+    Case(
+        "unreachable_connect",
+        "a Spark Connect address where nothing listens (timeout 3 s)",
+        "extract.py",
+        (
+            "env/spark=connect",
+            f"env.spark.remote='sc://127.0.0.1:1/;token={PLANTED_TOKEN}'",
+            "env.spark.connect_timeout_seconds=3",
+        ),
+        exit_code=13,
+        says=("no Spark Connect server answered at sc://127.0.0.1:1/;token=***", "env.spark.connect_timeout_seconds=3"),
+        never_says=(PLANTED_TOKEN, "RpcError"),
+        process=True,
+        outcome="gives up after the timeout, one line; the process exits",
     ),
     # -- names and paths, before anything touches the disk --
     Case(
@@ -986,6 +1168,12 @@ FAULT_TESTS = {
         "kill -9 after features is committed, before labels",
         "the next run (extract) restores features to its version before the unit, once, with a warning",
     ),
+    "test_kill_9_then_another_writer_the_next_run_keeps_that_version_and_exits_11": (
+        "kill -9 of features once begun, after the features commit, or after the labels commit; then "
+        "another writer's version of one of its tables",
+        "exit 11 naming every version; the other writer's version kept, nothing restored, until a person "
+        "closes the record",
+    ),
     "test_kill_9_between_the_scoring_features_and_predictions_writes_is_undone": (
         "kill -9 after scoring_features is recorded, before predictions",
         "the next run restores scoring_features; predictions never moved",
@@ -997,6 +1185,10 @@ FAULT_TESTS = {
     "test_two_runs_of_the_same_stages_take_turns_and_never_interleave": (
         "two runs of features at once",
         "one waits for the lock; their versions never interleave",
+    ),
+    "test_two_different_stages_of_one_model_and_country_take_turns_too": (
+        "extract and features of DE at once",
+        "one waits for the lock (one per use case and country); neither writes between the other's read and writes",
     ),
     "test_a_run_that_cannot_get_the_lock_in_time_exits_8_without_starting": (
         "the lock held past env.lock_timeout_seconds",

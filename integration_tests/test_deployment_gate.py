@@ -214,6 +214,22 @@ def test_promote_takes_challenger_off_the_version_it_makes_champion(first, spark
     assert aliases_of(ctx, challenger) == ["challenger"] and aliases_of(ctx, champion_before) == ["champion"]
 
 
+def test_the_champion_is_never_made_challenger_too(first, spark, root):
+    """One version never holds both aliases (the README's rule): promote.alias=challenger on the
+    champion is refused with the reason, and neither alias moves."""
+    ctx, _ = first
+    champion, challenger = champion_version(ctx), challenger_version(ctx)
+    assert champion is not None
+    with pytest.raises(ConfigError, match=f"version {champion} is the champion") as raised:
+        run(
+            context(root, spark, "model=repurchase", f"promote.version={champion}", "promote.alias=challenger"),
+            "promote",
+        )
+    assert raised.value.where == "promote.alias" and "promote.alias=champion" in raised.value.fix
+    assert (champion_version(ctx), challenger_version(ctx)) == (champion, challenger)
+    assert aliases_of(ctx, champion) == ["champion"]
+
+
 def test_custom_gate_metrics_come_from_config(first, spark, root):
     ctx, _ = first
     demanding = context(root, spark, "model=repurchase")

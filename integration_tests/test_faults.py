@@ -22,7 +22,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from integration_tests.conftest import DE_PIPELINE_OVERRIDES, copy_world, local_config, mlflow_state_kept
 from integration_tests.faults import kill_at
-from mlops.cli import run_stages
+from mlops.cli import run_stage, run_stages
 from mlops.journal import open_units, recover_unfinished_writes
 from mlops.runtime import RunContext
 
@@ -136,6 +136,37 @@ def test_two_runs_of_the_same_stages_take_turns_and_never_interleave(extracted, 
     assert len(stamp) == 2 + 2
 
 
+def test_two_different_stages_of_one_model_and_country_take_turns_too(extracted, tmp_path):
+    """extract (rewrites transactions) and features (reads them, writes features and labels) at
+    once: the lock is per use case and country, not per stage, so one waits and no write of one
+    falls between the other's read and writes."""
+    root, _, _, overrides = extracted
+    commands = [
+        script("extract.py", *overrides, cwd=tmp_path),
+        script("run_pipeline.py", *overrides, "pipeline.stages=[features]", cwd=tmp_path),
+    ]
+    processes = [
+        subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        for command in commands
+    ]
+    errors = [process.communicate(timeout=900)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], "\n".join(e[-2000:] for e in errors)
+    assert sum("is writing; waiting for" in e for e in errors) == 1
+
+    warehouse = root / "warehouse" / "local" / "clv"
+    extract_commit = DeltaTable(str(warehouse / "clv_transactions_de")).history(1)[0]["timestamp"]
+    feature_commits = [
+        DeltaTable(str(warehouse / table)).history(1)[0]["timestamp"]
+        for table in ("clv_repurchase_features_de", "clv_repurchase_labels_de")
+    ]
+    assert DeltaTable(str(warehouse / "clv_transactions_de")).version() == 1
+    # the lock is taken before a stage reads anything: the run that waited wrote after all the other wrote
+    if "is writing; waiting for" in errors[0]:
+        assert extract_commit >= max(feature_commits)
+    else:
+        assert min(feature_commits) >= extract_commit
+
+
 def test_a_run_that_cannot_get_the_lock_in_time_exits_8_without_starting(extracted, tmp_path):
     root, path, _, overrides = extracted
     lock = root / "locks" / "clv_de.lock"
@@ -202,6 +233,63 @@ def test_kill_9_between_the_features_and_labels_writes_is_undone_by_the_next_run
         run_stages(["extract"], cfg, RunContext.from_config(cfg, spark=spark))
     assert "found a" not in caplog.text, "the unit was undone twice"
     assert DeltaTable(str(features)).version() == 2 and open_units(cfg) == []
+
+
+@pytest.mark.parametrize(
+    "point, foreign, unit_wrote",
+    [
+        ("begun:features", "features", None),
+        ("commit:clv_repurchase_features_de", "features", 1),
+        ("commit:clv_repurchase_labels_de", "labels", 1),
+    ],
+    ids=["killed once begun", "killed after the features commit", "killed after the labels commit"],
+)
+def test_kill_9_then_another_writer_the_next_run_keeps_that_version_and_exits_11(
+    extracted, tmp_path, spark, caplog, point, foreign, unit_wrote
+):
+    """A features run killed at `point`, then a version of one of its tables written by someone else:
+    the next run must not take that version for the killed run's. It restores nothing, names each
+    table's versions and exits 11 until a person has dropped the record; then runs go on."""
+    root, _, _, overrides = extracted
+    cfg = local_config(root, *overrides[1:])
+    bimonthly = local_config(root, *overrides[1:], "use_case.snapshots.cadence_months=2")
+    run_stages(["features"], bimonthly, RunContext.from_config(bimonthly, spark=spark))  # version 0 of both
+    ctx = RunContext.from_config(cfg, spark=spark)
+    names = {key: ctx.table_name(key) for key in ("features", "labels")}
+
+    def versions() -> dict[str, int]:
+        return {key: DeltaTable(str(ctx.tables.path(name))).version() for key, name in names.items()}
+
+    landed = {  # the versions each kill point leaves: the unit's commits up to it
+        "begun:features": {"features": 0, "labels": 0},
+        "commit:clv_repurchase_features_de": {"features": 1, "labels": 0},
+        "commit:clv_repurchase_labels_de": {"features": 1, "labels": 1},
+    }[point]
+    kill_at(point, "features.py", overrides, tmp_path)
+    assert versions() == landed, "the kill must land at its point"
+    [unit] = open_units(cfg)
+    theirs = ctx.tables.overwrite(names[foreign], ctx.read(foreign).limit(7))  # another writer, after the kill
+    kept = versions()
+
+    # the next run, of any stage, through the scripts' wrapper
+    with caplog.at_level(logging.ERROR, logger="mlops.cli"), pytest.raises(SystemExit) as exited:
+        run_stage("extract", cfg)
+    assert exited.value.code == 11
+    wrote = "it wrote none" if unit_wrote is None else f"it wrote version {unit_wrote}"
+    assert (
+        f"{names[foreign]} is at version {theirs}, which the unit did not write ({wrote}; before it: version 0)"
+        in caplog.text
+    )
+    assert "nothing was restored" in caplog.text and f"where: {unit.where}" in caplog.text
+    if foreign == "labels":  # the killed run's own features version is kept too, and named as its own
+        assert f"{names['features']} is at version 1, which the unit wrote (before it: version 0)" in caplog.text
+    assert versions() == kept and ctx.read(foreign).count() == 7
+
+    # the person keeps the tables as they are and drops the record, as the fix says: runs go on
+    assert f"delete {unit.where}" in caplog.text
+    Path(unit.where).unlink()
+    assert recover_unfinished_writes(ctx) == []
+    assert versions() == kept and ctx.read(foreign).count() == 7
 
 
 @pytest.fixture(scope="module")

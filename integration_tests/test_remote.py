@@ -357,3 +357,183 @@ def test_two_jobs_appending_to_the_journal_at_once_lose_no_record(connect_server
     assert result.returncode == 0, told[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found == {"failures": [], "rows": {"open": 2 * per_job, "finished": 2 * per_job}, "open": 0}
+
+
+# -- a world that is not there fails fast (issue 32) --------------------------------------------------
+
+# env.spark.connect_timeout_seconds in these runs
+CONNECT_TIMEOUT = 4.0
+# leeway on it for the last retry, the log line and a loaded machine
+GIVE_UP_LEEWAY = 3.0
+# the most a process may take to end once it has said it gave up (it used to wait on the server again)
+EXIT_LEEWAY = 5.0
+# a run that has not ended by then hangs (the client alone retries for about ten minutes)
+HANG = 180
+# the fake Databricks Connect (tests/fakes/databricks_connect.py) for a whole script process
+WITH_FAKE_DATABRICKS_CONNECT = (
+    "import runpy, sys; from tests.fakes import databricks_connect; databricks_connect.install_for_process(); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+@pytest.fixture
+def silent_server():
+    """A loopback port whose listener accepts every connection and never says a word: a wedged
+    server, or a port that is not Spark Connect's. Yields (port, the connections it accepted)."""
+    import socket
+    import threading
+
+    listener = socket.create_server((LOOPBACK, 0))
+    listener.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], accepted
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+def logged_at(stderr: str, text: str) -> float:
+    """When the first log line holding `text` was written (the scripts' format starts with asctime)."""
+    import datetime as dt
+
+    line = next((line for line in stderr.splitlines() if text in line), None)
+    assert line is not None, f"no log line with {text!r}:\n{stderr[-3000:]}"
+    return dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def run_unreachable(python: str | Path, args: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """(the finished run, when it ended); TimeoutExpired when it does not end."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", SPARK_LOCAL_IP=LOOPBACK)
+    for name in ("DATABRICKS_RUNTIME_VERSION", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):
+        env.pop(name, None)
+    args = [*args, f"env.storage_root={tmp_path}", f"env.spark.connect_timeout_seconds={CONNECT_TIMEOUT:g}"]
+    result = subprocess.run([str(python), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG)
+    return result, time.time()
+
+
+def assert_gave_up(result: subprocess.CompletedProcess, ended: float, address: str) -> None:
+    from mlops.errors import SparkUnreachableError
+
+    told = result.stderr
+    assert result.returncode == SparkUnreachableError.exit_code, f"exit {result.returncode}:\n{told[-4000:]}"
+    failure = next(line for line in told.splitlines() if "extract failed" in line)
+    # what, where, fix: the address, the key it came from, the key that bounds the wait, what to check
+    assert address in failure and f"within {CONNECT_TIMEOUT:g} s" in failure, failure
+    assert "where: env.spark.remote" in failure and "env.spark.connect_timeout_seconds" in failure, failure
+    assert "fix: check that" in failure, failure
+    for raw in ("Traceback", "RpcError", "StatusCode.", "RETRIES_EXCEEDED", "debug_error_string"):
+        assert raw not in told, f"{raw!r} printed:\n{told[-4000:]}"
+    waited = logged_at(told, "extract failed") - logged_at(told, f"connecting to {address}")
+    assert CONNECT_TIMEOUT - 0.5 <= waited <= CONNECT_TIMEOUT + GIVE_UP_LEEWAY, waited
+    assert ended - logged_at(told, "extract failed") <= EXIT_LEEWAY
+
+
+def test_a_spark_connect_address_where_nothing_listens_fails_within_the_connect_timeout(tmp_path):
+    from integration_tests.servers import free_port
+
+    address = f"sc://{LOOPBACK}:{free_port()}"
+    result, ended = run_unreachable(
+        sys.executable, ["scripts/extract.py", "env=connect", f"env.spark.remote={address}"], tmp_path
+    )
+    assert_gave_up(result, ended, address)
+
+
+def test_a_spark_connect_server_that_accepts_and_never_answers_fails_within_the_connect_timeout(
+    silent_server, tmp_path
+):
+    port, accepted = silent_server
+    address = f"sc://{LOOPBACK}:{port}"
+    result, ended = run_unreachable(
+        sys.executable, ["scripts/extract.py", "env=connect", f"env.spark.remote={address}"], tmp_path
+    )
+    assert accepted, "the client never connected: the case is not a silent server"
+    assert_gave_up(result, ended, address)
+
+
+def test_databricks_connect_to_a_silent_server_fails_within_the_connect_timeout_too(silent_server, tmp_path):
+    """Our side of env/spark=databricks, with Databricks Connect replaced at its import by the fake
+    (tests/fakes/databricks_connect.py), which makes a connection string's session as the SDK does."""
+    port, accepted = silent_server
+    address = f"sc://{LOOPBACK}:{port}"
+    overrides = ["env=connect", "env/spark=databricks", f"env.spark.remote={address}"]
+    result, ended = run_unreachable(
+        sys.executable, ["-c", WITH_FAKE_DATABRICKS_CONNECT, "scripts/extract.py", *overrides], tmp_path
+    )
+    assert accepted
+    assert_gave_up(result, ended, address)
+
+
+def test_the_real_databricks_connect_client_gives_up_on_a_silent_server_too(dbconnect_python, silent_server, tmp_path):
+    """The same through Databricks Connect 18 itself (the jobs' environment), whose client adds retry
+    policies of its own (unknown errors, clusters that are starting) to the open-source ones."""
+    port, accepted = silent_server
+    address = f"sc://{LOOPBACK}:{port}"
+    overrides = ["env=connect", "env/spark=databricks", f"env.spark.remote={address}"]
+    result, ended = run_unreachable(dbconnect_python, ["scripts/extract.py", *overrides], tmp_path)
+    assert accepted
+    assert_gave_up(result, ended, address)
+
+
+# the settings a session gets after the bounded first contact, and the retry policies it keeps
+CONNECTED = """
+import json, logging, sys
+from pathlib import Path
+from omegaconf import open_dict
+from pyspark.sql.connect.client import SparkConnectClient
+from mlops.config import compose_config
+from mlops.runtime import get_spark
+
+spark_cfg = compose_config(sys.argv[1:], config_dir=Path("conf").resolve()).env.spark  # the checkout's
+if "conf" in spark_cfg:  # env/spark=connect's session settings (Databricks Connect takes none)
+    with open_dict(spark_cfg):
+        spark_cfg.conf = {"spark.sql.session.timeZone": "Asia/Tokyo"}  # not the server's zone
+logging.basicConfig(level=logging.INFO)
+spark = get_spark(spark_cfg)
+fresh = SparkConnectClient(spark_cfg.remote)  # a new client, made without a call: its own policies
+own = fresh.get_retry_policies()
+fresh.close()
+print(json.dumps({
+    "zone": spark.conf.get("spark.sql.session.timeZone"),
+    "rows": spark.range(3).count(),
+    "policies": [type(p).__name__ for p in spark.client.get_retry_policies()],
+    "own": [type(p).__name__ for p in own],
+}))
+spark.stop()
+"""
+
+
+@pytest.mark.parametrize("spark_world", ["connect", "databricks"])
+def test_a_server_that_answers_gets_its_session_settings_and_the_clients_own_retries(
+    spark_world, connect_server, request
+):
+    """The bound is for the first contact only: once connected, the session has the env's settings
+    and the client's own retry policies again, which ride out a short outage as before; through
+    PySpark's client and the real Databricks Connect 18 (whose client has policies of its own)."""
+    python = sys.executable if spark_world == "connect" else request.getfixturevalue("dbconnect_python")
+    address = f"sc://{LOOPBACK}:{connect_server.port}"
+    overrides = ["env=connect", f"env/spark={spark_world}", f"env.spark.remote={address}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", SPARK_LOCAL_IP=LOOPBACK)
+    found = subprocess.run(
+        [str(python), "-c", CONNECTED, *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert found.returncode == 0, found.stderr[-3000:]
+    connected = json.loads(found.stdout.strip().splitlines()[-1])
+    assert connected["rows"] == 3 and f"over Spark Connect at {address}" in found.stderr
+    assert connected["policies"] == connected["own"] and "DefaultPolicy" in connected["own"]
+    if spark_world == "connect":
+        assert connected["zone"] == "Asia/Tokyo"

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 import pytest
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from clv.cleaning import TRANSACTION_COLUMNS, clean_transactions
@@ -149,29 +150,57 @@ def test_a_source_without_invoices_has_one_invoice_per_customer_and_day(spark):
     assert [row["invoice"] for row in again] == [row["invoice"] for row in kept]
 
 
+LINE_FIGURES = (
+    "customer_id string, quantity int, price double, revenue double, is_return boolean, invoice_date timestamp"
+)
+
+
 def test_a_line_total_is_the_revenue_and_its_price_per_item(spark):
     raw = minimal(
         spark,
         [
             ("7", "20240131", "4", "10.00"),
             ("7", "20240205", "-1", "2.50"),  # a return by its quantity
-            ("7", "20240206", "1", "-2.50"),  # a return by its amount
+            ("7", "20240207", "-1", "-2.50"),  # a return whose total carries the sign too
+            ("7", "20240206", "1", "-2.50"),  # a sale of negative value: an adjustment, or a return
         ],
     )
-    expected = [
+    kept = [
         ("7", 4, 2.5, 10.0, False, dt.datetime(2024, 1, 31)),
         ("7", -1, 2.5, -2.5, True, dt.datetime(2024, 2, 5)),
-        ("7", 1, 2.5, -2.5, True, dt.datetime(2024, 2, 6)),
+        ("7", -1, 2.5, -2.5, True, dt.datetime(2024, 2, 7)),
     ]
     result = clean_transactions(raw, country=None, timestamp_format="yyyyMMdd")
     assert tuple(result.columns) == TRANSACTION_COLUMNS
+    # refused by default, as a negative unit price is: the sign stays in the price for the contract
     assertDataFrameEqual(
         result.select("customer_id", "quantity", "price", "revenue", "is_return", "invoice_date"),
-        spark.createDataFrame(
-            expected,
-            "customer_id string, quantity int, price double, revenue double, is_return boolean, invoice_date timestamp",
-        ),
+        spark.createDataFrame([*kept, ("7", 1, -2.5, -2.5, False, dt.datetime(2024, 2, 6))], LINE_FIGURES),
     )
+    as_returns = clean_transactions(raw, country=None, timestamp_format="yyyyMMdd", negative_value="return")
+    assertDataFrameEqual(
+        as_returns.select("customer_id", "quantity", "price", "revenue", "is_return", "invoice_date"),
+        spark.createDataFrame([*kept, ("7", 1, 2.5, -2.5, True, dt.datetime(2024, 2, 6))], LINE_FIGURES),
+    )
+
+
+def test_a_negative_unit_price_follows_the_same_policy_as_a_negative_total(spark):
+    raw = spark.createDataFrame(
+        [("7", "A1", "2", "3.00"), ("7", "A2", "1", "-11062.06"), ("7", "C3", "-1", "3.00")],
+        "customer_id string, invoice string, quantity string, price string",
+    ).withColumn("invoice_date", F.lit("2011-01-05 10:00:00"))
+    refused = clean_transactions(raw, country=None)
+    returned = clean_transactions(raw, country=None, negative_value="return")
+    figures = ["quantity", "price", "revenue", "is_return"]
+    assert [tuple(r) for r in refused.select(figures).collect()] == [
+        (2, 3.0, 6.0, False),
+        (1, -11062.06, -11062.06, False),
+        (-1, 3.0, -3.0, True),
+    ]
+    assert [tuple(r) for r in returned.select(figures).collect()][1] == (1, 11062.06, -11062.06, True)
+    with pytest.raises(ConfigError, match="negative_value='drop' is not a policy") as raised:
+        clean_transactions(raw, country=None, negative_value="drop")
+    assert raised.value.where == "config key use_case.cleaning.fn.negative_value"
 
 
 def test_columns_the_source_lacks_are_typed_nulls_and_every_country_is_kept(spark):
@@ -203,6 +232,10 @@ def test_columns_the_source_lacks_are_typed_nulls_and_every_country_is_kept(spar
         (["use_case.source.columns.amount=amount"], ("exactly one of use_case.source.columns.price",)),
         (["use_case.source.columns.price=null"], ("exactly one of", "neither")),
         (["use_case.source.columns.quantity=null"], ("maps no source column to ['quantity']",)),
+        (
+            ["use_case.cleaning.fn.negative_value=drop"],
+            ("negative_value='drop' is not a policy", "['refuse', 'return']"),
+        ),
     ],
 )
 def test_a_column_mapping_the_cleaning_cannot_use_is_a_config_error(overrides, says):

@@ -134,6 +134,8 @@ def test_storage_root_is_absolute_and_mlflow_lives_under_it():
         ("use_case.guards.max_history_years=0", "use_case.guards.max_history_years"),
         ("use_case.guards.earliest_date=2009-02-30", "use_case.guards.earliest_date"),
         ("use_case.guards.max_shrink_share=1.5", "use_case.guards.max_shrink_share"),
+        ("use_case.guards.max_customer_drop_share=-0.1", "use_case.guards.max_customer_drop_share"),
+        ("use_case.guards.daily_duplicates=warn", "use_case.guards.daily_duplicates='warn'"),
         # the use case's own choices, checked by its population (clv.population): the platform's schema knows no use case
         ("country.training_population=everyone", "country.training_population='everyone' is not a population"),
         ("use_case.cleaning.fn.country_match=fuzzy", "country_match='fuzzy' is not a way to match countries"),
@@ -372,6 +374,42 @@ def test_storage_faults_become_storage_errors_with_what_where_and_fix(error, mea
         found = storage_error(raised)
         assert found is not None and found.exit_code == 9 and found.message.startswith(meaning)
         assert found.fix and found.where
+
+
+SPARK_DISK_FULL = (
+    "An error occurred while calling o769.parquet.\n: org.apache.spark.SparkException: [TASK_WRITE_FAILED] "
+    "Task failed while writing rows to file:/data/root/_staging/ab12.\n\tat org.apache.spark...\n"
+    "Caused by: java.io.IOException: No space left on device\n\tat java.base/java.io.FileOutputStream"
+)
+DELTA_READ_ONLY = "Failed to parse parquet: External: Generic LocalFileSystem error: Permission denied (os error 13)"
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (RuntimeError(SPARK_DISK_FULL), "java.io.IOException: No space left on device"),
+        (RuntimeError(DELTA_READ_ONLY), "Permission denied (os error 13)"),
+    ],
+)
+def test_a_storage_fault_deep_in_a_message_is_shown_by_its_own_line_and_the_table_it_hit(tmp_path, spark, error, shown):
+    """Spark's and deltalake's first lines ("An error occurred while calling o769.parquet", "Failed
+    to parse parquet") say nothing of the fault: the message shows the line that does, and a
+    write names the table and its folder as where."""
+    from mlops.errors import StorageError, storage_error
+    from mlops.tables import DeltaPathTableStore, TableName
+
+    found = storage_error(error)
+    assert found is not None and shown in found.message and "o769" not in found.message
+    store, name = DeltaPathTableStore(spark, tmp_path), TableName("local", "clv", "clv_transactions_de")
+
+    def failing(*_):
+        raise error
+
+    store.overwrite_arrow = failing
+    with pytest.raises(StorageError) as raised:
+        store.overwrite(name, spark.range(3))
+    assert raised.value.where == str(tmp_path / "local" / "clv" / "clv_transactions_de")
+    assert f"writing table {name}" in raised.value.what and shown in raised.value.what
 
 
 def test_other_failures_are_not_storage_errors():

@@ -25,7 +25,7 @@ from mlops.feature_store import (
     UnityCatalogFeatureTables,
     make_feature_store,
 )
-from mlops.tables import DeltaPathTableStore, TableName
+from mlops.tables import DeltaPathTableStore, TableName, user_metadata
 from tests.fakes import databricks_feature_engineering as fake_fe
 from tests.fakes.databricks_feature_engineering import (
     FakeDeltaError,
@@ -369,6 +369,9 @@ def test_the_unity_catalog_store_overwrites_without_overwrite_schema(spark, monk
     monkeypatch.setattr(store, "version", lambda name: 7)
     assert store.overwrite(TableName.of("dev", "clv", "f"), frame) == 7
     assert written == [("`dev`.`clv`.`f`", {"mergeSchema": "true"}, "delta", "overwrite")]
+    with user_metadata("mlops write unit u1 write"):  # a write unit's commit names the unit (mlops.journal)
+        store.overwrite(TableName.of("dev", "clv", "f"), frame)
+    assert written[-1][1] == {"mergeSchema": "true", "userMetadata": "mlops write unit u1 write"}
 
 
 # --- the fake keeps the SDK's signatures and rules -------------------------------------------

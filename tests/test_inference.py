@@ -83,3 +83,25 @@ def test_bucket_scoring_matches_the_model_and_its_decoding(spark, decoding):
         else:  # ranked within each scoring date, as the numpy decoder does on that date's rows
             expected = rank_into_shares(proba[index] @ np.arange(4.0), np.arange(4), np.array(target.class_shares))
         assert (out.loc[index, "prediction"].to_numpy() == expected).all(), day
+
+
+@pytest.mark.parametrize("run_mode", ["disabled", "dry_run"])
+def test_scoring_never_runs_an_evaluate_that_would_not_check_the_model_it_serves(ctx, run_mode):
+    """inference.evaluate_if_no_champion runs the gate first; with the gate off (disabled sets
+    champion unchecked) or only rehearsed (dry_run sets none) it is refused before any stage runs."""
+    from omegaconf import open_dict
+
+    from mlops.errors import ConfigError
+    from mlops.registry import alias_version, registered_model_name
+    from mlops.stages.batch_inference import champion_model
+
+    with open_dict(ctx.cfg):
+        ctx.cfg.inference.evaluate_if_no_champion = True
+        ctx.cfg.evaluation.run_mode = run_mode
+    with pytest.raises(ConfigError, match=f"evaluation.run_mode={run_mode}") as raised:
+        champion_model(ctx)
+    assert (
+        raised.value.where == "inference.evaluate_if_no_champion" and "evaluation.run_mode=enabled" in raised.value.fix
+    )
+    assert ctx.results == [] and alias_version(registered_model_name(ctx.cfg), "champion") is None
+    assert not ctx.tables.exists(ctx.table_name("transactions"))

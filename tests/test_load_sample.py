@@ -49,3 +49,26 @@ def test_the_sample_goes_only_into_a_table_source(ctx):
     with pytest.raises(ConfigError, match="use_case/source=bundled") as raised:
         load_sample(ctx)  # the local default reads the sample directly: there is no table to fill
     assert "use_case.source.table=" in raised.value.fix
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "local.clv.clv_transactions_de",  # extract's output in this env
+        "prod.clv.clv_transactions_fr",  # another env's and country's: the name, not the catalog, says whose
+        "local.clv.CLV_REPURCHASE_FEATURES_DE",  # Unity Catalog names are case-insensitive
+        "dev.clv.clv_ltv_bucket_predictions_gb",
+        "local.clv.clv_write_journal",
+    ],
+)
+def test_the_sample_never_replaces_a_table_the_pipeline_writes(tmp_path, spark, target):
+    ctx = RunContext.from_config(
+        local_config(tmp_path / "root", "use_case/source=table", f"use_case.source.table={target}"), spark=spark
+    )
+    with pytest.raises(ConfigError, match="the pipeline itself writes") as raised:
+        load_sample(ctx)
+    assert raised.value.where == "use_case.source.table"
+    assert "var.source_table" in raised.value.fix
+    # refused before anything is read or written: no table, no validation
+    assert not ctx.tables.exists(TableName(*target.split(".")))
+    assert ctx.validations == []

@@ -195,6 +195,43 @@ def test_the_failure_report_holds_no_more_values_than_the_error_message(spark, t
     assert not [value for value in unshown if f" {value} " in site]
 
 
+def test_customer_ids_reach_the_message_and_the_report_only_as_salted_pseudonyms(spark, tmp_path):
+    """A malformed id and a duplicated key: the failures say how many and name each offender by a
+    pseudonym that is the same for the same id, never by the id itself."""
+    ids = ["48213X7", "55127Q", "12583"]
+    df = spark.createDataFrame(
+        [
+            (ids[0], "2011-01-01", 1.0),
+            (ids[1], "2011-01-01", 2.0),
+            (ids[2], "2011-01-01", 3.0),
+            (ids[2], "2011-01-01", 4.0),
+        ],
+        "cust string, snapshot_date string, price double",
+    )
+    suite = [
+        {"expect_column_values_to_match_regex": {"column": "cust", "regex": r"^\d+$"}},
+        {"expect_compound_columns_to_be_unique": {"column_list": ["cust", "snapshot_date"]}},
+        {"expect_column_values_to_be_between": {"column": "price", "max_value": 3.5}},
+    ]
+    records: list[ValidationRecord] = []
+    with pytest.raises(DataQualityError) as caught:
+        validate(df, suite, table="t", results=records, private=("cust",))
+    publish(records, tmp_path)
+    written = caught.value.message + "".join(
+        page.read_text(errors="replace") for page in tmp_path.rglob("*") if page.is_file()
+    )
+    assert not [customer for customer in ids if customer in written]
+    failures = {f["expectation"]: f["result"] for f in caught.value.failures}
+    assert failures["expect_column_values_to_match_regex"]["unexpected_count"] == 2
+    regex_names = failures["expect_column_values_to_match_regex"]["partial_unexpected_list"]
+    assert len(regex_names) == 2 and all(re.fullmatch(r"id#[0-9a-f]{10}", name) for name in regex_names)
+    duplicates = failures["expect_compound_columns_to_be_unique"]["partial_unexpected_list"]
+    assert {row["snapshot_date"] for row in duplicates} == {"2011-01-01"}  # what is not an id stays readable
+    assert len({row["cust"] for row in duplicates}) == 1 and duplicates[0]["cust"] not in regex_names
+    assert failures["expect_column_values_to_be_between"]["partial_unexpected_list"] == [4.0]  # not an id column
+    assert "id#" in caught.value.message
+
+
 def test_the_report_of_a_spark_failure_keeps_its_error_class_not_the_record_spark_quotes(spark, tmp_path):
     source = tmp_path / "broken.csv"
     source.write_text("invoice,price,customer_id\n1,2.5,12583\n2,secret-7731\n")  # one field short

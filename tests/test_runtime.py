@@ -160,3 +160,75 @@ def test_a_frame_checked_by_its_stage_is_written_without_a_second_check_or_count
     # the contract's pass gave the shrink guard its count, the Delta log the rows written: the
     # write is the only query (a validation would add a record, a count a query)
     assert len(ctx.validations) == before and jobs.queries == 1
+
+
+# ---- a remote world that is not there (issue 32; the real runs: integration_tests/test_remote.py) ----
+
+
+@pytest.mark.parametrize("env,world", [("connect", "ConnectSpark"), ("dev", "DatabricksSpark")])
+def test_connecting_to_a_remote_world_gives_up_after_a_minute_unless_the_config_says_otherwise(env, world):
+    import inspect
+
+    from mlops import worlds
+    from mlops.config import build, compose_config
+
+    spark_cfg = compose_config([f"env={env}"]).env.spark
+    assert spark_cfg.connect_timeout_seconds == 60
+    built = build(spark_cfg)  # the world only: nothing connects before session()
+    assert type(built) is getattr(worlds, world) and built.connect_timeout_seconds == 60.0
+    # a config without the key gets the same minute
+    assert inspect.signature(type(built)).parameters["connect_timeout_seconds"].default == 60.0
+    with open_dict(spark_cfg):
+        spark_cfg.connect_timeout_seconds = 5
+    assert build(spark_cfg).connect_timeout_seconds == 5.0
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon", None])
+def test_a_connect_timeout_that_is_not_a_positive_number_is_a_config_error(value):
+    from mlops.config import build, compose_config
+
+    spark_cfg = compose_config(["env=connect"]).env.spark
+    with open_dict(spark_cfg):
+        spark_cfg.connect_timeout_seconds = value
+    with pytest.raises(ConfigError) as caught:
+        build(spark_cfg)
+    assert "where: env.spark.connect_timeout_seconds" in caught.value.message
+    assert f"connect_timeout_seconds={value}" in caught.value.message
+
+
+def test_databricks_connect_getting_no_answer_while_it_starts_the_session_is_unreachable_not_a_config_error(
+    tmp_path, monkeypatch
+):
+    """Serverless: Databricks Connect asks the server its version inside getOrCreate, under its own
+    retries; when those give up, PySpark raises the gRPC call's repr as the message (as here)."""
+    import grpc
+    from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+
+    from mlops.config import compose_config
+    from mlops.errors import SparkUnreachableError
+    from mlops.runtime import get_spark
+    from tests.fakes import databricks_connect as fake_connect
+
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-such-databrickscfg"))
+    fake = fake_connect.install(monkeypatch)
+    reason = "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.1.2.3:443: Connection refused"
+    fake.fail_with = SparkConnectGrpcException(
+        message=f'<_InactiveRpcError of RPC that terminated with:\n\tstatus = StatusCode.UNAVAILABLE\n\tdetails = "{reason}"\n>',
+        grpc_status_code=grpc.StatusCode.UNAVAILABLE,
+    )
+    spark_cfg = compose_config(["env=dev"]).env.spark
+    with open_dict(spark_cfg):
+        spark_cfg.profile, spark_cfg.serverless = "ml-dev", True
+    with pytest.raises(SparkUnreachableError) as caught:
+        get_spark(spark_cfg)
+    message = caught.value.message
+    assert f"Databricks Connect got no answer from the workspace: {reason}" in message
+    assert "where: env.spark.profile / DATABRICKS_HOST" in message and "fix: check the workspace host" in message
+    assert "_InactiveRpcError" not in message and "StatusCode" not in message
+    # an answer that is an error of the server's own stays the config error it was
+    fake.fail_with = SparkConnectGrpcException(
+        message="PERMISSION_DENIED: no", grpc_status_code=grpc.StatusCode.PERMISSION_DENIED
+    )
+    with pytest.raises(ConfigError, match="could not start a session: PERMISSION_DENIED"):
+        get_spark(spark_cfg)

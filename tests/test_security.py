@@ -21,6 +21,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from sklearn.linear_model import LogisticRegression
 
@@ -528,6 +529,29 @@ CREDENTIAL_SHAPES = [
         "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=***",
     ),
     ("Authorization: Bearer {s}", "Authorization: Bearer ***"),
+    # database URLs: Oracle's user/password@ (JDBC thin and EZConnect), password= and pwd= parameters
+    ("jdbc:oracle:thin:scott/{s}@//db.example.com:1521/clv", "jdbc:oracle:thin:***@//db.example.com:1521/clv"),
+    ("sqlplus scott/{s}@//db.example.com:1521/clv", "sqlplus ***@//db.example.com:1521/clv"),
+    (
+        "jdbc:postgresql://db.example.com/clv?user=clv&password={s}&ssl=true",
+        "jdbc:postgresql://db.example.com/clv?user=clv&password=***&ssl=true",
+    ),
+    (
+        "jdbc:sqlserver://db.example.com:1433;databaseName=clv;user=sa;pwd={s};encrypt=true",
+        "jdbc:sqlserver://db.example.com:1433;databaseName=clv;user=sa;pwd=***;encrypt=true",
+    ),
+    (
+        "Driver={ODBC Driver 18 for SQL Server};Server=db;UID=sa;PWD={{s}};",
+        "Driver={ODBC Driver 18 for SQL Server};Server=db;UID=sa;PWD=***;",
+    ),
+    # HTTP authorization headers, whatever the case and the scheme
+    (
+        "curl -H 'authorization: bearer {s}' https://api.example.com",
+        "curl -H 'authorization: bearer ***' https://api.example.com",
+    ),
+    ('{"Authorization": "Bearer {s}"}', '{"Authorization": "Bearer ***"}'),
+    ("Authorization: Basic {s}", "Authorization: Basic ***"),
+    ("Proxy-Authorization: token {s}", "Proxy-Authorization: token ***"),
 ]
 
 
@@ -548,6 +572,8 @@ INNOCENT = [
     "tracking_uri: sqlite:////tmp/root/mlflow/mlflow.db",
     "model.horizon_days=0 is outside [1, 3660] | where: config key model.horizon_days | fix: e.g. 90",
     "write to someone@example.com, see models:/local.clv.clv_repurchase_de@champion",
+    "uses: actions/checkout@v4",  # a slash before an @ is no Oracle password outside a database URL
+    "authorization: the service principal's, through a CLI profile",
 ]
 
 
@@ -556,45 +582,136 @@ def test_redact_leaves_text_without_a_secret_as_it_is(text):
     assert redact(text) == text
 
 
-def test_the_redacted_config_hides_secret_keys_and_values_at_any_depth():
+# Where a secret hides from a deny-list of secret-looking names: under a Spark conf key that ends in
+# `net`, in a value (a URL), behind an environment variable. (shape: (key, value with the secret at {s})).
+# Spark conf keys hold dots, so they are planted through one dict override, merged into env.spark.conf.
+SPARK_CONF_SECRETS = {
+    "Azure storage key": ("spark.hadoop.fs.azure.account.key.clvstore.dfs.core.windows.net", "{s}"),
+    "S3 secret key": ("spark.hadoop.fs.s3a.secret.key", "{s}"),
+    "S3 access key": ("spark.hadoop.fs.s3a.access.key", "{s}"),
+    "GCS private key": ("spark.hadoop.fs.gs.auth.service.account.private.key", "{s}"),
+    # a Hive metastore on Oracle (only read with Hive support, which the local world has not)
+    "Oracle JDBC URL": (
+        "spark.hadoop.javax.jdo.option.ConnectionURL",
+        "jdbc:oracle:thin:scott/{s}@//db.example.com:1521/hms",
+    ),
+    "SAS token from the environment": (
+        "spark.hadoop.fs.azure.sas.clv.clvstore.blob.core.windows.net",
+        "${oc.env:CLV_TEST_SAS_TOKEN}",
+    ),
+}
+# keys the schema does not know, added with + (the bearer header under a key that names no secret)
+EXTRA_KEY_SECRETS = {
+    "password= URL parameter": ("env.monitoring_db_url", "jdbc:postgresql://db.example.com/clv?user=clv&password={s}"),
+    "pwd= URL parameter": (
+        "env.reporting_db_url",
+        "jdbc:sqlserver://db.example.com:1433;databaseName=clv;user=sa;pwd={s}",
+    ),
+    "bearer header": ("env.http_headers.Authorization", "Bearer {s}"),
+    "Databricks token": ("env.databricks_token", "{s}"),
+}
+ENVIRONMENT_SECRETS = {"SAS token from the environment": "CLV_TEST_SAS_TOKEN"}
+
+
+@dataclass(frozen=True)
+class PlantedSecrets:
+    secrets: dict[str, str]  # shape -> the secret
+    overrides: list[str]
+    environment: dict[str, str]  # variable -> value
+
+    def leaks(self, text: str) -> list[str]:
+        """The shapes whose secret is in `text` (named, not shown: a failing test must not print it)."""
+        return [shape for shape, secret in self.secrets.items() if secret in text]
+
+
+def plant_every_shape() -> PlantedSecrets:
+    found = {shape: planted() for shape in [*SPARK_CONF_SECRETS, *EXTRA_KEY_SECRETS]}
+    conf = ", ".join(
+        f"{key}: '{value.replace('{s}', found[shape])}'" for shape, (key, value) in SPARK_CONF_SECRETS.items()
+    )
+    overrides = [f"+env.spark.conf={{{conf}}}"]
+    overrides += [f"+{key}='{value.replace('{s}', found[shape])}'" for shape, (key, value) in EXTRA_KEY_SECRETS.items()]
+    environment = {variable: found[shape] for shape, variable in ENVIRONMENT_SECRETS.items()}
+    return PlantedSecrets(found, overrides, environment)
+
+
+def test_the_logged_config_shows_declared_values_and_of_free_form_maps_only_the_keys(monkeypatch):
+    planted_secrets = plant_every_shape()
+    job_run_id = planted()  # a declared key that names no secret may still be given one through the environment
+    for variable, value in {**planted_secrets.environment, "CLV_TEST_JOB_RUN_ID": job_run_id}.items():
+        monkeypatch.setenv(variable, value)
+    cfg = compose_config(
+        [
+            *planted_secrets.overrides,
+            "lineage.job_run_id=${oc.env:CLV_TEST_JOB_RUN_ID}",
+            "lineage.git_commit=${env.databricks_token}",  # a secret copied to a declared key
+        ]
+    )
+    shown = redacted_config(cfg)
+    logged = OmegaConf.to_yaml(shown)
+    assert planted_secrets.leaks(logged) == [] and job_run_id not in logged
+    # free-form maps: every key, masked values, but for the few known harmless ones
+    conf = shown["env"]["spark"]["conf"]
+    assert {key: conf[key] for key, _ in SPARK_CONF_SECRETS.values()} == {
+        **{key: "***" for key, _ in SPARK_CONF_SECRETS.values()},
+        SPARK_CONF_SECRETS["SAS token from the environment"][0]: "${oc.env:CLV_TEST_SAS_TOKEN}",
+    }
+    assert conf["spark.sql.shuffle.partitions"] == "4" and conf["spark.sql.session.timeZone"] == "UTC"
+    assert conf["spark.sql.warehouse.dir"] == "***"  # a path, but no key known to be harmless
+    assert shown["env"]["http_headers"] == {"Authorization": "***"}
+    assert shown["env"]["databricks_token"] == shown["env"]["monitoring_db_url"] == "***"
+    # declared keys: values as resolved (those from the environment as the interpolation's text)
+    assert shown["lineage"] == {"job_run_id": "${oc.env:CLV_TEST_JOB_RUN_ID}", "git_commit": "***"}
+    assert shown["model"]["estimator"] == OmegaConf.to_container(cfg.model.estimator, resolve=True)  # its arguments
+    assert shown["model"]["estimator"]["max_iter"] == 50
+    assert shown["model"]["gate"]["thresholds"] == {"roc_auc": {"min": 0.6}, "brier": {"max": 0.25}}
+    assert shown["use_case"]["tables"]["train"] == "clv_repurchase_train_de"
+    assert shown["env"]["mlflow"] == OmegaConf.to_container(cfg.env.mlflow, resolve=True)
+    assert shown["env"]["spark"]["master"] == "local[*]" and shown["country"]["timezone"] == "Europe/Berlin"
+    assert cfg.env.databricks_token == planted_secrets.secrets["Databricks token"]  # the config itself is untouched
+
+
+def test_a_target_nodes_arguments_are_those_that_what_it_names_declares():
     secret = planted()
-    cfg = OmegaConf.create(
-        {
-            "env": {
-                "databricks_token": secret,
-                "spark": {
-                    "remote": f"sc://workspace.example.com:443/;token={secret}",
-                    "conf": {"spark.databricks.token": secret, "spark.ui.enabled": "false"},
-                },
-                "jobs": [{"db": {"Password": secret, "host": "db.example.com"}}, f"https://clv:{secret}@h/x"],
-                "token_url": "https://login.microsoftonline.com/common/oauth2/token",
-                "tokens_per_customer": 12,
-                "client_secret": None,
-                "api_key": "",
-            },
-            "copied": "${env.databricks_token}",  # an interpolation carries the secret to an innocent key
-            "names": ["a", "b"],
-        }
+    cfg = compose_config(
+        [
+            "env/spark=connect",
+            f"env.spark.remote='sc://clv:{secret}@workspace.example.com:443/;token={secret}'",
+            "use_case.source.timestamp_format=yyyy-MM-dd",  # BundledSource(**common) hands it to Source
+            "model.estimator._target_=no.such.Estimator",  # nothing to read a declaration from
+        ]
     )
     shown = redacted_config(cfg)
     assert secret not in str(shown)
-    assert shown == {
-        "env": {
-            "databricks_token": "***",
-            "spark": {
-                "remote": "sc://workspace.example.com:443/;token=***",
-                "conf": {"spark.databricks.token": "***", "spark.ui.enabled": "false"},
-            },
-            "jobs": [{"db": {"Password": "***", "host": "db.example.com"}}, "https://***@h/x"],
-            "token_url": "https://login.microsoftonline.com/common/oauth2/token",
-            "tokens_per_customer": 12,
-            "client_secret": None,
-            "api_key": "",
-        },
-        "copied": "***",
-        "names": ["a", "b"],
+    assert shown["env"]["spark"]["remote"] == "sc://***@workspace.example.com:443/;token=***"  # a declared URL
+    assert (
+        shown["env"]["spark"]["persist"] is True
+        and shown["env"]["spark"]["conf"]["spark.sql.shuffle.partitions"] == "4"
+    )
+    assert shown["use_case"]["source"]["timestamp_format"] == "yyyy-MM-dd"
+    assert shown["model"]["estimator"] == {
+        "_target_": "no.such.Estimator",
+        **{key: "***" for key in cfg.model.estimator if key != "_target_"},
     }
-    assert cfg.env.databricks_token == secret  # the config itself still holds what the run needs
+
+
+def test_a_resolver_that_refuses_the_stand_in_leaves_every_interpolation_logged_as_its_text(monkeypatch, caplog):
+    """The environment's values are traced by resolving the config once more with a stand-in for each
+    `${oc.env:...}`; a resolver that cannot take one must not let the value through instead."""
+    retries = secrets.randbelow(10**9) + 10**9
+    monkeypatch.setenv("CLV_TEST_RETRIES", str(retries))
+    OmegaConf.register_new_resolver("clv_test_twice", lambda number: 2 * int(number), replace=True)
+    try:
+        cfg = compose_config(["lineage.job_run_id='run-${clv_test_twice:${oc.env:CLV_TEST_RETRIES}}'"])
+        assert cfg.lineage.job_run_id == f"run-{2 * retries}"
+        shown = redacted_config(cfg)
+    finally:
+        OmegaConf.clear_resolver("clv_test_twice")
+    assert str(retries) not in str(shown) and str(2 * retries) not in str(shown)
+    assert shown["lineage"]["job_run_id"] == "run-${clv_test_twice:${oc.env:CLV_TEST_RETRIES}}"
+    assert shown["env"]["mlflow"]["registry_uri"] == "${.tracking_uri}"  # every interpolation, as written
+    assert shown["model"]["estimator"]["max_iter"] == 50  # the rest as before
+    assert "interpolations unresolved: InterpolationResolutionError at lineage.job_run_id" in caplog.text
 
 
 def test_redacted_output_wraps_the_streams_of_the_moment_and_every_log_record():
@@ -704,14 +821,13 @@ def test_a_config_error_with_a_secret_in_config_prints_no_secret(tmp_path, overr
     assert secret not in result.stdout + result.stderr
 
 
-def test_the_resolved_config_logged_to_mlflow_holds_no_secret(tmp_path, spark):
-    """The real train stage on two tiny tables, with a secret in config the way a job parameter puts it."""
+def test_a_training_run_writes_no_planted_secret_anywhere(tmp_path, spark, monkeypatch):
+    """scripts/train.py, as a job runs it, with a secret in every shape at once; then every file it
+    wrote (tables, MLflow's database and artifacts, data-quality reports) and its stdout and stderr
+    are searched for them. Its inputs are two tiny tables written here, so only the train stage runs."""
     from pyspark.sql import functions as F
 
     from mlops.runtime import RunContext
-    from mlops.stages.train import train
-
-    secret = planted()
 
     def split_table(customers: range):
         return spark.range(customers.start, customers.stop).select(
@@ -721,23 +837,33 @@ def test_the_resolved_config_logged_to_mlflow_holds_no_secret(tmp_path, spark):
             (F.col("id") % 2).cast("int").alias("repurchase"),
         )
 
-    with mlflow_uris_restored() as patch:
-        # requirements inference imports the model in a subprocess (~4 s); no part of this
-        patch.setattr(mlflow.models, "infer_pip_requirements", lambda path, flavor, fallback=None: fallback or [])
-        cfg = local_config(
-            tmp_path / "root",
-            f"+env.databricks_token={secret}",
-            "env/spark=connect",
-            f"env.spark.remote='sc://clv:{secret}@workspace.example.com:443/'",
-        )
-        ctx = RunContext.from_config(cfg, spark=spark)
-        for key, customers in (("train", range(0, 40)), ("test", range(40, 60))):
-            ctx.tables.overwrite(ctx.table_name(key), split_table(customers))  # no contracts: not what is tested
-        run_id = train(ctx).run_id
-        logged = mlflow.artifacts.load_text(f"runs:/{run_id}/config/resolved_config.yaml")
-        run = mlflow.get_run(run_id)
-    assert secret not in logged
-    shown = OmegaConf.create(logged)  # still YAML
-    assert shown.env.databricks_token == "***" and shown.env.spark.remote == "sc://***@workspace.example.com:443/"
-    assert shown.model.horizon_days == cfg.model.horizon_days  # the rest as resolved
-    assert secret not in str(run.data.tags) + str(run.data.params)
+    root = tmp_path / "root"
+    ctx = RunContext.from_config(local_config(root), spark=spark)
+    for key, customers in (("train", range(0, 40)), ("test", range(40, 60))):
+        ctx.tables.overwrite(ctx.table_name(key), split_table(customers))  # no contracts: not what is tested
+    planted_secrets = plant_every_shape()
+    for variable, value in planted_secrets.environment.items():
+        monkeypatch.setenv(variable, value)
+
+    result = run_script("train.py", f"env.storage_root={root}", *planted_secrets.overrides, cwd=tmp_path)
+
+    assert result.returncode == 0, planted_secrets.leaks(result.stderr) or result.stderr[-3000:]
+    assert "stage train done" in result.stderr and "run first" not in result.stdout  # train alone, on these tables
+    assert planted_secrets.leaks(result.stdout + result.stderr) == []
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    leaks = {
+        str(path.relative_to(tmp_path)): shapes
+        for path in written
+        if (shapes := planted_secrets.leaks(path.read_bytes().decode("utf-8", errors="replace")))
+    }
+    assert leaks == {}
+    (config_file,) = root.glob("mlflow/artifacts/*/*/artifacts/config/resolved_config.yaml")
+    assert any(path.name == "mlflow.db" for path in written)  # the params and tags were searched too
+    logged = yaml.safe_load(config_file.read_text())
+    # what is known to be safe is there: the search could fail, and the logged config is still of use
+    assert logged["model"]["estimator"]["max_iter"] == 50 and logged["model"]["horizon_days"] == 90
+    assert logged["use_case"]["tables"]["train"] == "clv_repurchase_train_de"
+    conf = logged["env"]["spark"]["conf"]
+    assert conf["spark.sql.shuffle.partitions"] == "4" and conf["spark.hadoop.fs.s3a.secret.key"] == "***"
+    assert conf["spark.hadoop.fs.azure.sas.clv.clvstore.blob.core.windows.net"] == "${oc.env:CLV_TEST_SAS_TOKEN}"
+    assert logged["env"]["databricks_token"] == "***"

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from mlops.errors import ConfigError
-from mlops.tables import CatalogTableStore, DeltaPathTableStore, TableName, VersionedCatalogTableStore
+from mlops.tables import CatalogTableStore, DeltaPathTableStore, TableName, VersionedCatalogTableStore, user_metadata
 
 
 @pytest.mark.parametrize(
@@ -73,6 +73,19 @@ def test_overwrite_replaces_and_keeps_history(spark, store):
         assert DeltaTable(str(store.path(NAME))).version() == 1
         # why reads go through the Delta log: the folder still holds the replaced files
         assert spark.read.parquet(str(store.path(NAME))).count() == 15
+
+
+def test_a_commit_made_inside_user_metadata_carries_its_note_into_the_history(spark, store):
+    """How the write journal tells its own versions from anyone else's (mlops.journal)."""
+    NAME = name_in(store)
+    store.overwrite(NAME, numbers(spark, 3))
+    with user_metadata("mlops write unit u1 write"):
+        store.overwrite(NAME, numbers(spark, 4))
+    store.overwrite(NAME, numbers(spark, 5))
+    notes = {entry["version"]: entry.get("userMetadata") for entry in store.history(NAME)}
+    assert notes == {2: None, 1: "mlops write unit u1 write", 0: None}
+    with pytest.raises(ValueError, match="letters, digits"), user_metadata("u1' ) --"):
+        pass  # a note reaches SQL text: anything but plain characters is refused
 
 
 def test_a_failing_query_leaves_the_table_as_it_was(spark, store):

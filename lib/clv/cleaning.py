@@ -66,6 +66,20 @@ def customer_key(column: str | Column) -> Column:
 # amount (a line total) is mapped
 REQUIRED_SOURCE_COLUMNS = ("customer_id", "quantity", "invoice_date")
 LINE_VALUE_COLUMNS = ("price", "amount")
+# what a negative price or amount on a sale (a positive quantity, an invoice not cancelled) is:
+# refuse: an accounting adjustment (bad debt, a correction) that the transactions contract refuses,
+#   as UCI Online Retail II's "Adjust bad debt" lines with negative prices are
+# return: a return of that value, as when a shop books returns by a negative line total
+NEGATIVE_VALUES = ("refuse", "return")
+
+
+def check_negative_value(policy: object) -> None:
+    if policy not in NEGATIVE_VALUES:
+        raise ConfigError(
+            f"use_case.cleaning.fn.negative_value={policy!r} is not a policy for negative prices and amounts",
+            where="config key use_case.cleaning.fn.negative_value",
+            fix=f"one of {list(NEGATIVE_VALUES)}",
+        )
 
 
 def check_source_columns(columns: Mapping[str, Any], *, country: str | None) -> None:
@@ -109,6 +123,7 @@ def clean_transactions(
     return_invoice_prefix: str = "C",
     non_product_stock_codes: Sequence[str] = (),
     non_product_stock_code_prefixes: Sequence[str] = (),
+    negative_value: str = "refuse",
 ) -> DataFrame:
     """Clean canonical raw columns (strings) for one country (None: every country, a pooled population).
 
@@ -122,8 +137,11 @@ def clean_transactions(
     customer's day is one invoice (invoices are what the features count as purchases); without
     products, descriptions or countries those columns are null; with `amount` (a line total) in
     place of `price` the line's value is the amount and its price the amount per item. A return is
-    a cancelled invoice (`return_invoice_prefix`), a negative quantity or a negative amount.
+    a cancelled invoice (`return_invoice_prefix`) or a negative quantity. A negative price or
+    amount on a sale follows `negative_value` (NEGATIVE_VALUES) in both shapes: refused, it keeps
+    its sign in `price` for the transactions contract to report; as a return, it is one.
     """
+    check_negative_value(negative_value)
     present = set(raw_df.columns)
 
     def text(name: str) -> Column:
@@ -168,15 +186,22 @@ def clean_transactions(
         )
     kept = typed.where(of_country & F.col("customer_id").isNotNull() & (F.col("customer_id") != "") & is_product)
     cancelled = F.col("invoice").startswith(return_invoice_prefix) if "invoice" in present else F.lit(False)
-    if "amount" in present:
-        is_return = cancelled | (F.col("quantity") < 0) | (F.col("amount") < 0)
-        amount = F.abs(F.col("amount"))
-        # a return's value is negative whichever of quantity and amount carried the sign
-        revenue = F.when(is_return, -amount).otherwise(amount)
-        price = F.when(F.col("quantity") != 0, amount / F.abs(F.col("quantity")))
+    returned = cancelled | (F.col("quantity") < 0)
+    value = "amount" if "amount" in present else "price"
+    # An adjustment: a negative unit price on any line (a price has no sign of its own), a
+    # negative line total on a line that is otherwise a sale (a return's total may carry the sign)
+    adjustment = (F.col(value) < 0) if value == "price" else ~returned & (F.col(value) < 0)
+    if negative_value == "return":
+        returned, adjustment = returned | (F.col(value) < 0), F.lit(False)
+    magnitude, quantity = F.abs(F.col(value)), F.abs(F.col("quantity"))
+    if value == "amount":
+        line_value, unit = magnitude, F.when(quantity != 0, magnitude / quantity)
     else:
-        is_return = cancelled | (F.col("quantity") < 0)
-        revenue, price = F.col("quantity") * F.col("price"), F.col("price")
+        line_value, unit = quantity * magnitude, magnitude
+    # A return's value is negative whichever of quantity and value carried the sign. An
+    # adjustment keeps its sign in the price, for the contract (price >= 0) to refuse the line.
+    revenue = F.when(returned | adjustment, -line_value).otherwise(line_value)
+    price = F.when(adjustment, -unit).otherwise(unit)
     return kept.select(
         "customer_id",
         (F.col("invoice") if "invoice" in present else customer_day_invoice()).alias("invoice"),
@@ -185,7 +210,7 @@ def clean_transactions(
         "quantity",
         price.alias("price"),
         revenue.alias("revenue"),
-        is_return.alias("is_return"),
+        returned.alias("is_return"),
         "invoice_date",
         "country",
     )

@@ -77,8 +77,9 @@ class CountryPopulation(Population):
         is served by, and a source column mapping the cleaning can keep that country from."""
         from omegaconf import OmegaConf
 
-        from clv.cleaning import check_source_columns
+        from clv.cleaning import check_negative_value, check_source_columns
 
+        check_negative_value(OmegaConf.select(cfg, "use_case.cleaning.fn.negative_value", default="refuse"))
         check_source_columns(
             OmegaConf.select(cfg, "use_case.source.columns") or {},
             country=OmegaConf.select(cfg, "country.source_value"),

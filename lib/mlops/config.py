@@ -297,6 +297,12 @@ def _check_guards(cfg: DictConfig) -> None:
     _between(cfg, f"{prefix}.max_abs_quantity", 1, 1e12, fix="a whole number, e.g. 100000")
     _between(cfg, f"{prefix}.max_price", 0, 1e12, low_open=True, fix="a price, e.g. 10000")
     _between(cfg, f"{prefix}.max_shrink_share", 0, 1, fix="a share in [0, 1], e.g. 0.5")
+    _between(cfg, f"{prefix}.max_customer_drop_share", 0, 1, fix="a share in [0, 1], e.g. 0.1")
+    daily = OmegaConf.select(cfg, f"{prefix}.daily_duplicates")
+    if daily is not None and daily not in ("keep", "refuse"):
+        raise ConfigError(
+            f"{prefix}.daily_duplicates={daily!r}", where=f"config key {prefix}.daily_duplicates", fix="keep or refuse"
+        )
     earliest = OmegaConf.select(cfg, f"{prefix}.earliest_date")
     if earliest is not None:
         parse_date(earliest, f"{prefix}.earliest_date")

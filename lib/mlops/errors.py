@@ -77,6 +77,13 @@ class MachineError(PipelineError):
     exit_code = 12
 
 
+class SparkUnreachableError(PipelineError):
+    """The Spark world (a Spark Connect server, Databricks Connect's compute) did not answer within
+    env.spark.connect_timeout_seconds; nothing was done, and the process is free to end."""
+
+    exit_code = 13
+
+
 # errno -> (what Python, Spark or deltalake say, what it means, what to do)
 _STORAGE_FAULTS = {
     errno.ENOSPC: (
@@ -115,6 +122,9 @@ def storage_error(error: BaseException) -> StorageError | None:
         for code, (text, meaning, fix) in _STORAGE_FAULTS.items():
             if number == code or text in str(exc):
                 where = getattr(exc, "filename", None) or "env.storage_root"
-                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else text
-                return StorageError(f"{meaning}: {first}", where=str(where), fix=fix)
+                # the line that names the fault: Spark's and deltalake's first lines ("An error
+                # occurred while calling o769.parquet", "Failed to parse parquet") do not
+                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                shown = next((line for line in lines if text in line), lines[0] if lines else text)[:300]
+                return StorageError(f"{meaning}: {shown}", where=str(where), fix=fix)
     return None

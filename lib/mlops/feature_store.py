@@ -464,7 +464,8 @@ class UnityCatalogFeatureTables(CatalogTableStore):
     def overwrite(self, name: TableName, df: DataFrame) -> int | None:
         if not self.exists(name):
             return super().overwrite(name, df)
-        df.write.format("delta").mode("overwrite").option("mergeSchema", "true").saveAsTable(name.quoted)
+        writer = df.write.format("delta").mode("overwrite").option("mergeSchema", "true")
+        self._noted(writer).saveAsTable(name.quoted)  # a write unit's commit names its unit (mlops.journal)
         return self.version(name)
 
 

@@ -9,6 +9,11 @@ its jobs may run at once, so it keeps them in an append-only table of its own ca
 tables it reads or writes, and only if the unit is surely dead: its own job run's (an earlier
 attempt or task, which ended before this one began), or one whose lease has run out. A live unit
 on those tables stops the run with a ConcurrentRunError instead, and is left as it is.
+
+A unit undoes only versions it committed itself: those its record lists, and those whose commit
+carries its note (`WriteUnit.commits`), since a kill can land between a commit and the record that
+would list it. A version anyone else wrote since is never thrown away: the run stops and a person
+decides, as it does when a record cannot be read.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
 from mlops.errors import ConcurrentRunError, PipelineError
-from mlops.tables import TableName, TableStore
+from mlops.tables import TableName, TableStore, user_metadata
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -38,7 +44,8 @@ log = logging.getLogger(__name__)
 
 
 class UnfinishedWriteError(PipelineError):
-    """A killed run's half-done write cannot be undone safely, because a table has been written since."""
+    """A killed run's half-done write cannot be undone safely: a table has been written since, or the
+    unit's record cannot be read. Nothing was restored; a person decides, then drops the record."""
 
     exit_code = 11
 
@@ -59,7 +66,8 @@ def journal_folder(cfg: DictConfig) -> Path | None:
 
 @dataclass
 class JournalTable:
-    """One table of a unit: its version before the unit, and the versions the unit itself made."""
+    """One table of a unit: its version before the unit, and the versions the unit itself made
+    (written, and restored by a roll-back), as far as the record got to say so."""
 
     key: str
     name: str
@@ -73,20 +81,6 @@ class JournalTable:
 
 
 @dataclass
-class InFlight:
-    """The commit the unit was making when it last wrote its record: a kill can land between that
-    commit and the record saying so. Every TableStore write and restore is one commit, one version."""
-
-    key: str
-    op: str  # "write" or "restore"
-    start: int | None  # the table's version when the commit began
-
-    @property
-    def lands_at(self) -> int:
-        return 0 if self.start is None else self.start + 1
-
-
-@dataclass
 class WriteUnit:
     """A stage's outputs written as one unit (RunContext.write_all), as recorded while it runs."""
 
@@ -97,7 +91,6 @@ class WriteUnit:
     pid: int
     host: str
     tables: list[JournalTable]
-    in_flight: InFlight | None = None
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
     owner_run: str | None = None  # the job run that writes it (lineage.job_run_id); None by hand
     lease_until: str | None = None  # renewed by each record on a catalog world; past it the unit is dead
@@ -106,16 +99,17 @@ class WriteUnit:
     # -- the record ----------------------------------------------------------------------------
 
     def record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record.pop("journal")
+        # not asdict(self): it deep-copies every field first, the journal's Spark session too
+        record = {item.name: getattr(self, item.name) for item in fields(self) if item.name != "journal"}
+        record["tables"] = [asdict(entry) for entry in self.tables]
         return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any], journal: Journal) -> WriteUnit:
         record = dict(record)
-        in_flight = record.pop("in_flight")
+        record.pop("in_flight", None)  # records before commit notes guessed the commit under way
         tables = [JournalTable(**entry) for entry in record.pop("tables")]
-        return cls(tables=tables, in_flight=InFlight(**in_flight) if in_flight else None, journal=journal, **record)
+        return cls(tables=tables, journal=journal, **record)
 
     def save(self) -> None:
         self._journal().save(self)
@@ -135,12 +129,23 @@ class WriteUnit:
 
     # -- while writing -------------------------------------------------------------------------
 
+    def note(self, op: str) -> str:
+        """What the unit's commits carry (`op`: write or restore), so that each is known as its own."""
+        return f"mlops write unit {self.unit_id} {op}"
+
+    @contextlib.contextmanager
+    def commits(self, op: str) -> Iterator[None]:
+        """Commits made inside are the unit's: they carry its note (mlops.tables.user_metadata).
+
+        The record lists a version only after it is committed; the note is part of the commit, so
+        a kill in between cannot part the two, and a version without it is someone else's.
+        """
+        with user_metadata(self.note(op)):
+            yield
+
     def wrote(self, key: str, version: int | None) -> None:
-        """Record a committed write before the next one starts, and which table is written next."""
-        entry = self._entry(key)
-        entry.written = version
-        following = [table for table in self.tables if table.written is None]
-        self.in_flight = InFlight(following[0].key, "write", following[0].before) if following else None
+        """Record a committed write before the next one starts."""
+        self._entry(key).written = version
         self.save()
 
     # -- undoing -------------------------------------------------------------------------------
@@ -148,38 +153,49 @@ class WriteUnit:
     def roll_back(self, tables: TableStore) -> list[str]:
         """Put every table the unit wrote back to its version before the unit, then drop the record.
 
-        All or nothing: every table is checked before the first restore. A table whose current
-        version is neither its version before the unit nor one the unit (or an earlier, interrupted
-        roll-back) committed has been written since by someone else; restoring it would throw that
-        write away, so nothing is restored and the record stays for a person to decide.
+        All or nothing, and only the unit's own versions: a table is restored only if its current
+        version is one the unit committed (its record says so, or the commit carries its note).
+        A table at any other version, neither its version before the unit nor one of the unit's,
+        was written since by someone else; restoring it would throw that write away, so nothing is
+        restored, the record stays, and the run stops for a person to decide.
         Returns what was restored, one phrase per table.
         """
         plan: list[tuple[JournalTable, int | None]] = []
-        foreign: list[str] = []
+        states: list[str] = []
+        foreign = False
         for entry in self.tables:
             current = tables.version(entry.table_name)
-            step = self._undo_step(entry, current)
-            if step == "restore":
+            if current == entry.before:
+                states.append(f"{entry.name} {_at(current)}, as before the unit")
+                continue
+            history = tables.history(entry.table_name)
+            if current in self._versions(history, entry, "restore"):
+                states.append(f"{entry.name} {_at(current)}, restored to its version before the unit")
+                continue
+            wrote = self._versions(history, entry, "write")
+            before = "before it: " + ("the table did not exist" if entry.before is None else f"version {entry.before}")
+            if current in wrote:
                 plan.append((entry, current))
-            elif step == "foreign":
-                foreign.append(
-                    f"{entry.name} is at version {current}, which this unit did not write "
-                    f"(before it: {entry.before}, it wrote: {entry.written})"
-                )
+                states.append(f"{entry.name} {_at(current)}, which the unit wrote ({before})")
+                continue
+            foreign = True
+            made = "it wrote none" if not wrote else "it wrote version " + ", ".join(str(v) for v in sorted(wrote))
+            states.append(f"{entry.name} {_at(current)}, which the unit did not write ({made}; {before})")
         if foreign:
+            names = ", ".join(entry.name for entry in self.tables)
             raise UnfinishedWriteError(
-                f"an interrupted {self.stage} write of {self.model} cannot be undone: " + "; ".join(foreign),
+                f"found {self.describe()}; a table has been written since, so nothing was restored: "
+                + "; ".join(states),
                 where=self.where,
-                fix="look at the tables' history; restore them to a consistent set by hand, then delete the "
-                "journal record (or delete it to keep the tables as they are)",
+                fix=f"look at the history of {names} (which run wrote each version) and decide. To keep the "
+                f"tables as they are: {self._journal().how_to_drop(self)}. To go back to the versions before "
+                "the unit: restore those tables by hand first (Delta RESTORE), then do the same",
             )
         done = []
         for entry, current in plan:
-            self.in_flight = InFlight(entry.key, "restore", current)
-            self.save()
-            tables.restore(entry.table_name, entry.before)
+            with self.commits("restore"):
+                tables.restore(entry.table_name, entry.before)
             entry.restored = tables.version(entry.table_name)
-            self.in_flight = None
             self.save()
             was = "not existing" if entry.before is None else f"version {entry.before}"
             now = "" if entry.restored is None else f" (now version {entry.restored})"
@@ -187,16 +203,11 @@ class WriteUnit:
         self.finish()
         return done
 
-    def _undo_step(self, entry: JournalTable, current: int | None) -> str:
-        """`keep` (nothing of the unit's is in the table), `restore`, or `foreign` (written since)."""
-        if current == entry.before or (entry.restored is not None and current == entry.restored):
-            return "keep"
-        flight = self.in_flight
-        if flight is not None and flight.key == entry.key and current == flight.lands_at:
-            return "restore" if flight.op == "write" else "keep"  # a restore that landed is done
-        if entry.written is not None and current == entry.written:
-            return "restore"
-        return "foreign"
+    def _versions(self, history: list[dict[str, Any]], entry: JournalTable, op: str) -> set[int]:
+        """The table's versions the unit committed as `op`: the record's, and those with its note."""
+        recorded = entry.written if op == "write" else entry.restored
+        noted = {int(item["version"]) for item in history if item.get("userMetadata") == self.note(op)}
+        return noted | ({recorded} if recorded is not None else set())
 
     def _entry(self, key: str) -> JournalTable:
         return next(entry for entry in self.tables if entry.key == key)
@@ -230,6 +241,10 @@ class Journal(Protocol):
 
     def where(self, unit: WriteUnit) -> str: ...
 
+    def how_to_drop(self, unit: WriteUnit) -> str:
+        """How a person drops the unit's record once they have looked (an error's fix says it)."""
+        ...
+
 
 class FolderJournal:
     """One JSON file per open unit in a folder of the local storage root, replaced atomically."""
@@ -256,13 +271,20 @@ class FolderJournal:
             return []
         for stale in self.folder.glob(".*.tmp"):  # a record a kill interrupted before its rename: never took effect
             stale.unlink(missing_ok=True)
-        return [
-            WriteUnit.from_record({"unit_id": path.stem, **json.loads(path.read_text(encoding="utf-8"))}, self)
-            for path in sorted(self.folder.glob("*.json"))
-        ]
+        units = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                units.append(WriteUnit.from_record({"unit_id": path.stem, **record}, self))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON, text or shape
+                raise _unreadable(exc, where=str(path), drop=f"delete {path}") from None
+        return units
 
     def where(self, unit: WriteUnit) -> str:
         return str(self._path(unit))
+
+    def how_to_drop(self, unit: WriteUnit) -> str:
+        return f"delete {self._path(unit)}"
 
 
 # the journal table's columns: one row per record of a unit, appended, never updated
@@ -330,12 +352,28 @@ class TableJournal:
         )
         units = []
         for row in rows:
-            self._seq[row["unit_id"]] = max(self._seq.get(row["unit_id"], 0), int(row["seq"]))
-            units.append(WriteUnit.from_record(json.loads(row["record"]), self))
+            unit_id = row["unit_id"]
+            self._seq[unit_id] = max(self._seq.get(unit_id, 0), int(row["seq"]))
+            try:
+                units.append(WriteUnit.from_record(json.loads(row["record"]), self))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON or shape
+                where, drop = f"{self.name} (unit {unit_id})", f"run {self.finish_statement(unit_id)}"
+                raise _unreadable(exc, where=where, drop=drop) from None
         return units
 
     def where(self, unit: WriteUnit) -> str:
         return f"{self.name} (unit {unit.unit_id})"
+
+    def how_to_drop(self, unit: WriteUnit) -> str:
+        return f"run {self.finish_statement(unit.unit_id)}"
+
+    def finish_statement(self, unit_id: str) -> str:
+        """The SQL that ends a unit by hand: its latest row again, as `finished` (the table is append-only)."""
+        literal = unit_id.replace("\\", "\\\\").replace("'", "\\'")
+        return (
+            f"INSERT INTO {self.name.quoted} SELECT unit_id, use_case, country, seq + 1, 'finished', record, "
+            f"current_timestamp() FROM {self.name.quoted} WHERE unit_id = '{literal}' ORDER BY seq DESC LIMIT 1"
+        )
 
 
 def journal_for(cfg: DictConfig, spark: SparkSession | None = None) -> Journal:
@@ -386,13 +424,17 @@ def begin_unit(
         pid=os.getpid(),
         host=socket.gethostname(),
         tables=[JournalTable(key, str(names[key]), before[key]) for key in keys],
-        in_flight=InFlight(keys[0], "write", before[keys[0]]),
         created_at=now.isoformat(),
         owner_run=job_run_of(cfg),
         journal=journal,
     )
     unit.save()
     return unit
+
+
+def unit_commits(unit: WriteUnit | None) -> contextlib.AbstractContextManager[None]:
+    """The unit's writes (WriteUnit.commits), or plain commits when there is no unit (one table)."""
+    return contextlib.nullcontext() if unit is None else unit.commits("write")
 
 
 def open_units(cfg: DictConfig, spark: SparkSession | None = None) -> list[WriteUnit]:
@@ -447,6 +489,23 @@ def _tables_of(ctx: RunContext, stages: Any) -> set[str]:
     graph = Graph.from_config(ctx.cfg)
     keys = {table for stage in stages for table in (*graph.stages[stage].reads, *graph.stages[stage].writes)}
     return {key for key in keys if key in ctx.cfg.use_case.tables}
+
+
+def _at(version: int | None) -> str:
+    return "does not exist" if version is None else f"is at version {version}"
+
+
+def _unreadable(exc: Exception, *, where: str, drop: str) -> UnfinishedWriteError:
+    """A record that cannot be read: which tables its unit wrote, and which versions, is unknown, so
+    no table of this use case and country may be restored until a person has looked."""
+    return UnfinishedWriteError(
+        f"a write journal record cannot be read ({exc}): which tables its unit wrote, and which versions, "
+        "is unknown, so nothing was restored",
+        where=where,
+        fix="the record is cut off or was edited by hand: look at the history of the tables it names (as far "
+        "as it can be read) and put back by hand any that its run left half written (Delta RESTORE); "
+        f"then {drop}",
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:

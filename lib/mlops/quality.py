@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import json
 import logging
 import re
+import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +36,12 @@ _SHOWN_RESULT_KEYS = (
     "partial_unexpected_list",
     "details",
 )
+# What a report keeps of an expectation on a column of customer ids: counts, and the sampled values
+# as pseudonyms (_pseudonym); an observed value or GX's details could be an id itself.
+_PRIVATE_RESULT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "partial_unexpected_list")
+# Salted per process: a pseudonym is the same within one run (two failures name the same customer
+# alike) and cannot be looked up from a list of ids, here or in another run's report.
+_SALT = secrets.token_bytes(16)
 # The first pass asks only pass/fail: GX then computes one aggregate per column instead of also
 # collecting unexpected values for every expectation (several Spark jobs each, ~3x the time on a
 # passing table). A suite that fails is run again for the details of its failures.
@@ -191,9 +200,13 @@ def validate(
     persist: bool = True,
     results: list[ValidationRecord] | None = None,
     measures: dict[str, Column] | None = None,
+    private: Collection[str] = (),
 ) -> dict[str, Any]:
     """Raise DataQualityError naming every broken expectation; when all hold, return `measures`
     (name -> aggregate over the table) computed, in the same pass where one_pass decides.
+
+    Values of the `private` columns (customer ids) appear in the message and the record only as
+    salted pseudonyms (`id#…`): errors and reports carry no customer data.
 
     `results`, when given, receives a ValidationRecord of the check, pass or fail (before the
     error is raised), for the stage's data-quality report (`publish`). A pass keeps the pass/fail
@@ -203,11 +216,11 @@ def validate(
     if not entries:
         log.debug("no data contract configured for %s", table)
     elif decided is None:  # a metric one_pass does not compute, or Spark failed: GX's own engine decides
-        _gx_validate(df, entries, table=table, persist=persist, results=results)
+        _gx_validate(df, entries, table=table, persist=persist, results=results, private=private)
     else:
         check, measured = decided
         if not check.success:
-            _gx_validate(df, entries, table=table, persist=persist, results=results)
+            _gx_validate(df, entries, table=table, persist=persist, results=results, private=private)
         else:
             log.info("data contract of %s holds (%d expectations, one pass)", table, len(entries))
             if results is not None:
@@ -221,7 +234,13 @@ def validate(
 
 
 def _gx_validate(
-    df: DataFrame, entries: list[dict[str, Any]], *, table: str, persist: bool, results: list[ValidationRecord] | None
+    df: DataFrame,
+    entries: list[dict[str, Any]],
+    *,
+    table: str,
+    persist: bool,
+    results: list[ValidationRecord] | None,
+    private: Collection[str] = (),
 ) -> None:
     """GX's own engine on the table: the pass/fail check, then on a failure the detailed run that
     names the failing expectations and a few values (the message `validate` raises)."""
@@ -234,6 +253,7 @@ def _gx_validate(
             results.append(_record(table, check))
         return
     outcome = batch.validate(suite, result_format=_RESULT_FORMAT)
+    _mask_private(outcome, private)
     failures = [_describe(result) for result in outcome.results if not result.success]
     if results is not None:
         # after _describe: the message quotes GX's raw errors, the record keeps them shortened
@@ -269,6 +289,35 @@ def _gx_validate(
         fix="correct the input data (or, if the contract is wrong, use_case.quality); nothing was written",
         failures=failures,
     )
+
+
+def _pseudonym(value: object) -> str:
+    return "id#" + hashlib.sha256(_SALT + str(value).encode()).hexdigest()[:10]
+
+
+def _mask_private(outcome: ExpectationSuiteValidationResult, private: Collection[str]) -> None:
+    """Replace, in place, the sampled values of expectations on `private` columns by pseudonyms
+    and drop whatever else of their result could hold a value (before the message or record sees it)."""
+    private = set(private)
+    for result in outcome.results:
+        kwargs = result.expectation_config.kwargs if result.expectation_config else {}
+        columns = private & {
+            kwargs.get("column"),
+            kwargs.get("column_A"),
+            kwargs.get("column_B"),
+            *(kwargs.get("column_list") or ()),
+        }
+        if not columns:
+            continue
+        kept = {key: value for key, value in result.result.items() if key in _PRIVATE_RESULT_KEYS}
+        if kept.get("partial_unexpected_list") is not None:
+            kept["partial_unexpected_list"] = [
+                {key: _pseudonym(v) if key in columns and v is not None else v for key, v in item.items()}
+                if isinstance(item, dict)
+                else (None if item is None else _pseudonym(item))
+                for item in kept["partial_unexpected_list"]
+            ]
+        result.result = kept
 
 
 # The metrics one_pass computes, by GX metric name: each a Spark aggregate over the whole table that

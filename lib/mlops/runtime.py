@@ -242,7 +242,7 @@ class RunContext:
             self.feature_store.ensure_table(spec, outputs[key].schema)
         before = {key: self.tables.version(name) for key, name in names.items()}
         from mlops.graph import Graph
-        from mlops.journal import begin_unit
+        from mlops.journal import begin_unit, unit_commits
 
         # an exception is rolled back below; a kill is not, so the journal lets the next run do it
         stage = Graph.from_config(self.cfg).producer(next(iter(names))) or "unknown"
@@ -250,12 +250,13 @@ class RunContext:
         written: dict[str, tuple[int | None, int]] = {}
         try:
             for key, df in outputs.items():
-                if replace_dates:
-                    version = self.tables.replace_dates(names[key], df, *replace_dates)
-                elif key in feature_tables:
-                    version = self.feature_store.truncate_and_load(names[key], df)
-                else:
-                    version = self.tables.overwrite(names[key], df)
+                with unit_commits(unit):  # each commit names its unit, for a recovery after a kill
+                    if replace_dates:
+                        version = self.tables.replace_dates(names[key], df, *replace_dates)
+                    elif key in feature_tables:
+                        version = self.feature_store.truncate_and_load(names[key], df)
+                    else:
+                        version = self.tables.overwrite(names[key], df)
                 if unit is not None:
                     unit.wrote(key, version)
                 written[key] = (version, self.tables.rows(names[key]))
@@ -288,9 +289,25 @@ class RunContext:
 
         # the row count rides along where the contract is checked anyway (the shrink guard's)
         counting = {**(measures or {}), **({_ROWS: F.count(F.lit(1))} if entries else {})}
-        measured = validate(df, entries, table=table, persist=self.persist, results=self.validations, measures=counting)
+        measured = validate(
+            df,
+            entries,
+            table=table,
+            persist=self.persist,
+            results=self.validations,
+            measures=counting,
+            private=self.entity_columns,
+        )
         self._checked.append((df, entries, measured.pop(_ROWS, None)))
         return measured
+
+    @property
+    def entity_columns(self) -> tuple[str, ...]:
+        """The columns that hold customer ids, in the clean tables and as the source names them:
+        their values never appear in a message or report (mlops.quality.validate's `private`)."""
+        entity = str(self.cfg.use_case.key_columns[0])
+        source = OmegaConf.select(self.cfg, f"use_case.source.columns.{entity}")
+        return tuple(column for column in (entity, source) if column)
 
     def _check_shrink(
         self,

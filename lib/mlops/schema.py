@@ -20,6 +20,9 @@ How the dataclasses are written:
   name; the use case's plug-ins check their own choices (the platform schema knows no use case).
 - env.spark, env.tables, env.feature_store and use_case.source are sub-groups of their own
   (conf/env/<name>/, conf/use_case/source/), free-form here.
+- an `Any` whose shape only OmegaConf cannot type, since the code checks it (the suites, the gate's
+  bounds, the stage graph), carries CHECKED_IN_CODE: the MLflow run then records it as written,
+  where it records other `Any` maps as free-form, values masked (mlops.redact.redacted_config).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from enum import Enum
 from typing import Any
 
 from omegaconf import MISSING
+
+# field metadata: the team's own settings in a shape that code checks, not a map handed to a library
+CHECKED_IN_CODE = {"checked_in_code": True}
 
 
 class Choice(str, Enum):
@@ -126,6 +132,8 @@ class CleaningConfig:
 @dataclass
 class GuardsConfig:
     max_duplicate_share: float = MISSING
+    # without invoices or times of day, lines that repeat within a customer's day: keep | refuse
+    daily_duplicates: str = "keep"
     # null: max_history_years before the latest transaction
     earliest_date: str | None = None
     max_history_years: int = MISSING
@@ -135,6 +143,8 @@ class GuardsConfig:
     max_price: float = MISSING
     # null: a table may shrink by any share
     max_shrink_share: float | None = None
+    # null: a new extract may hold any share fewer customers
+    max_customer_drop_share: float | None = None
     allow_shrink: bool = False
 
 
@@ -176,7 +186,7 @@ class UseCaseConfig:
     registered_model: str = MISSING
     experiment: str = MISSING
     # Great Expectations suites: table key -> expectations
-    quality: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict, metadata=CHECKED_IN_CODE)
 
 
 # --------------------------------------------------------------------------------- model
@@ -227,7 +237,7 @@ class PairedRule:
 class GateConfig:
     # metric -> {min: ..., max: ...}; the bounds are not typed here (OmegaConf applies no type to the
     # values of a dict nested in a dict), validate_config checks them
-    thresholds: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, Any] = field(default_factory=dict, metadata=CHECKED_IN_CODE)
     versus_baseline: PairedRule | None = None
     versus_champion: PairedRule | None = None
 
@@ -270,7 +280,7 @@ class ModelConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     # Great Expectations suites added to the use case's: table key -> expectations
-    quality: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict, metadata=CHECKED_IN_CODE)
     inference: ModelInferenceConfig = field(default_factory=ModelInferenceConfig)
     monitoring: ModelMonitoringConfig = MISSING
 
@@ -300,10 +310,10 @@ class PipelineConfig:
     """conf/pipeline/<name>.yaml: the stages and jobs (checked by mlops.graph)."""
 
     stages: list[str] = field(default_factory=list)
-    graph: Any = None
-    jobs: Any = None
-    schedules: Any = None
-    nightly: Any = None
+    graph: Any = field(default=None, metadata=CHECKED_IN_CODE)
+    jobs: Any = field(default=None, metadata=CHECKED_IN_CODE)
+    schedules: Any = field(default=None, metadata=CHECKED_IN_CODE)
+    nightly: Any = field(default=None, metadata=CHECKED_IN_CODE)
 
 
 # ------------------------------------------------------------------------ conf/config.yaml
@@ -365,7 +375,7 @@ class EvaluationConfig:
     confidence: float = MISSING
     importance_rows: int = MISSING
     # [{name: ..., fn: {_target_: ..., _partial_: true}, min: ..., max: ...}]
-    custom_metrics: list[Any] = field(default_factory=list)
+    custom_metrics: list[Any] = field(default_factory=list, metadata=CHECKED_IN_CODE)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import re
@@ -25,6 +26,37 @@ log = logging.getLogger(__name__)
 
 # Unity Catalog accepts more, but names reach SQL and file paths: letters, digits, underscore only.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+# The note every commit made inside `user_metadata` carries (Delta's commitInfo.userMetadata). Ambient,
+# like Delta's own session setting, so that every path to a store's commit (a feature store's load
+# too) carries it without each signature passing it on.
+_USER_METADATA: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_metadata", default=None)
+_NOTE = re.compile(r"[A-Za-z0-9_ .:-]{1,200}")
+# where a store without Delta keeps a version's note: a property of that version's physical table
+NOTE_PROPERTY = "mlops.user_metadata"
+
+
+@contextlib.contextmanager
+def user_metadata(note: str) -> Iterator[None]:
+    """Commits made inside carry `note`, which `history` gives back as the version's "userMetadata".
+
+    The write journal marks its units' commits this way: a commit that a kill cut off from its
+    journal record is still known to be the unit's, and a version someone else wrote is not.
+    """
+    if not _NOTE.fullmatch(note):  # it reaches SQL text: plain characters only
+        raise ValueError(f"a commit note is letters, digits, spaces and _ . : - only, not {note!r}")
+    token = _USER_METADATA.set(note)
+    try:
+        yield
+    finally:
+        _USER_METADATA.reset(token)
+
+
+def _commit_properties() -> Any:
+    from deltalake import CommitProperties
+
+    note = _USER_METADATA.get()
+    return None if note is None else CommitProperties(custom_metadata={"userMetadata": note})
 
 
 @dataclass(frozen=True)
@@ -75,7 +107,10 @@ class TableStore(Protocol):
 
     def version(self, name: TableName) -> int | None: ...
 
-    def history(self, name: TableName) -> list[dict[str, Any]]: ...
+    def history(self, name: TableName) -> list[dict[str, Any]]:
+        """One entry per version, newest first: its "version", and the note of `user_metadata`
+        it was committed with as "userMetadata" (absent, or None, without one)."""
+        ...
 
     def restore(self, name: TableName, version: int | None) -> None:
         """Undo a write: back to `version`, or gone if the table did not exist (None)."""
@@ -171,8 +206,25 @@ class DeltaPathTableStore:
             with contextlib.suppress(OSError):  # another write may be staging beside this one
                 staging.parent.rmdir()
 
+    @contextlib.contextmanager
+    def _writing(self, name: TableName) -> Iterator[None]:
+        """A storage fault (full, read-only) while writing a table, named by the table and its folder."""
+        from mlops.errors import StorageError, storage_error
+
+        try:
+            yield
+        except StorageError:
+            raise
+        except Exception as exc:
+            fault = storage_error(exc)
+            if fault is None:
+                raise
+            raise StorageError(
+                f"{fault.what} (writing table {name})", where=str(self.path(name)), fix=fault.fix
+            ) from exc
+
     def overwrite(self, name: TableName, df: DataFrame) -> int:
-        with self._staged(df) as data:
+        with self._writing(name), self._staged(df) as data:
             return self.overwrite_arrow(name, data)
 
     def replace_dates(self, name: TableName, df: DataFrame, column: str, dates: Sequence[dt.date]) -> int:
@@ -180,8 +232,14 @@ class DeltaPathTableStore:
             return self.overwrite(name, df)
         from deltalake import write_deltalake
 
-        with self._staged(df) as data:
-            write_deltalake(str(self.path(name)), data, mode="overwrite", predicate=date_predicate(column, dates))
+        with self._writing(name), self._staged(df) as data:
+            write_deltalake(
+                str(self.path(name)),
+                data,
+                mode="overwrite",
+                predicate=date_predicate(column, dates),
+                commit_properties=_commit_properties(),
+            )
         return self._table(name).version()
 
     def overwrite_arrow(self, name: TableName, data: pa.Table | pa.RecordBatchReader) -> int:
@@ -189,7 +247,9 @@ class DeltaPathTableStore:
 
         path = self.path(name)
         path.mkdir(parents=True, exist_ok=True)
-        write_deltalake(str(path), data, mode="overwrite", schema_mode="overwrite")
+        write_deltalake(
+            str(path), data, mode="overwrite", schema_mode="overwrite", commit_properties=_commit_properties()
+        )
         return self._table(name).version()
 
     def version(self, name: TableName) -> int | None:
@@ -202,7 +262,8 @@ class DeltaPathTableStore:
         if version is None:
             shutil.rmtree(self.path(name), ignore_errors=True)
         elif self.exists(name):
-            self._table(name).restore(version)
+            with self._writing(name):
+                self._table(name).restore(version, commit_properties=_commit_properties())
 
 
 class CatalogTableStore:
@@ -224,14 +285,20 @@ class CatalogTableStore:
     def overwrite(self, name: TableName, df: DataFrame) -> int | None:
         # On Delta (Unity Catalog) an overwrite is one transaction; overwriteSchema lets
         # a new feature set replace the old one.
-        df.write.mode("overwrite").option("overwriteSchema", "true").saveAsTable(name.quoted)
+        self._noted(df.write.mode("overwrite").option("overwriteSchema", "true")).saveAsTable(name.quoted)
         return self.version(name)
 
     def replace_dates(self, name: TableName, df: DataFrame, column: str, dates: Sequence[dt.date]) -> int | None:
         if not self.exists(name):
             return self.overwrite(name, df)
-        df.write.mode("overwrite").option("replaceWhere", date_predicate(column, dates)).saveAsTable(name.quoted)
+        writer = df.write.mode("overwrite").option("replaceWhere", date_predicate(column, dates))
+        self._noted(writer).saveAsTable(name.quoted)
         return self.version(name)
+
+    @staticmethod
+    def _noted(writer: Any) -> Any:
+        note = _USER_METADATA.get()
+        return writer if note is None else writer.option("userMetadata", note)
 
     def history(self, name: TableName) -> list[dict[str, Any]]:
         if not self.exists(name):
@@ -249,8 +316,28 @@ class CatalogTableStore:
     def restore(self, name: TableName, version: int | None) -> None:
         if version is None:
             self.spark.sql(f"DROP TABLE IF EXISTS {name.quoted}")
-        else:
+            return
+        with self._session_note():
             self.spark.sql(f"RESTORE TABLE {name.quoted} TO VERSION AS OF {int(version)}")
+
+    @contextlib.contextmanager
+    def _session_note(self) -> Iterator[None]:
+        """RESTORE takes no write options: Delta reads the note from the session instead."""
+        note, key = _USER_METADATA.get(), "spark.databricks.delta.commitInfo.userMetadata"
+        if note is None:
+            yield
+            return
+        noted = True
+        try:
+            self.spark.conf.set(key, note)
+        except Exception as exc:  # a session that refuses the setting: the restore goes unnoted
+            log.warning("the restore is committed without its note (%s refused: %s)", key, exc)
+            noted = False
+        try:
+            yield
+        finally:
+            if noted:
+                self.spark.conf.unset(key)
 
 
 class VersionedCatalogTableStore(CatalogTableStore):
@@ -291,7 +378,15 @@ class VersionedCatalogTableStore(CatalogTableStore):
         if not self.exists(name):
             return []
         current = self.version(name)
-        return [{"version": v, "current": v == current} for v in reversed(self._versions_present(name))]
+        return [
+            {"version": v, "current": v == current, "userMetadata": self._note_of(self._physical(name, v))}
+            for v in reversed(self._versions_present(name))
+        ]
+
+    def _note_of(self, physical: TableName) -> str | None:
+        rows = self.spark.sql(f"SHOW TBLPROPERTIES {physical.quoted}").collect()
+        notes = [row["value"] for row in rows if row["key"] == NOTE_PROPERTY]
+        return str(notes[0]) if notes else None
 
     def _point_view_at(self, name: TableName, version: int) -> None:
         self.spark.sql(
@@ -306,6 +401,11 @@ class VersionedCatalogTableStore(CatalogTableStore):
         # "error" (if exists): a concurrent writer that took the same version makes this one fail
         # cleanly. Spark Connect accepts only this spelling, not "errorifexists".
         df.write.mode("error").saveAsTable(self._physical(name, version).quoted)
+        note = _USER_METADATA.get()
+        if note is not None:  # before the view moves: a version that becomes current has its note
+            self.spark.sql(
+                f"ALTER TABLE {self._physical(name, version).quoted} SET TBLPROPERTIES ('{NOTE_PROPERTY}' = '{note}')"
+            )
         self._point_view_at(name, version)
         self._drop_old_versions(name, keep={version})
         return version

@@ -4,7 +4,8 @@ databricks-connect 16/17 (`DatabricksSession.Builder`), the same refusals, and a
 databricks-connect cannot be installed next to pyspark, so the adapter in mlops.runtime is tested
 against this. `REAL_SIGNATURES` is copied by hand from the SDK's source; a test compares the fake
 against it, and the adapter's calls go through the fake's real signatures, so a call the SDK would
-reject (a wrong keyword, a missing argument) fails here too.
+reject (a wrong keyword, a missing argument) fails here too. Given no session to return, a
+connection string gets a real Spark Connect session, made as the SDK makes it.
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ class FakeDatabricksSession:
                     "profile": self._profile,
                 }
             )
+            if FakeDatabricksSession.session is None and self._conn_string is not None:
+                # what the SDK does with a connection string (`_from_connection_string`): a plain
+                # Spark Connect session, made without a word to the server
+                from pyspark.sql import SparkSession
+
+                return SparkSession.builder.remote(self._conn_string).create()
             return FakeDatabricksSession.session
 
     @classmethod
@@ -148,6 +155,16 @@ def install(monkeypatch: Any, session: Any = None) -> type[FakeDatabricksSession
     module = types.ModuleType("databricks.connect")
     module.DatabricksSession = FakeDatabricksSession  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "databricks.connect", module)
+    return FakeDatabricksSession
+
+
+def install_for_process(session: Any = None) -> type[FakeDatabricksSession]:
+    """The same for the rest of this process: a script run in a process of its own, where nothing
+    needs undoing (a Spark Connect session in the test process would switch its Spark to Connect)."""
+    FakeDatabricksSession.reset(session)
+    module = types.ModuleType("databricks.connect")
+    module.DatabricksSession = FakeDatabricksSession  # type: ignore[attr-defined]
+    sys.modules["databricks.connect"] = module
     return FakeDatabricksSession
 
 

@@ -34,6 +34,14 @@ def champion_model(ctx: RunContext) -> tuple[str, Any, ScoredModel, str | None]:
     version = alias_version(name, "champion")
     evaluated = None
     if version is None and cfg.inference.evaluate_if_no_champion and cfg.env.run_missing_upstream:
+        if str(cfg.evaluation.run_mode) != "enabled":
+            # disabled would make the candidate champion unchecked, dry_run would make none
+            raise ConfigError(
+                f"inference.evaluate_if_no_champion=true runs the gate before {name} gets a champion, "
+                f"but evaluation.run_mode={cfg.evaluation.run_mode} does not let the gate decide",
+                where="inference.evaluate_if_no_champion",
+                fix="use evaluation.run_mode=enabled, or run evaluate (or promote) yourself first",
+            )
         evaluated = f"{name} had no champion and inference.evaluate_if_no_champion=true"
         ctx.make("mlflow:champion", f"{name} has no champion yet", where=f"registry alias {name}@champion")
         version = alias_version(name, "champion")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from omegaconf import OmegaConf
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -30,7 +31,8 @@ def earliest_plausible(ctx: RunContext, latest: dt.datetime) -> tuple[dt.date, s
 def check_transactions(ctx: RunContext, transactions: DataFrame, source_counts: dict) -> None:
     """What the per-row contract cannot see: sales dated after this run started (a clock or
     timezone fault upstream) or implausibly early (a mistyped year, a default date), a source
-    loaded twice, and what the population refuses (e.g. a pooled country without home sales).
+    loaded twice, a source that ends earlier or holds far fewer customers than the current
+    table, and what the population refuses (e.g. a pooled country without home sales).
     Errors give counts and a few record names (use_case.record_column), never whole rows of customer data.
 
     The figures are aggregates of the contract's own pass over the table (RunContext.check), so
@@ -52,6 +54,9 @@ def check_transactions(ctx: RunContext, transactions: DataFrame, source_counts: 
             "latest": F.max(timestamp),
             # distinct lines: a struct is never null, so every line counts, nulls compared as equal
             "distinct": F.count_distinct(F.struct(*transactions.columns)),
+            "customers": F.count_distinct(F.col(ctx.cfg.use_case.key_columns[0])),
+            # lines with a time of day: without invoices, the finest grain the source has
+            "timed": F.count(F.when(timestamp != F.date_trunc("day", timestamp), 1)),
             **population.transaction_counts(),
         },
     )
@@ -77,15 +82,90 @@ def check_transactions(ctx: RunContext, transactions: DataFrame, source_counts: 
             fix="fix those dates in the source, or set use_case.guards.earliest_date (or "
             "max_history_years) if the history is genuine",
         )
-    duplicates = stats["rows"] - stats["distinct"]
-    limit = float(ctx.cfg.use_case.guards.max_duplicate_share)
-    if stats["rows"] and duplicates / stats["rows"] > limit:
-        raise DataQualityError(
-            f"{duplicates} of {stats['rows']} transaction lines are exact duplicates "
-            f"({duplicates / stats['rows']:.0%} > {limit:.0%}): was the source loaded twice?",
-            where=where,
-            fix="deduplicate the source, or raise use_case.guards.max_duplicate_share",
+    check_duplicates(ctx, stats, where)
+    check_history_kept(ctx, stats, where)
+
+
+def check_duplicates(ctx: RunContext, stats: dict, where: str) -> None:
+    """Exact duplicates judged at the grain the source has.
+
+    With invoices (or times of day) a repeated line is the same item twice on one invoice, which
+    UCI's data does for ~1% of lines; far more means the source was loaded twice. Without either,
+    a line is a customer's day, quantity and value, and buying the same thing twice a day is
+    legitimate: such repeats cannot be told from a double load, so they are counted and kept
+    unless use_case.guards.daily_duplicates=refuse."""
+    guards = ctx.cfg.use_case.guards
+    rows, duplicates = stats["rows"], stats["rows"] - stats["distinct"]
+    if not rows or not duplicates:
+        return
+    share, limit = duplicates / rows, float(guards.max_duplicate_share)
+    daily = OmegaConf.select(ctx.cfg, "use_case.source.columns.invoice") is None and not stats["timed"]
+    if daily and guards.get("daily_duplicates", "keep") == "keep":
+        log.warning(
+            "%s: %d of %d lines (%.0f%%) repeat another line of the same customer, day, quantity and value. "
+            "Without invoices or times of day a second purchase of the same thing that day cannot be told "
+            "from a line loaded twice: kept as purchases (use_case.guards.daily_duplicates=refuse judges "
+            "them by max_duplicate_share=%g)",
+            where,
+            duplicates,
+            rows,
+            100 * share,
+            limit,
         )
+        return
+    if share > limit:
+        grain = "of the same customer, day, quantity and value" if daily else "exact duplicates"
+        raise DataQualityError(
+            f"{duplicates} of {rows} transaction lines are {grain} ({share:.0%} > {limit:.0%}): "
+            "was the source loaded twice?",
+            where=where,
+            fix="deduplicate the source, or raise use_case.guards.max_duplicate_share"
+            + (", or set use_case.guards.daily_duplicates=keep" if daily else ""),
+        )
+
+
+def check_history_kept(ctx: RunContext, stats: dict, where: str) -> None:
+    """A new extract may not end earlier than the current transactions or lose many customers.
+
+    A partial export (the oldest half of the lines, say) passes every per-row contract and can
+    stay inside the shrink guard's row share, yet it moves "the latest day" back and the next
+    scoring run would score that old day as today. One aggregation of the current table decides.
+    """
+    name = ctx.table_name("transactions")
+    if stats["latest"] is None or not ctx.tables.exists(name):
+        return
+    guards = ctx.cfg.use_case.guards
+    timestamp, entity = ctx.cfg.use_case.timestamp_column, ctx.cfg.use_case.key_columns[0]
+    current = first_row(
+        ctx.tables.read(name).agg(
+            F.max(F.col(timestamp)).alias("latest"), F.count_distinct(F.col(entity)).alias("customers")
+        )
+    )
+    problems = []
+    if current["latest"] is not None and stats["latest"] < current["latest"]:
+        problems.append(
+            f"its latest transaction is {stats['latest']:%Y-%m-%d %H:%M}, earlier than the current "
+            f"table's {current['latest']:%Y-%m-%d %H:%M} (the next scoring run would take that day as today)"
+        )
+    limit = guards.get("max_customer_drop_share")
+    if limit is not None and current["customers"] and stats["customers"] < (1 - float(limit)) * current["customers"]:
+        drop = 1 - stats["customers"] / current["customers"]
+        problems.append(
+            f"{stats['customers']} customers would replace the {current['customers']} of the current version "
+            f"({drop:.0%} fewer, more than use_case.guards.max_customer_drop_share={float(limit):g} allows)"
+        )
+    if not problems:
+        return
+    change = "; ".join(problems)
+    if guards.get("allow_shrink"):
+        log.warning("%s: %s; allowed by use_case.guards.allow_shrink=true", where, change)
+        return
+    raise DataQualityError(
+        f"the new extract goes back: {change}",
+        where=where,
+        fix="check the source is complete (a partial or older export?); if it is right, run once with "
+        "use_case.guards.allow_shrink=true; nothing was written",
+    )
 
 
 def extract(ctx: RunContext) -> StageResult:

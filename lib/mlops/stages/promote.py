@@ -1,7 +1,8 @@
 """Stage promote: point `champion` (or `challenger`) at a registered version: rollback or manual promotion.
 
 `champion` goes through `promote_to_champion`: a version that becomes champion loses its
-`challenger` alias (MLOps Stacks' deployment rule); `challenger` is simply moved.
+`challenger` alias (MLOps Stacks' deployment rule); `challenger` is moved, but never onto the
+champion's version: one version holds one alias.
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ def promote(ctx: RunContext) -> StageResult:
             fix="promote a version of this model and country",
         )
     previous = alias_version(name, alias)
+    if alias == "challenger":
+        champion = alias_version(name, "champion")
+        if champion is not None and str(champion.version) == wanted:
+            # a challenger is a candidate against the champion: on the champion itself it would
+            # leave one version holding both aliases and the next gate comparing it with itself
+            raise ConfigError(
+                f"{name} version {wanted} is the champion; a version holds one alias, so it cannot also be challenger",
+                where="promote.alias",
+                fix="name another version for challenger, or to roll the champion back use "
+                "promote.alias=champion promote.version=<the version to serve>",
+            )
     challenger_removed = False
     if alias == "champion":
         challenger_removed = promote_to_champion(name, wanted)
