@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -332,6 +333,16 @@ def test_fit_reports_non_convergence():
     sim = _simulate(CDNOW, seed=4)
     with pytest.raises(ValueError, match="did not converge"):
         fit_bgnbd(sim.x, sim.t_x, sim.T, max_iter=2)
+
+
+def test_fitted_parameters_are_logged_at_four_significant_digits(caplog):
+    """A log line is read by a person: 4 digits tell the fit, 16 only make it look broken."""
+    sim = _simulate(CDNOW, seed=2)
+    with caplog.at_level(logging.INFO, logger="clv.baselines"):
+        fitted = fit_bgnbd(sim.x, sim.t_x, sim.T)
+    (line,) = [record.getMessage() for record in caplog.records if "BG/NBD fitted on" in record.getMessage()]
+    assert f"r={fitted.r:.4g}, alpha={fitted.alpha:.4g}, a={fitted.a:.4g}, b={fitted.b:.4g}" in line
+    assert not re.search(r"\d\.\d{5,}", line), line
 
 
 def test_fit_warns_when_the_optimum_is_degenerate(caplog):

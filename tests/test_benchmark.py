@@ -87,15 +87,18 @@ def test_each_stage_line_gives_its_seconds_rows_and_spark_jobs_and_the_report_sh
     counted = StageResult(
         "extract", {"transactions": 0}, {"source": 10, "transactions": 8}, seconds=1.25, spark_jobs=7, spark_queries=3
     )
-    remote = StageResult("features", {"features": 0}, {"features": 3}, seconds=2.5)
+    remote = StageResult("features", {"features": 0, "labels": 0}, {"features": 3, "labels": 2}, seconds=2.5)
+    writes_nothing = StageResult("train", seconds=4.0, spark_jobs=2, spark_queries=2)
     with caplog.at_level(logging.INFO, logger="mlops.cli"):
-        for result in (counted, remote):
+        for result in (counted, remote, writes_nothing):
             cli.log_stage_done(result)
     parsed = [benchmark.STAGE_LINE.search(record.getMessage()) for record in caplog.records]
     assert [match.groups() for match in parsed] == [
         ("extract", "1.2", "{'source': 10, 'transactions': 8}", "7", "3"),
-        ("features", "2.5", "{'features': 3}", "unknown", "unknown"),
+        ("features", "2.5", "{'features': 3, 'labels': 2}", "unknown", "unknown"),
+        ("train", "4.0", None, "2", "2"),
     ]
+    assert "{}" not in caplog.records[-1].getMessage()
     sample = {
         "overrides": "`model=repurchase` `country=DE`",
         "wall_seconds": 30.0,

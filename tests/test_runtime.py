@@ -232,3 +232,50 @@ def test_databricks_connect_getting_no_answer_while_it_starts_the_session_is_unr
     )
     with pytest.raises(ConfigError, match="could not start a session: PERMISSION_DENIED"):
         get_spark(spark_cfg)
+
+
+# A local session built from the composed config (env/spark=local), then one job long enough for
+# Spark's ConsoleProgressBar (it shows a stage that has run for 500 ms).
+_LONG_JOB = """
+import sys
+from hydra.utils import instantiate
+from mlops.config import compose_config
+cfg = compose_config([f"env.storage_root={sys.argv[1]}"])
+spark = instantiate(cfg.env.spark).session()
+spark.range(0, 400_000_000, numPartitions=4).selectExpr("sum(id % 7)").collect()
+"""
+
+
+def _run_long_job(tmp_path, terminal: bool) -> str:
+    """stdout and stderr of the long job, at a pseudo-terminal or into a pipe."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("CI", "TF_BUILD", "DATABRICKS_RUNTIME_VERSION")
+    }
+    command = [sys.executable, "-c", _LONG_JOB, str(tmp_path / "root")]
+    if not terminal:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=True).stderr
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, env=env, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: every process holding it has ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=600) == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_person_at_a_terminal_sees_sparks_progress_bar_and_a_log_does_not(tmp_path):
+    assert "[Stage 0:" in _run_long_job(tmp_path, terminal=True)
+    assert "[Stage " not in _run_long_job(tmp_path, terminal=False)

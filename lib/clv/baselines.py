@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,11 @@ class GammaGammaParams:
     p: float
     q: float
     gamma: float
+
+
+def _shown(params: BGNBDParams | GammaGammaParams) -> str:
+    """Parameters as a log line shows them: 4 significant digits, enough to tell two fits apart."""
+    return ", ".join(f"{name}={value:.4g}" for name, value in dataclasses.asdict(params).items())
 
 
 # --------------------------------------------------------------------------- input checks
@@ -206,7 +212,7 @@ def fit_bgnbd(
 
     r, alpha, a, b = np.exp(_minimize(neg_ll, np.zeros(4), "BG/NBD", max_iter))
     params = BGNBDParams(r=float(r), alpha=float(alpha * scale), a=float(a), b=float(b))
-    logger.info("BG/NBD fitted on %d customers: %s", x_.size, params)
+    logger.info("BG/NBD fitted on %d customers: %s", x_.size, _shown(params))
     return params
 
 
@@ -354,7 +360,7 @@ def fit_gamma_gamma(
 
     p, q, gamma = np.exp(_minimize(neg_ll, np.zeros(3), "Gamma-Gamma", max_iter))
     params = GammaGammaParams(p=float(p), q=float(q), gamma=float(gamma * scale))
-    logger.info("Gamma-Gamma fitted on %d customers: %s", x_.size, params)
+    logger.info("Gamma-Gamma fitted on %d customers: %s", x_.size, _shown(params))
     return params
 
 

@@ -134,12 +134,15 @@ def run_stage(stages: str | Sequence[str], cfg: DictConfig) -> list[StageResult]
 
 def log_stage_done(result: StageResult) -> None:
     """The line a run's log ends each stage with; clv.studies.benchmark reads its figures from it."""
+    # train and evaluate write no table: their line says nothing of tables rather than `tables {}`
+    written = "".join(
+        f"{name} {value}, " for name, value in (("tables", result.tables), ("rows", result.rows)) if value
+    )
     log.info(
-        "stage %s done in %.1f s: tables %s, rows %s, Spark jobs %s in %s queries",
+        "stage %s done in %.1f s: %sSpark jobs %s in %s queries",
         result.stage,
         result.seconds,
-        result.tables,
-        result.rows,
+        written,
         "unknown" if result.spark_jobs is None else result.spark_jobs,
         "unknown" if result.spark_queries is None else result.spark_queries,
     )

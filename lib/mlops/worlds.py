@@ -98,8 +98,8 @@ class LocalSpark:
             java_version()
 
         conf = dict(self.conf)
-        if interactive():  # Spark's own progress bar on stderr, for a person at a terminal only
-            conf.setdefault("spark.ui.showConsoleProgress", "true")
+        # Spark's own progress bar on stderr, for a person at a terminal only (a log would fill with it)
+        conf.setdefault("spark.ui.showConsoleProgress", "true" if interactive() else "false")
         log4j = Path(__file__).with_name("log4j2.properties").as_uri()
         java_options = conf.get("spark.driver.extraJavaOptions", "")
         conf["spark.driver.extraJavaOptions"] = f"{java_options} -Dlog4j2.configurationFile={log4j}".strip()

@@ -50,7 +50,10 @@ log = logging.getLogger(__name__)
 
 # the checkout whose scripts/run_pipeline.py is measured (the package is installed editable from it)
 REPO = CONF_DIR.parent
-STAGE_LINE = re.compile(r"stage (\w+) done in ([\d.]+) s: tables .*?, rows (\{.*\}), Spark jobs (\w+) in (\w+) queries")
+# a stage that writes nothing (train, evaluate) has neither tables nor rows in its line
+STAGE_LINE = re.compile(
+    r"stage (\w+) done in ([\d.]+) s: (?:tables .*?, )?(?:rows (\{.*\}), )?Spark jobs (\w+) in (\w+) queries"
+)
 STAGE_START = re.compile(r"stage (\w+): ")
 
 
@@ -196,7 +199,7 @@ def run_pipeline(overrides: Sequence[str], stages: Sequence[str]) -> Run:
         if "Spark " in line and "master" in line and run.spark_start_seconds is None:
             run.spark_start_seconds = time.perf_counter() - started
         if done := STAGE_LINE.search(line):
-            rows = eval(done.group(3), {"__builtins__": {}})  # the stage's own dict literal of ints
+            rows = eval(done.group(3) or "{}", {"__builtins__": {}})  # the stage's own dict literal of ints
             jobs, queries = (int(group) if group.isdigit() else None for group in done.group(4, 5))
             run.stages.append(StageRun(done.group(1), float(done.group(2)), rows, jobs=jobs, queries=queries))
         elif begun := STAGE_START.search(line):
